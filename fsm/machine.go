@@ -1,0 +1,307 @@
+package fsm
+
+import (
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/leasehold/leasehold/lease"
+	"github.com/leasehold/leasehold/logentry"
+)
+
+type groupKey struct{ ns, group string }
+
+type group struct {
+	key    groupKey
+	leases map[string]*record
+}
+
+// record is one held lease. It is kept small: at a million leases every
+// field costs a megabyte.
+type record struct {
+	g      *group
+	name   string
+	holder string
+	token  uint64
+	start  time.Duration
+	expiry time.Duration // start + duration
+	// heapIdx is the record's place in the expiry heap, or -1 while the lease
+	// is pinned past its expiry (it expires when its last pin goes).
+	heapIdx int
+}
+
+func (r *record) key() lease.Key {
+	return lease.Key{Namespace: r.g.key.ns, Group: r.g.key.group, Name: r.name}
+}
+
+// Machine is the replicated lease state.
+type Machine struct {
+	now      time.Duration
+	index    uint64
+	tokenSeq uint64
+	groups   map[groupKey]*group
+	count    int
+	heap     expiryHeap
+	pins     map[lease.Key]map[string]struct{}
+	settings []byte
+	members  map[string]logentry.Member
+	limits   lease.Limits
+
+	recordEvents bool
+	events       []lease.Event
+}
+
+// New returns an empty machine that validates durations against limits.
+func New(limits lease.Limits) *Machine {
+	return &Machine{
+		groups:  make(map[groupKey]*group),
+		pins:    make(map[lease.Key]map[string]struct{}),
+		members: make(map[string]logentry.Member),
+		limits:  limits,
+	}
+}
+
+// SetLimits changes the duration limits applied to later commands.
+func (m *Machine) SetLimits(l lease.Limits) { m.limits = l }
+
+// Limits returns the current limits.
+func (m *Machine) Limits() lease.Limits { return m.limits }
+
+// RecordEvents turns event recording on or off. Events are collected by
+// TakeEvents; recording is off by default so benchmarks and followers without
+// watchers pay nothing.
+func (m *Machine) RecordEvents(on bool) { m.recordEvents = on; m.events = m.events[:0] }
+
+// TakeEvents returns the events recorded since the last call and forgets them.
+func (m *Machine) TakeEvents() []lease.Event {
+	ev := m.events
+	m.events = nil
+	return ev
+}
+
+// Now is the replicated time of the last applied entry.
+func (m *Machine) Now() time.Duration { return m.now }
+
+// Index is the Raft index of the last applied entry.
+func (m *Machine) Index() uint64 { return m.index }
+
+// Len is the number of held leases.
+func (m *Machine) Len() int { return m.count }
+
+// Member returns the directory entry of server id.
+func (m *Machine) Member(id string) (logentry.Member, bool) {
+	mem, ok := m.members[id]
+	return mem, ok
+}
+
+// Members returns the member directory sorted by ID.
+func (m *Machine) Members() []logentry.Member {
+	out := make([]logentry.Member, 0, len(m.members))
+	for _, mem := range m.members {
+		out = append(out, mem)
+	}
+	slices.SortFunc(out, func(a, b logentry.Member) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// Settings returns the payload of the last settings entry (nil if none).
+func (m *Machine) Settings() []byte { return m.settings }
+
+// Apply applies one log entry at Raft index index and returns one result per
+// command, in order. A settings entry returns no results.
+func (m *Machine) Apply(index uint64, e *logentry.Entry) []lease.Result {
+	m.index = index
+	m.advance(e.Time)
+	switch e.Kind {
+	case logentry.KindSettings:
+		m.settings = append([]byte(nil), e.Payload...)
+		return nil
+	case logentry.KindMember:
+		// A malformed member entry is ignored on every replica alike.
+		if mem, err := logentry.DecodeMember(e.Payload); err == nil {
+			m.members[mem.ID] = mem
+		}
+		return nil
+	}
+	if len(e.Commands) == 0 {
+		return nil
+	}
+	results := make([]lease.Result, len(e.Commands))
+	for i := range e.Commands {
+		results[i] = m.applyCommand(&e.Commands[i])
+	}
+	return results
+}
+
+// advance moves the clock to t (never backwards) and expires every unpinned
+// lease with expiry < t.
+func (m *Machine) advance(t time.Duration) {
+	if t > m.now {
+		m.now = t
+	}
+	for len(m.heap) > 0 && m.heap[0].expiry < m.now {
+		r := m.heap.pop()
+		if m.pinned(r.g.key, r.name) {
+			continue // stays held, out of the heap, until unpinned or extended
+		}
+		m.remove(r, lease.EventExpired)
+	}
+}
+
+func (m *Machine) applyCommand(c *lease.Command) lease.Result {
+	if err := c.Validate(m.limits); err != nil {
+		e := err.(*lease.Error)
+		return lease.Result{Code: lease.CodeInvalidArgument, Field: e.Field, Message: e.Message, Now: m.now}
+	}
+	if c.Deadline < m.now {
+		return lease.Result{Code: lease.CodeDeadlineExceeded, Now: m.now}
+	}
+	switch c.Op {
+	case lease.OpClaim:
+		return m.claim(c)
+	case lease.OpExtend:
+		return m.extend(c)
+	case lease.OpRevoke:
+		return m.revoke(c)
+	case lease.OpPin:
+		return m.pin(c)
+	default: // lease.OpUnpin; Validate rejected everything else
+		return m.unpin(c)
+	}
+}
+
+func (m *Machine) lookup(k lease.Key) *record {
+	g := m.groups[groupKey{k.Namespace, k.Group}]
+	if g == nil {
+		return nil
+	}
+	return g.leases[k.Name]
+}
+
+func (m *Machine) claim(c *lease.Command) lease.Result {
+	gk := groupKey{c.Key.Namespace, c.Key.Group}
+	g := m.groups[gk]
+	if g != nil {
+		if r := g.leases[c.Key.Name]; r != nil {
+			if r.holder != c.Holder {
+				return lease.Result{Code: lease.CodeDenied, Holder: r.holder, Token: r.token, Start: r.start, Expiry: r.expiry, Now: m.now}
+			}
+			return m.lengthen(r, c.Duration)
+		}
+	} else {
+		g = &group{key: gk, leases: make(map[string]*record)}
+		m.groups[gk] = g
+	}
+	m.tokenSeq++
+	r := &record{g: g, name: c.Key.Name, holder: c.Holder, token: m.tokenSeq, start: m.now, expiry: m.now + c.Duration}
+	g.leases[r.name] = r
+	m.count++
+	m.heap.push(r)
+	m.emit(lease.EventClaimed, r)
+	return lease.Result{Outcome: lease.OutcomeGranted, Holder: r.holder, Token: r.token, Start: r.start, Expiry: r.expiry, Now: m.now}
+}
+
+// lengthen extends r to now+d unless that would shorten it.
+func (m *Machine) lengthen(r *record, d time.Duration) lease.Result {
+	if exp := m.now + d; exp > r.expiry {
+		r.start, r.expiry = m.now, exp
+		if r.heapIdx < 0 {
+			m.heap.push(r)
+		} else {
+			m.heap.fix(r.heapIdx)
+		}
+		m.emit(lease.EventExtended, r)
+	}
+	return lease.Result{Outcome: lease.OutcomeExtended, Holder: r.holder, Token: r.token, Start: r.start, Expiry: r.expiry, Now: m.now}
+}
+
+func (m *Machine) extend(c *lease.Command) lease.Result {
+	r := m.lookup(c.Key)
+	if r == nil || r.holder != c.Holder {
+		return m.notHeld(r)
+	}
+	return m.lengthen(r, c.Duration)
+}
+
+func (m *Machine) notHeld(r *record) lease.Result {
+	res := lease.Result{Code: lease.CodeNotHeld, Now: m.now}
+	if r != nil {
+		res.Holder, res.Token, res.Start, res.Expiry = r.holder, r.token, r.start, r.expiry
+	}
+	return res
+}
+
+func (m *Machine) revoke(c *lease.Command) lease.Result {
+	r := m.lookup(c.Key)
+	if r == nil {
+		return lease.Result{Outcome: lease.OutcomeAbsent, Now: m.now}
+	}
+	if r.holder != c.Holder {
+		return m.notHeld(r)
+	}
+	res := lease.Result{Outcome: lease.OutcomeRevoked, Holder: r.holder, Token: r.token, Start: r.start, Expiry: r.expiry, Now: m.now}
+	if r.heapIdx >= 0 {
+		m.heap.remove(r.heapIdx)
+	}
+	m.remove(r, lease.EventRevoked)
+	return res
+}
+
+// remove deletes r (already out of the heap) and records why.
+func (m *Machine) remove(r *record, why lease.EventKind) {
+	g := r.g
+	delete(g.leases, r.name)
+	if len(g.leases) == 0 {
+		delete(m.groups, g.key)
+	}
+	m.count--
+	m.emit(why, r)
+}
+
+func (m *Machine) pinned(gk groupKey, name string) bool {
+	return len(m.pins[lease.Key{Namespace: gk.ns, Group: gk.group, Name: name}]) > 0
+}
+
+func (m *Machine) pin(c *lease.Command) lease.Result {
+	set := m.pins[c.Key]
+	if set == nil {
+		set = make(map[string]struct{}, 1)
+		m.pins[c.Key] = set
+	}
+	if _, ok := set[c.Holder]; !ok {
+		set[c.Holder] = struct{}{}
+		m.emitPin(lease.EventPinned, c)
+	}
+	return lease.Result{Outcome: lease.OutcomePinned, Now: m.now}
+}
+
+func (m *Machine) unpin(c *lease.Command) lease.Result {
+	res := lease.Result{Outcome: lease.OutcomeUnpinned, Now: m.now}
+	set := m.pins[c.Key]
+	if _, ok := set[c.Holder]; !ok {
+		return res
+	}
+	delete(set, c.Holder)
+	m.emitPin(lease.EventUnpinned, c)
+	if len(set) > 0 {
+		return res
+	}
+	delete(m.pins, c.Key)
+	// A lease held past its expiry only by pins expires with its last pin.
+	if r := m.lookup(c.Key); r != nil && r.heapIdx < 0 {
+		m.remove(r, lease.EventExpired)
+	}
+	return res
+}
+
+func (m *Machine) emit(kind lease.EventKind, r *record) {
+	if m.recordEvents {
+		m.events = append(m.events, lease.Event{Kind: kind, Key: r.key(), Holder: r.holder, Token: r.token, Expiry: r.expiry, Index: m.index, Now: m.now})
+	}
+}
+
+func (m *Machine) emitPin(kind lease.EventKind, c *lease.Command) {
+	if m.recordEvents {
+		m.events = append(m.events, lease.Event{Kind: kind, Key: c.Key, Holder: c.Holder, Index: m.index, Now: m.now})
+	}
+}

@@ -1,0 +1,273 @@
+package fsm
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/leasehold/leasehold/lease"
+	"github.com/leasehold/leasehold/logentry"
+)
+
+// SnapshotVersion is the version of the snapshot format written by
+// AppendSnapshot. Restore rejects any other.
+const SnapshotVersion = 1
+
+var snapshotMagic = []byte("LHSNAP")
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// ErrBadSnapshot is wrapped by every Restore error.
+var ErrBadSnapshot = errors.New("fsm: bad snapshot")
+
+// AppendSnapshot encodes the whole state onto b. The encoding is
+// deterministic: two replicas with the same state produce the same bytes.
+//
+// Layout: magic, version, now, index, token counter, settings, member
+// directory, groups (each:
+// namespace, group, leases by name: name, holder, token, start, duration),
+// pins (key, entities), then a CRC-32C of everything before it.
+func (m *Machine) AppendSnapshot(b []byte) []byte {
+	start := len(b)
+	b = append(b, snapshotMagic...)
+	b = binary.AppendUvarint(b, SnapshotVersion)
+	b = binary.AppendVarint(b, int64(m.now))
+	b = binary.AppendUvarint(b, m.index)
+	b = binary.AppendUvarint(b, m.tokenSeq)
+	b = appendBytes(b, m.settings)
+	members := m.Members()
+	b = binary.AppendUvarint(b, uint64(len(members)))
+	for _, mem := range members {
+		b = appendBytes(b, logentry.EncodeMember(mem))
+	}
+
+	gks := make([]groupKey, 0, len(m.groups))
+	for gk := range m.groups {
+		gks = append(gks, gk)
+	}
+	slices.SortFunc(gks, compareGroupKeys)
+	b = binary.AppendUvarint(b, uint64(len(gks)))
+	var names []string
+	for _, gk := range gks {
+		g := m.groups[gk]
+		b = appendString(b, gk.ns)
+		b = appendString(b, gk.group)
+		names = names[:0]
+		for name := range g.leases {
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		b = binary.AppendUvarint(b, uint64(len(names)))
+		for _, name := range names {
+			r := g.leases[name]
+			b = appendString(b, r.name)
+			b = appendString(b, r.holder)
+			b = binary.AppendUvarint(b, r.token)
+			b = binary.AppendVarint(b, int64(r.start))
+			b = binary.AppendVarint(b, int64(r.expiry-r.start))
+		}
+	}
+
+	keys := make([]lease.Key, 0, len(m.pins))
+	for k := range m.pins {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b lease.Key) int { return strings.Compare(a.String(), b.String()) })
+	b = binary.AppendUvarint(b, uint64(len(keys)))
+	for _, k := range keys {
+		b = appendString(b, k.Namespace)
+		b = appendString(b, k.Group)
+		b = appendString(b, k.Name)
+		set := m.pins[k]
+		es := make([]string, 0, len(set))
+		for e := range set {
+			es = append(es, e)
+		}
+		slices.Sort(es)
+		b = binary.AppendUvarint(b, uint64(len(es)))
+		for _, e := range es {
+			b = appendString(b, e)
+		}
+	}
+	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b[start:], castagnoli))
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendBytes(b, p []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(p)))
+	return append(b, p...)
+}
+
+// Restore replaces the machine's state with the snapshot in data. On error
+// the machine is unchanged.
+func (m *Machine) Restore(data []byte) error {
+	n, err := decodeSnapshot(data, m.limits)
+	if err != nil {
+		return err
+	}
+	n.recordEvents = m.recordEvents
+	*m = *n
+	return nil
+}
+
+func decodeSnapshot(data []byte, limits lease.Limits) (*Machine, error) {
+	if len(data) < len(snapshotMagic)+4 || !bytes.Equal(data[:len(snapshotMagic)], snapshotMagic) {
+		return nil, fmt.Errorf("%w: not a Leasehold snapshot", ErrBadSnapshot)
+	}
+	body, sum := data[:len(data)-4], binary.LittleEndian.Uint32(data[len(data)-4:])
+	if crc32.Checksum(body, castagnoli) != sum {
+		return nil, fmt.Errorf("%w: checksum mismatch", ErrBadSnapshot)
+	}
+	d := reader{b: body[len(snapshotMagic):]}
+	if v := d.uvarint(); d.err == nil && v != SnapshotVersion {
+		return nil, fmt.Errorf("%w: unknown version %d (this build reads %d)", ErrBadSnapshot, v, SnapshotVersion)
+	}
+	m := New(limits)
+	m.now = time.Duration(d.varint())
+	m.index = d.uvarint()
+	m.tokenSeq = d.uvarint()
+	if s := d.bytes(); len(s) > 0 {
+		m.settings = s
+	}
+	nmem := d.count(4)
+	for i := 0; i < nmem && d.err == nil; i++ {
+		mem, err := logentry.DecodeMember(d.bytes())
+		if err != nil || m.members[mem.ID].ID != "" {
+			d.fail("member")
+			break
+		}
+		m.members[mem.ID] = mem
+	}
+	ngroups := d.count(2)
+	var all []*record
+	for i := 0; i < ngroups && d.err == nil; i++ {
+		gk := groupKey{d.string(), d.string()}
+		nl := d.count(5)
+		if d.err != nil {
+			break
+		}
+		if _, dup := m.groups[gk]; dup || nl == 0 {
+			d.fail("group")
+			break
+		}
+		g := &group{key: gk, leases: make(map[string]*record, nl)}
+		m.groups[gk] = g
+		for j := 0; j < nl && d.err == nil; j++ {
+			r := &record{g: g, name: d.string(), holder: d.string(), token: d.uvarint()}
+			r.start = time.Duration(d.varint())
+			r.expiry = r.start + time.Duration(d.varint())
+			if _, dup := g.leases[r.name]; dup || r.token == 0 || r.token > m.tokenSeq {
+				d.fail("lease")
+			}
+			g.leases[r.name] = r
+			all = append(all, r)
+		}
+		m.count += nl
+	}
+	npins := d.count(4)
+	for i := 0; i < npins && d.err == nil; i++ {
+		k := lease.Key{Namespace: d.string(), Group: d.string(), Name: d.string()}
+		ne := d.count(1)
+		if ne == 0 {
+			d.fail("pin")
+		}
+		set := make(map[string]struct{}, ne)
+		for j := 0; j < ne && d.err == nil; j++ {
+			set[d.string()] = struct{}{}
+		}
+		m.pins[k] = set
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.fail("trailing bytes")
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	// Rebuild the expiry index: leases held past expiry by pins stay out of it.
+	m.heap = make(expiryHeap, 0, len(all))
+	for _, r := range all {
+		if r.expiry < m.now && m.pinned(r.g.key, r.name) {
+			r.heapIdx = -1
+			continue
+		}
+		r.heapIdx = len(m.heap)
+		m.heap = append(m.heap, r)
+	}
+	for i := len(m.heap)/2 - 1; i >= 0; i-- {
+		m.heap.down(i)
+	}
+	return m, nil
+}
+
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (d *reader) fail(what string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: bad %s", ErrBadSnapshot, what)
+	}
+}
+
+func (d *reader) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("uvarint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *reader) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail("varint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// count reads an element count, refusing any larger than the remaining
+// input could hold at minSize bytes an element.
+func (d *reader) count(minSize int) int {
+	n := d.uvarint()
+	if d.err == nil && n > uint64(len(d.b)/minSize) {
+		d.fail("count")
+		return 0
+	}
+	return int(n)
+}
+
+func (d *reader) bytes() []byte {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.fail("length")
+		return nil
+	}
+	p := append([]byte(nil), d.b[:n]...)
+	d.b = d.b[n:]
+	return p
+}
+
+func (d *reader) string() string { return string(d.bytes()) }

@@ -1,0 +1,186 @@
+package lease
+
+import "time"
+
+// Op is the kind of a lease command.
+type Op uint8
+
+const (
+	OpInvalid Op = iota
+	// OpClaim grants an absent lease, extends it when the holder already holds
+	// it (so a retried claim is safe), and is denied when another holder has it.
+	OpClaim
+	// OpExtend extends a lease the holder holds; it never shortens one.
+	OpExtend
+	// OpRevoke releases a lease the holder holds; revoking an absent lease succeeds.
+	OpRevoke
+	// OpPin stops a lease from expiring until the entity (Command.Holder) unpins it.
+	OpPin
+	// OpUnpin removes the entity's pin.
+	OpUnpin
+	numOps
+)
+
+var opNames = [numOps]string{"invalid", "claim", "extend", "revoke", "pin", "unpin"}
+
+func (o Op) String() string {
+	if o >= numOps {
+		return "invalid"
+	}
+	return opNames[o]
+}
+
+// Valid reports whether o is a known op.
+func (o Op) Valid() bool { return o > OpInvalid && o < numOps }
+
+// IsRenewal reports whether the op keeps or gives up something the caller
+// already has (extend, revoke); the admission queue serves these before claims.
+func (o Op) IsRenewal() bool { return o == OpExtend || o == OpRevoke }
+
+// Command is one lease operation as it travels through the admission queue
+// and the Raft log.
+type Command struct {
+	Op  Op
+	Key Key
+	// Holder is the holder for claim/extend/revoke and the pinning entity for pin/unpin.
+	Holder string
+	// Duration is the requested lease duration (claim, extend).
+	Duration time.Duration
+	// Deadline is stated in replicated time: the state machine refuses to
+	// apply the command once its clock has passed it.
+	Deadline time.Duration
+}
+
+// Validate checks the command against the limits. It does not check the deadline.
+func (c *Command) Validate(l Limits) error {
+	if !c.Op.Valid() {
+		return InvalidArgument("op", "unknown op %d", c.Op)
+	}
+	if err := c.Key.Validate(); err != nil {
+		return err
+	}
+	field := "holder"
+	if c.Op == OpPin || c.Op == OpUnpin {
+		field = "entity"
+	}
+	if err := ValidateName(field, c.Holder); err != nil {
+		return err
+	}
+	if c.Op == OpClaim || c.Op == OpExtend {
+		return l.CheckDuration(c.Duration)
+	}
+	return nil
+}
+
+// Limits bound what callers may ask for. They are cluster settings.
+type Limits struct {
+	MinDuration time.Duration
+	MaxDuration time.Duration
+}
+
+// DefaultLimits are the limits of a new cluster.
+var DefaultLimits = Limits{MinDuration: time.Second, MaxDuration: 5 * time.Minute}
+
+// CheckDuration validates a requested lease duration.
+func (l Limits) CheckDuration(d time.Duration) error {
+	if d < l.MinDuration || d > l.MaxDuration {
+		return InvalidArgument("duration", "duration %v is outside [%v, %v]", d, l.MinDuration, l.MaxDuration)
+	}
+	return nil
+}
+
+// Outcome says what a successful command did.
+type Outcome uint8
+
+const (
+	OutcomeNone     Outcome = iota
+	OutcomeGranted          // claim of an absent lease
+	OutcomeExtended         // claim or extend by the holder (possibly a no-op)
+	OutcomeRevoked          // revoke removed the lease
+	OutcomeAbsent           // revoke of an absent lease (idempotent success)
+	OutcomePinned
+	OutcomeUnpinned
+)
+
+var outcomeNames = [...]string{"none", "granted", "extended", "revoked", "absent", "pinned", "unpinned"}
+
+func (o Outcome) String() string {
+	if int(o) >= len(outcomeNames) {
+		return "none"
+	}
+	return outcomeNames[o]
+}
+
+// Result is the state machine's answer to one command. Code is CodeOK on
+// success. For claims and extends, Token, Start and Expiry describe the lease
+// after the command; for a denial, Holder and Expiry describe the other
+// holder's lease. Now is the replicated time the command was applied at.
+type Result struct {
+	Code    Code
+	Outcome Outcome
+	Holder  string
+	Token   uint64
+	Start   time.Duration
+	Expiry  time.Duration
+	Now     time.Duration
+	// Field and Message describe a CodeInvalidArgument result.
+	Field   string
+	Message string
+}
+
+// Err converts a failed result into an *Error (nil on success).
+func (r *Result) Err() error {
+	if r.Code == CodeOK {
+		return nil
+	}
+	e := &Error{Code: r.Code, Message: r.Message, Field: r.Field}
+	if r.Code == CodeDenied {
+		e.Holder = r.Holder
+		e.ExpiresIn = r.Expiry - r.Now
+	}
+	return e
+}
+
+// Info describes a lease as a reader sees it.
+type Info struct {
+	Key    Key
+	Holder string
+	Token  uint64
+	Start  time.Duration
+	Expiry time.Duration
+	// Pinned reports whether any entity pins the lease; a pinned lease does not expire.
+	Pinned bool
+}
+
+// EventKind is the kind of a lease event seen by watchers.
+type EventKind uint8
+
+const (
+	EventClaimed EventKind = iota + 1
+	EventExtended
+	EventRevoked
+	EventExpired
+	EventPinned
+	EventUnpinned
+)
+
+var eventNames = [...]string{"", "claimed", "extended", "revoked", "expired", "pinned", "unpinned"}
+
+func (k EventKind) String() string {
+	if int(k) >= len(eventNames) || k == 0 {
+		return "unknown"
+	}
+	return eventNames[k]
+}
+
+// Event is a change to a lease, produced by the state machine as it applies
+// the log. Index is the Raft index of the entry; Now is the replicated time.
+type Event struct {
+	Kind   EventKind
+	Key    Key
+	Holder string // holder, or pinning entity for pin events
+	Token  uint64
+	Expiry time.Duration
+	Index  uint64
+	Now    time.Duration
+}
