@@ -142,7 +142,7 @@ func Decode(data []byte) (Entry, error) {
 			d.command(&e.Commands[i], prev, e.Time)
 		}
 	default:
-		return e, fmt.Errorf("%w: unknown kind %d", ErrCorrupt, e.Kind)
+		return Entry{}, fmt.Errorf("%w: unknown kind %d", ErrCorrupt, e.Kind)
 	}
 	if d.err == nil && len(d.b) != 0 {
 		d.fail("trailing bytes")
