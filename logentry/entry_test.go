@@ -53,7 +53,7 @@ func sampleEntries() map[string]Entry {
 		}},
 		"settings":       {Kind: KindSettings, Time: 7, Payload: []byte(`{"min":"1s"}`)},
 		"empty settings": {Kind: KindSettings, Time: 7},
-		"member": {Kind: KindMember, Time: 9, Payload: EncodeMember(Member{ID: "s1", ClientAddr: "10.0.0.1:7000", HTTPAddr: "10.0.0.1:8080"})},
+		"member":         {Kind: KindMember, Time: 9, Payload: EncodeMember(Member{ID: "s1", ClientAddr: "10.0.0.1:7000", HTTPAddr: "10.0.0.1:8080"})},
 	}
 }
 
