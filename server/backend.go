@@ -66,3 +66,46 @@ type Member struct {
 	Voter      bool
 	Leader     bool
 }
+
+// Limiter is implemented by backends whose duration limits are cluster
+// settings that can change at run time. The server validates requests
+// against Limits() before they reach the backend; a backend without it is
+// checked against lease.DefaultLimits (the state machine checks again, so a
+// stale limit can only reject early, never admit a bad op).
+type Limiter interface {
+	Limits() lease.Limits
+}
+
+// WatchFilter selects the events a watcher sees. Empty fields match
+// everything; Group is only set with Namespace, Name only with Group.
+type WatchFilter struct {
+	Namespace string
+	Group     string
+	Name      string
+}
+
+// Match reports whether the filter selects key k.
+func (f WatchFilter) Match(k lease.Key) bool {
+	return (f.Namespace == "" || f.Namespace == k.Namespace) &&
+		(f.Group == "" || f.Group == k.Group) &&
+		(f.Name == "" || f.Name == k.Name)
+}
+
+// Watcher is implemented by backends that can stream lease events. The
+// server answers Watch with Unimplemented when the backend lacks it.
+type Watcher interface {
+	// Watch registers a watcher for the events of log entries at index >=
+	// from (0: from the next applied entry on) whose key matches f, then
+	// calls send with batches of events in log order, from the caller's
+	// goroutine, until ctx is done (it returns ctx.Err()), send returns an
+	// error (it returns that error) or the watch fails. Right after
+	// registering it calls send once with an empty batch, so the caller knows
+	// every later event will be seen. A batch never splits the events of one
+	// entry, so a watcher that resumes at the last index it saw + 1 misses
+	// nothing. Events are fed from the applied log asynchronously and
+	// buffered per watcher with a bound: a watcher that falls behind the
+	// bound is ended with a *lease.Error of CodeOverloaded (resume from the
+	// last index seen + 1); a from older than the backend still holds is a
+	// *lease.Error of CodeInvalidArgument with Field "start_index".
+	Watch(ctx context.Context, from uint64, f WatchFilter, send func(batch []lease.Event) error) error
+}

@@ -1,0 +1,141 @@
+package wire
+
+import (
+	"context"
+	"errors"
+	"strconv"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	pb "github.com/leasehold/leasehold/api/leaseholdv1"
+	"github.com/leasehold/leasehold/lease"
+)
+
+// Domain is the ErrorInfo domain of every Leasehold error.
+const Domain = "leasehold.v1"
+
+// Metadata keys of the ErrorInfo detail.
+const (
+	mdMessage    = "message"
+	mdField      = "field"
+	mdHolder     = "holder"
+	mdExpiresIn  = "expires_in_ms"
+	mdLeaderID   = "leader_id"
+	mdLeaderAddr = "leader_addr"
+	mdRetryAfter = "retry_after_ms"
+	mdRetryable  = "retryable"
+)
+
+// AsError converts any error into a *lease.Error. Context errors become
+// CodeCanceled or, for a deadline, CodeUnknown: a server whose own context
+// ran out while waiting for the backend does not know whether the op was
+// applied (the backend reports a definite DeadlineExceeded itself).
+func AsError(err error) *lease.Error {
+	var le *lease.Error
+	switch {
+	case errors.As(err, &le):
+		return le
+	case errors.Is(err, context.Canceled):
+		return &lease.Error{Code: lease.CodeCanceled, Cause: err}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &lease.Error{Code: lease.CodeUnknown, Message: "deadline passed while waiting for the outcome", Cause: err}
+	}
+	return &lease.Error{Code: lease.CodeUnknown, Message: err.Error(), Cause: err}
+}
+
+// Status converts an error into the gRPC status the server sends.
+func Status(err error) *status.Status {
+	e := AsError(err)
+	st := status.New(e.Code.GRPCCode(), e.Error())
+	info := &errdetails.ErrorInfo{Domain: Domain, Reason: e.Code.String(), Metadata: map[string]string{
+		mdRetryable: strconv.FormatBool(e.Code.Retryable()),
+	}}
+	md := info.Metadata
+	setIf := func(k, v string) {
+		if v != "" {
+			md[k] = v
+		}
+	}
+	setIf(mdMessage, e.Message)
+	setIf(mdField, e.Field)
+	setIf(mdHolder, e.Holder)
+	setIf(mdLeaderID, e.LeaderID)
+	setIf(mdLeaderAddr, e.LeaderAddr)
+	if e.Code == lease.CodeDenied {
+		md[mdExpiresIn] = strconv.FormatInt(ceilMs(e.ExpiresIn), 10)
+	}
+	details := []protoadapt.MessageV1{info}
+	if e.RetryAfter > 0 {
+		md[mdRetryAfter] = strconv.FormatInt(ceilMs(e.RetryAfter), 10)
+		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(e.RetryAfter)})
+	}
+	if withDetails, derr := st.WithDetails(details...); derr == nil {
+		st = withDetails
+	}
+	return st
+}
+
+// StatusError is Status(err).Err().
+func StatusError(err error) error { return Status(err).Err() }
+
+// FromStatus restores the *lease.Error a Leasehold server sent. ok is false
+// when st carries no Leasehold ErrorInfo (the error came from the transport,
+// a proxy or a non-Leasehold server); then the caller must classify it.
+func FromStatus(st *status.Status) (e *lease.Error, ok bool) {
+	var info *errdetails.ErrorInfo
+	var retry *errdetails.RetryInfo
+	for _, d := range st.Details() {
+		switch d := d.(type) {
+		case *errdetails.ErrorInfo:
+			if d.GetDomain() == Domain {
+				info = d
+			}
+		case *errdetails.RetryInfo:
+			retry = d
+		}
+	}
+	if info == nil {
+		return nil, false
+	}
+	code, known := lease.CodeFromName(info.GetReason())
+	if !known {
+		code = lease.CodeFromGRPC(st.Code())
+	}
+	md := info.GetMetadata()
+	e = &lease.Error{Code: code, Message: md[mdMessage], Field: md[mdField], Holder: md[mdHolder],
+		LeaderID: md[mdLeaderID], LeaderAddr: md[mdLeaderAddr]}
+	if v, err := strconv.ParseInt(md[mdExpiresIn], 10, 64); err == nil {
+		e.ExpiresIn = FromMs(v)
+	}
+	if retry != nil && retry.GetRetryDelay() != nil {
+		e.RetryAfter = retry.GetRetryDelay().AsDuration()
+	} else if v, err := strconv.ParseInt(md[mdRetryAfter], 10, 64); err == nil {
+		e.RetryAfter = FromMs(v)
+	}
+	return e, true
+}
+
+// ErrorPB converts an error into the Error message of a bulk result.
+func ErrorPB(err error) *pb.Error {
+	e := AsError(err)
+	out := &pb.Error{Code: e.Code.String(), Message: e.Message, Retryable: e.Code.Retryable(), Field: e.Field,
+		Holder: e.Holder, LeaderId: e.LeaderID, LeaderAddr: e.LeaderAddr, RetryAfterMs: ceilMs(e.RetryAfter)}
+	if e.Code == lease.CodeDenied {
+		out.ExpiresInMs = ceilMs(e.ExpiresIn)
+	}
+	return out
+}
+
+// Error converts a bulk result's Error back into a *lease.Error.
+func Error(p *pb.Error) *lease.Error {
+	code, ok := lease.CodeFromName(p.GetCode())
+	if !ok {
+		code = lease.CodeUnknown
+	}
+	return &lease.Error{Code: code, Message: p.GetMessage(), Field: p.GetField(), Holder: p.GetHolder(),
+		ExpiresIn: FromMs(p.GetExpiresInMs()), LeaderID: p.GetLeaderId(), LeaderAddr: p.GetLeaderAddr(),
+		RetryAfter: FromMs(p.GetRetryAfterMs())}
+}

@@ -1,0 +1,119 @@
+// Package wire converts between Leasehold's domain types (package lease) and
+// the leasehold.v1 protobuf messages, and between *lease.Error and gRPC
+// statuses. The server and the Go client both use it, so the two sides of the
+// wire cannot disagree about a field.
+package wire
+
+import (
+	"time"
+
+	pb "github.com/leasehold/leasehold/api/leaseholdv1"
+	"github.com/leasehold/leasehold/lease"
+)
+
+// Key converts a protobuf key (nil gives the zero key, which fails validation).
+func Key(k *pb.Key) lease.Key {
+	if k == nil {
+		return lease.Key{}
+	}
+	return lease.Key{Namespace: k.Namespace, Group: k.Group, Name: k.Name}
+}
+
+// KeyPB converts a key to protobuf.
+func KeyPB(k lease.Key) *pb.Key {
+	return &pb.Key{Namespace: k.Namespace, Group: k.Group, Name: k.Name}
+}
+
+// Ms converts a duration to whole milliseconds (truncating).
+func Ms(d time.Duration) int64 { return d.Milliseconds() }
+
+// FromMs converts milliseconds to a duration.
+func FromMs(ms int64) time.Duration { return time.Duration(ms) * time.Millisecond }
+
+// ceilMs converts a remaining time to milliseconds rounding up, so a lease
+// with 0.4 ms left is not reported as gone; negative values become 0.
+func ceilMs(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64((d + time.Millisecond - 1) / time.Millisecond)
+}
+
+var opToPB = map[lease.Op]pb.OpKind{
+	lease.OpClaim:  pb.OpKind_OP_KIND_CLAIM,
+	lease.OpExtend: pb.OpKind_OP_KIND_EXTEND,
+	lease.OpRevoke: pb.OpKind_OP_KIND_REVOKE,
+	lease.OpPin:    pb.OpKind_OP_KIND_PIN,
+	lease.OpUnpin:  pb.OpKind_OP_KIND_UNPIN,
+}
+
+// Op converts an op kind; unknown kinds give lease.OpInvalid.
+func Op(k pb.OpKind) lease.Op {
+	for op, pk := range opToPB {
+		if pk == k {
+			return op
+		}
+	}
+	return lease.OpInvalid
+}
+
+// OpPB converts an op.
+func OpPB(op lease.Op) pb.OpKind { return opToPB[op] }
+
+// Command converts a bulk op (its deadline is left zero: the backend sets it).
+func Command(o *pb.Op) lease.Command {
+	return lease.Command{Op: Op(o.GetKind()), Key: Key(o.GetKey()), Holder: o.GetHolder(), Duration: FromMs(o.GetDurationMs())}
+}
+
+// CommandPB converts a command to a bulk op.
+func CommandPB(c *lease.Command) *pb.Op {
+	return &pb.Op{Kind: OpPB(c.Op), Key: KeyPB(c.Key), Holder: c.Holder, DurationMs: Ms(c.Duration)}
+}
+
+// OutcomePB converts an outcome; the enum values match lease.Outcome's.
+func OutcomePB(o lease.Outcome) pb.Outcome { return pb.Outcome(o) }
+
+// Outcome converts an outcome.
+func Outcome(o pb.Outcome) lease.Outcome { return lease.Outcome(o) }
+
+// ResultPB converts a successful result for key k.
+func ResultPB(k lease.Key, r *lease.Result) *pb.OpResult {
+	out := &pb.OpResult{Outcome: OutcomePB(r.Outcome), Key: KeyPB(k), NowNs: int64(r.Now)}
+	if r.Holder != "" {
+		out.Holder = r.Holder
+		out.Token = r.Token
+		out.StartNs = int64(r.Start)
+		out.ExpiryNs = int64(r.Expiry)
+		if r.Outcome == lease.OutcomeGranted || r.Outcome == lease.OutcomeExtended {
+			out.ExpiresInMs = ceilMs(r.Expiry - r.Now)
+		}
+	}
+	return out
+}
+
+// InfoPB converts a lease as read at replicated time now.
+func InfoPB(i *lease.Info, now time.Duration) *pb.LeaseInfo {
+	return &pb.LeaseInfo{Key: KeyPB(i.Key), Holder: i.Holder, Token: i.Token, StartNs: int64(i.Start),
+		ExpiryNs: int64(i.Expiry), ExpiresInMs: ceilMs(i.Expiry - now), Pinned: i.Pinned}
+}
+
+// Info converts a lease read.
+func Info(i *pb.LeaseInfo) lease.Info {
+	return lease.Info{Key: Key(i.GetKey()), Holder: i.GetHolder(), Token: i.GetToken(),
+		Start: time.Duration(i.GetStartNs()), Expiry: time.Duration(i.GetExpiryNs()), Pinned: i.GetPinned()}
+}
+
+// EventKindPB converts an event kind; the enum values match lease.EventKind's.
+func EventKindPB(k lease.EventKind) pb.EventKind { return pb.EventKind(k) }
+
+// EventPB converts an event.
+func EventPB(e *lease.Event) *pb.Event {
+	return &pb.Event{Kind: EventKindPB(e.Kind), Key: KeyPB(e.Key), Holder: e.Holder, Token: e.Token,
+		ExpiryNs: int64(e.Expiry), Index: e.Index, NowNs: int64(e.Now)}
+}
+
+// Event converts an event.
+func Event(e *pb.Event) lease.Event {
+	return lease.Event{Kind: lease.EventKind(e.GetKind()), Key: Key(e.GetKey()), Holder: e.GetHolder(), Token: e.GetToken(),
+		Expiry: time.Duration(e.GetExpiryNs()), Index: e.GetIndex(), Now: time.Duration(e.GetNowNs())}
+}

@@ -1,0 +1,335 @@
+// Package servertest runs Leasehold's gRPC API over an in-memory fake
+// backend: one fsm.Machine behind a mutex, shared by N fake nodes, of which
+// one (switchable) is the leader and the others answer NotLeader with its
+// hint. Errors and blocking are injected with a write hook. It is for tests
+// of the server, the Go client and the CLI; it has no Raft, no admission
+// queue and no persistence.
+package servertest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/leasehold/leasehold/fsm"
+	"github.com/leasehold/leasehold/lease"
+	"github.com/leasehold/leasehold/logentry"
+	"github.com/leasehold/leasehold/server"
+)
+
+// Cluster is the shared state of the fake nodes.
+type Cluster struct {
+	mu       sync.Mutex
+	m        *fsm.Machine
+	index    uint64
+	start    time.Time
+	clock    func() time.Duration
+	leader   string
+	nodes    []*Node
+	history  []lease.Event
+	watchers map[*watcher]struct{}
+	limits   lease.Limits
+
+	// OnWrite, when set, runs before every write on any node, without the
+	// lock held. A non-nil error is returned as the write's error; a hook
+	// may block (on ctx.Done(), to test cancellation).
+	OnWrite func(ctx context.Context, node string, cmds []lease.Command) error
+	// OnRead is the same for reads.
+	OnRead func(ctx context.Context, node string, stale bool) error
+}
+
+// Node is one fake server: a server.Backend (and server.Watcher, server.Limiter).
+type Node struct {
+	c    *Cluster
+	ID   string
+	Addr string // client address, set by Start
+}
+
+var _ interface {
+	server.Backend
+	server.Watcher
+	server.Limiter
+} = (*Node)(nil)
+
+// NewCluster makes n nodes "n1".."nN"; "n1" leads. The replicated clock is
+// real elapsed time since creation unless SetClock replaces it.
+func NewCluster(n int) *Cluster {
+	c := &Cluster{m: fsm.New(lease.DefaultLimits), start: time.Now(), leader: "n1",
+		watchers: make(map[*watcher]struct{}), limits: lease.DefaultLimits}
+	c.clock = func() time.Duration { return time.Since(c.start) }
+	c.m.RecordEvents(true)
+	for i := 1; i <= n; i++ {
+		c.nodes = append(c.nodes, &Node{c: c, ID: fmt.Sprintf("n%d", i)})
+	}
+	return c
+}
+
+// Nodes returns the nodes.
+func (c *Cluster) Nodes() []*Node { return c.nodes }
+
+// Node returns the node with the given ID, or nil.
+func (c *Cluster) Node(id string) *Node {
+	for _, n := range c.nodes {
+		if n.ID == id {
+			return n
+		}
+	}
+	return nil
+}
+
+// SetLeader makes id the leader ("" for no leader).
+func (c *Cluster) SetLeader(id string) {
+	c.mu.Lock()
+	c.leader = id
+	c.mu.Unlock()
+}
+
+// SetClock replaces the replicated clock (for deterministic expiry).
+func (c *Cluster) SetClock(f func() time.Duration) {
+	c.mu.Lock()
+	c.clock = f
+	c.mu.Unlock()
+}
+
+// Machine runs fn on the state machine under the lock.
+func (c *Cluster) Machine(fn func(m *fsm.Machine)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fn(c.m)
+}
+
+// Index returns the last applied index (the number of writes applied).
+func (c *Cluster) Index() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.index
+}
+
+// Tick applies an empty entry at the current clock reading, expiring leases.
+func (c *Cluster) Tick() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.applyLocked(nil, c.clock())
+}
+
+func (c *Cluster) leaderHint() *lease.Error {
+	e := &lease.Error{Code: lease.CodeNotLeader}
+	if l := c.Node(c.leader); l != nil {
+		e.LeaderID, e.LeaderAddr = l.ID, l.Addr
+	}
+	return e
+}
+
+// applyLocked applies one entry and feeds its events to the watchers.
+func (c *Cluster) applyLocked(cmds []lease.Command, now time.Duration) []lease.Result {
+	c.index++
+	res := c.m.Apply(c.index, &logentry.Entry{Kind: logentry.KindBatch, Time: now, Commands: cmds})
+	if ev := c.m.TakeEvents(); len(ev) > 0 {
+		c.history = append(c.history, ev...)
+		for w := range c.watchers {
+			w.push(ev)
+		}
+	}
+	return res
+}
+
+// Write implements server.Backend.
+func (n *Node) Write(ctx context.Context, cmds []lease.Command) ([]lease.Result, error) {
+	c := n.c
+	if hook := c.OnWrite; hook != nil {
+		if err := hook(ctx, n.ID, cmds); err != nil {
+			return nil, err
+		}
+	}
+	if err := ctx.Err(); err != nil { // not yet "proposed": withdraw
+		if err == context.DeadlineExceeded {
+			return nil, lease.Errorf(lease.CodeDeadlineExceeded, "deadline passed before the op was proposed")
+		}
+		return nil, &lease.Error{Code: lease.CodeCanceled, Cause: err}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.leader != n.ID {
+		return nil, c.leaderHint()
+	}
+	now := c.clock()
+	deadline := now + 10*time.Second
+	if d, ok := ctx.Deadline(); ok {
+		deadline = now + time.Until(d)
+	}
+	stamped := make([]lease.Command, len(cmds))
+	for i, cmd := range cmds {
+		cmd.Deadline = deadline
+		stamped[i] = cmd
+	}
+	return c.applyLocked(stamped, now), nil
+}
+
+// Read implements server.Backend.
+func (n *Node) Read(ctx context.Context, stale bool, fn func(m *fsm.Machine, at time.Duration)) (server.ReadMeta, error) {
+	c := n.c
+	if hook := c.OnRead; hook != nil {
+		if err := hook(ctx, n.ID, stale); err != nil {
+			return server.ReadMeta{}, err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return server.ReadMeta{}, &lease.Error{Code: lease.CodeCanceled, Cause: err}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	at := c.m.Now()
+	if !stale {
+		if c.leader != n.ID {
+			return server.ReadMeta{}, c.leaderHint()
+		}
+		at = max(at, c.clock())
+	}
+	fn(c.m, at)
+	return server.ReadMeta{AppliedIndex: c.index, Now: at}, nil
+}
+
+// Status implements server.Backend.
+func (n *Node) Status() server.Status {
+	c := n.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := server.Status{ID: n.ID, State: "follower", LeaderID: c.leader, Term: 1, CommitIndex: c.index,
+		AppliedIndex: c.index, LastIndex: c.index, Now: c.m.Now(), Leases: c.m.Len()}
+	if l := c.Node(c.leader); l != nil {
+		st.LeaderAddr = l.Addr
+	}
+	if c.leader == n.ID {
+		st.State = "leader"
+	}
+	for _, m := range c.nodes {
+		st.Members = append(st.Members, server.Member{ID: m.ID, ClientAddr: m.Addr, Voter: true, Leader: m.ID == c.leader})
+	}
+	return st
+}
+
+// Limits implements server.Limiter.
+func (n *Node) Limits() lease.Limits {
+	n.c.mu.Lock()
+	defer n.c.mu.Unlock()
+	return n.c.limits
+}
+
+// watcher buffers events for one Watch call, with a bound.
+type watcher struct {
+	f      server.WatchFilter
+	ch     chan []lease.Event
+	failed bool
+}
+
+// push queues the matching events of one entry; a full buffer ends the watch.
+func (w *watcher) push(ev []lease.Event) {
+	if w.failed {
+		return
+	}
+	var batch []lease.Event
+	for _, e := range ev {
+		if w.f.Match(e.Key) {
+			batch = append(batch, e)
+		}
+	}
+	if len(batch) == 0 {
+		return
+	}
+	select {
+	case w.ch <- batch:
+	default:
+		w.failed = true
+		close(w.ch)
+	}
+}
+
+// Watch implements server.Watcher.
+func (n *Node) Watch(ctx context.Context, from uint64, f server.WatchFilter, send func([]lease.Event) error) error {
+	c := n.c
+	w := &watcher{f: f, ch: make(chan []lease.Event, 256)}
+	c.mu.Lock()
+	var replay []lease.Event
+	for _, e := range c.history {
+		if from != 0 && e.Index >= from && f.Match(e.Key) {
+			replay = append(replay, e)
+		}
+	}
+	c.watchers[w] = struct{}{}
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.watchers, w)
+		c.mu.Unlock()
+	}()
+	if err := send(nil); err != nil {
+		return err
+	}
+	if len(replay) > 0 {
+		if err := send(replay); err != nil {
+			return err
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case batch, ok := <-w.ch:
+			if !ok {
+				return lease.Errorf(lease.CodeOverloaded, "watcher fell behind")
+			}
+			if err := send(batch); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// Start serves every node of c on its own 127.0.0.1:0 listener with opts,
+// sets each node's Addr, and stops the servers when the test ends.
+func Start(tb testing.TB, c *Cluster, opts server.Options) []string {
+	tb.Helper()
+	addrs, stop, err := Serve(c, opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(stop)
+	return addrs
+}
+
+// Serve is Start without a testing.TB: it returns the addresses and a stop
+// function.
+func Serve(c *Cluster, opts server.Options) ([]string, func(), error) {
+	var servers []*server.Server
+	stop := func() {
+		for _, s := range servers {
+			s.Stop()
+		}
+	}
+	var addrs []string
+	var wg sync.WaitGroup
+	for _, n := range c.nodes {
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			stop()
+			return nil, nil, err
+		}
+		s, err := server.New(n, opts)
+		if err != nil {
+			lis.Close()
+			stop()
+			return nil, nil, err
+		}
+		c.mu.Lock()
+		n.Addr = lis.Addr().String()
+		c.mu.Unlock()
+		addrs = append(addrs, n.Addr)
+		servers = append(servers, s)
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = s.Serve(lis) }()
+	}
+	return addrs, func() { stop(); wg.Wait() }, nil
+}
