@@ -1,0 +1,489 @@
+package admission
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/leasehold/leasehold/lease"
+)
+
+// Proposer appends entries to the Raft log. Implemented by the raft node.
+type Proposer interface {
+	// Propose stamps one entry holding cmds with the leader's clock and appends it to the log.
+	// The deadlines in cmds are in replicated time. It must not block for long.
+	// Errors are *lease.Error (CodeNotLeader with hint, CodeUnavailable...).
+	Propose(cmds []lease.Command) (Future, error)
+	// Now returns the leader's replicated clock reading; ok is false when this node is not a ready leader.
+	Now() (t time.Duration, ok bool)
+}
+
+// Future resolves when the entry has been applied on this node.
+type Future interface {
+	Done() <-chan struct{}
+	// Result returns one result per command, or an error for the whole entry (*lease.Error:
+	// CodeNotLeader / CodeUnknown when leadership was lost after proposing).
+	Result() ([]lease.Result, error)
+}
+
+// Clock is the runner's time source. Production uses SystemClock; tests
+// inject a fake one so deadlines and latencies are deterministic.
+type Clock interface {
+	Now() time.Time
+	// Timer fires once, d from now; stop cancels it. The runner uses it only
+	// to answer a waiting caller at its op's deadline, never to dispatch.
+	Timer(d time.Duration) (c <-chan time.Time, stop func() bool)
+}
+
+// SystemClock is the real clock.
+type SystemClock struct{}
+
+func (SystemClock) Now() time.Time { return time.Now() }
+
+func (SystemClock) Timer(d time.Duration) (<-chan time.Time, func() bool) {
+	t := time.NewTimer(d)
+	return t.C, t.Stop
+}
+
+// ErrMayHaveApplied is the Cause (with the context's error) of the
+// CodeCanceled error a caller gets when it leaves after its ops were
+// proposed: they may still apply. A CodeCanceled or CodeDeadlineExceeded
+// error without it means nothing was proposed.
+var ErrMayHaveApplied = errors.New("the operation was proposed and may still apply")
+
+// Option configures a Queue.
+type Option func(*Queue)
+
+// WithClock injects the clock (default SystemClock).
+func WithClock(c Clock) Option { return func(q *Queue) { q.clock = c } }
+
+// WithHooks installs metric callbacks.
+func WithHooks(h Hooks) Option { return func(q *Queue) { q.hooks = h } }
+
+// Queue is the admission queue's runner: it admits calls into a Core, keeps
+// up to MaxInFlight entries proposed, and hands results back to callers.
+// One dispatcher goroutine proposes (so entries reach the log in the order
+// they were built and a call split across entries stays in order), and one
+// goroutine per in-flight entry waits for its future.
+type Queue struct {
+	prop  Proposer
+	clock Clock
+	hooks Hooks
+
+	mu       sync.Mutex
+	core     *Core
+	inFlight int
+	closed   bool
+
+	kick chan struct{} // capacity 1: "there may be work"; never blocks a sender
+	quit chan struct{}
+	wg   sync.WaitGroup
+}
+
+// New starts a Queue in front of p. Close it to stop its goroutines.
+func New(p Proposer, s Settings, opts ...Option) (*Queue, error) {
+	core, err := NewCore(s)
+	if err != nil {
+		return nil, err
+	}
+	q := &Queue{prop: p, clock: SystemClock{}, core: core,
+		kick: make(chan struct{}, 1), quit: make(chan struct{})}
+	for _, o := range opts {
+		o(q)
+	}
+	q.wg.Add(1)
+	go q.dispatcher()
+	return q, nil
+}
+
+// SetSettings swaps the settings atomically; they apply from the next
+// admission and the next entry.
+func (q *Queue) SetSettings(s Settings) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if err := q.core.SetSettings(s); err != nil {
+		return err
+	}
+	q.signal() // MaxInFlight may have grown
+	return nil
+}
+
+// Settings returns the current settings.
+func (q *Queue) Settings() Settings {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.core.Settings()
+}
+
+// Stats returns a snapshot.
+func (q *Queue) Stats() Stats {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	s := q.core.Stats()
+	s.InFlight = q.inFlight
+	return s
+}
+
+// Close fails queued calls with CodeUnavailable and in-flight ones with
+// CodeUnknown, and waits for the queue's goroutines to exit.
+func (q *Queue) Close() {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return
+	}
+	q.closed = true
+	e := lease.Errorf(lease.CodeUnavailable, "admission queue closed; not applied")
+	for _, it := range q.core.DrainAll() {
+		it.req.resolve(it.idx, lease.Result{}, e)
+	}
+	q.mu.Unlock()
+	close(q.quit)
+	q.wg.Wait()
+}
+
+// Submit proposes cmds (their Deadline fields are ignored and overwritten)
+// and waits until they are applied, rejected, or ctx ends. It returns one
+// result per command, in order, or one *lease.Error for all of them:
+// CodeOverloaded (RetryAfter set), CodeDeadlineExceeded or CodeCanceled
+// (neither proposed: not applied), CodeCanceled wrapping ErrMayHaveApplied
+// (ctx ended after proposal), or the Proposer's error (CodeNotLeader...).
+// When only some commands fail that way, their results carry the code.
+// All cmds travel in one entry when they fit in one.
+func (q *Queue) Submit(ctx context.Context, cmds []lease.Command) ([]lease.Result, error) {
+	if len(cmds) == 0 {
+		return nil, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, ctxError(err, false)
+	}
+	req := newRequest(cmds)
+	if dl, ok := ctx.Deadline(); ok {
+		for i := range req.items {
+			req.items[i].Deadline = dl
+		}
+	}
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return nil, lease.Errorf(lease.CodeUnavailable, "admission queue closed; not applied")
+	}
+	now := q.clock.Now()
+	if errs := q.core.Admit(now, req.ptrs...); errs != nil {
+		for i, e := range errs {
+			if e != nil {
+				q.reject(req.ptrs[i], reasonOf(e))
+				req.resolve(i, lease.Result{}, e)
+			}
+		}
+	}
+	if !req.answered {
+		q.depthChanged()
+		q.signal()
+	}
+	q.mu.Unlock()
+	return q.wait(ctx, req)
+}
+
+func reasonOf(e *lease.Error) Reason {
+	switch {
+	case e.Code == lease.CodeDeadlineExceeded:
+		return ReasonDeadline
+	case e.Message == "admission queue full":
+		return ReasonQueueFull
+	default:
+		return ReasonOverloaded
+	}
+}
+
+// wait blocks until req is answered, ctx ends, or a queued op's deadline
+// passes (then the op is dropped at once rather than when a batch is next
+// built, which could be much later if Raft is stuck).
+func (q *Queue) wait(ctx context.Context, req *request) ([]lease.Result, error) {
+	var timerC <-chan time.Time
+	stop := func() bool { return false }
+	arm := func() {
+		q.mu.Lock()
+		next, ok := req.nextDeadline()
+		margin := q.core.s.DeadlineMargin
+		now := q.clock.Now()
+		q.mu.Unlock()
+		if ok {
+			timerC, stop = q.clock.Timer(next.Add(-margin).Sub(now))
+		} else {
+			timerC = nil
+		}
+	}
+	arm()
+	for {
+		select {
+		case <-req.done:
+			stop()
+			return req.res, req.err
+		case <-ctx.Done():
+			stop()
+			q.cancel(req, ctx.Err())
+			<-req.done // cancel answered it unless it was already answered
+			return req.res, req.err
+		case <-timerC:
+			q.mu.Lock()
+			dropped := q.core.Expire(q.clock.Now(), req.ptrs)
+			q.answerDropped(dropped)
+			q.mu.Unlock()
+			arm()
+		}
+	}
+}
+
+// cancel withdraws req's queued ops and answers it, unless it was answered.
+func (q *Queue) cancel(req *request, cause error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if req.answered {
+		return
+	}
+	proposed, withdrawn := false, 0
+	for _, it := range req.ptrs {
+		if q.core.Withdraw(it) {
+			withdrawn++
+			q.reject(it, ReasonCanceled)
+		} else if it.state == stateProposed {
+			proposed = true
+		}
+	}
+	if withdrawn > 0 {
+		q.depthChanged()
+	}
+	req.answer(nil, ctxError(cause, proposed))
+}
+
+func ctxError(cause error, proposed bool) *lease.Error {
+	if proposed {
+		return &lease.Error{Code: lease.CodeCanceled, Cause: errors.Join(ErrMayHaveApplied, cause),
+			Message: "canceled after proposal; the operation may still apply"}
+	}
+	if errors.Is(cause, context.DeadlineExceeded) {
+		return &lease.Error{Code: lease.CodeDeadlineExceeded, Cause: cause}
+	}
+	return &lease.Error{Code: lease.CodeCanceled, Cause: cause, Message: "canceled before proposal; not applied"}
+}
+
+func (q *Queue) signal() {
+	select {
+	case q.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (q *Queue) dispatcher() {
+	defer q.wg.Done()
+	for {
+		select {
+		case <-q.kick:
+			q.dispatch()
+		case <-q.quit:
+			return
+		}
+	}
+}
+
+var errDropped = &lease.Error{Code: lease.CodeDeadlineExceeded, Message: "deadline passed while queued; not applied"}
+
+func (q *Queue) answerDropped(dropped []*Item) {
+	for _, it := range dropped {
+		q.reject(it, ReasonDeadline)
+		it.req.resolve(it.idx, lease.Result{}, errDropped)
+	}
+	if len(dropped) > 0 {
+		q.depthChanged()
+	}
+}
+
+// dispatch proposes entries while there is queued work and a free slot.
+// Only the dispatcher goroutine calls it, so entries are proposed in the
+// order they are built.
+func (q *Queue) dispatch() {
+	for {
+		rep, leader := q.prop.Now()
+		q.mu.Lock()
+		if q.closed || q.inFlight >= q.core.s.MaxInFlight || q.core.Len() == 0 {
+			q.mu.Unlock()
+			return
+		}
+		now := q.clock.Now()
+		b := q.core.NextBatch(now)
+		q.answerDropped(b.Dropped)
+		if len(b.Items) == 0 {
+			q.mu.Unlock()
+			continue
+		}
+		q.inFlight++
+		margin := q.core.s.DeadlineMargin
+		q.depthChanged()
+		for _, it := range b.Items {
+			if q.hooks.Wait != nil {
+				q.hooks.Wait(it.lane, now.Sub(it.Enqueued))
+			}
+		}
+		if q.hooks.Entry != nil {
+			q.hooks.Entry(len(b.Items), b.Bytes)
+		}
+		q.mu.Unlock()
+
+		if !leader {
+			q.finish(b.Items, now, nil, lease.Errorf(lease.CodeNotLeader, "not a ready leader"))
+			continue
+		}
+		cmds := make([]lease.Command, len(b.Items))
+		for i, it := range b.Items {
+			cmds[i] = it.Cmd
+			// The state machine refuses an op applied past this, in replicated time.
+			cmds[i].Deadline = rep + it.Deadline.Sub(now) - margin
+		}
+		f, err := q.prop.Propose(cmds)
+		if err != nil {
+			q.finish(b.Items, now, nil, err)
+			continue
+		}
+		q.wg.Add(1)
+		go q.await(b.Items, now, f)
+	}
+}
+
+// await hands an in-flight entry's results to its callers.
+func (q *Queue) await(items []*Item, proposed time.Time, f Future) {
+	defer q.wg.Done()
+	var (
+		res []lease.Result
+		err error
+	)
+	select {
+	case <-f.Done():
+		res, err = f.Result()
+		if err == nil && len(res) != len(items) {
+			err = lease.Errorf(lease.CodeUnknown, "proposer returned %d results for %d commands", len(res), len(items))
+		}
+	case <-q.quit:
+		err = lease.Errorf(lease.CodeUnknown, "admission queue closed with the entry in flight")
+	}
+	q.finish(items, proposed, res, err)
+}
+
+// finish frees an in-flight slot and answers the entry's ops.
+func (q *Queue) finish(items []*Item, proposed time.Time, res []lease.Result, err error) {
+	var le *lease.Error
+	if err != nil && !errors.As(err, &le) {
+		le = &lease.Error{Code: lease.CodeUnknown, Cause: err}
+	}
+	q.mu.Lock()
+	q.inFlight--
+	now := q.clock.Now()
+	if err == nil {
+		q.core.Completed(len(items), now.Sub(proposed), now)
+	}
+	for i, it := range items {
+		if le != nil {
+			it.req.resolve(it.idx, lease.Result{}, le)
+		} else {
+			it.req.resolve(it.idx, res[i], nil)
+		}
+	}
+	q.mu.Unlock()
+	q.signal()
+}
+
+func (q *Queue) reject(it *Item, r Reason) {
+	if q.hooks.Rejected != nil {
+		q.hooks.Rejected(r, it.lane, 1)
+	}
+}
+
+func (q *Queue) depthChanged() {
+	if q.hooks.Depth != nil {
+		q.hooks.Depth(LaneRenewal, q.core.Depth(LaneRenewal))
+		q.hooks.Depth(LaneClaim, q.core.Depth(LaneClaim))
+	}
+}
+
+// request is one Submit call. All its fields are guarded by Queue.mu until
+// done is closed; res and err are then read-only.
+type request struct {
+	items    []Item
+	ptrs     []*Item
+	results  []lease.Result
+	errs     []*lease.Error
+	pending  int
+	answered bool
+	done     chan struct{}
+	res      []lease.Result
+	err      error
+}
+
+func newRequest(cmds []lease.Command) *request {
+	r := &request{items: make([]Item, len(cmds)), ptrs: make([]*Item, len(cmds)),
+		results: make([]lease.Result, len(cmds)), errs: make([]*lease.Error, len(cmds)),
+		pending: len(cmds), done: make(chan struct{})}
+	for i := range cmds {
+		r.items[i] = Item{Cmd: cmds[i], req: r, idx: i}
+		r.ptrs[i] = &r.items[i]
+	}
+	return r
+}
+
+// nextDeadline is the earliest deadline among req's still-queued ops.
+func (r *request) nextDeadline() (t time.Time, ok bool) {
+	if r.answered {
+		return t, false
+	}
+	for _, it := range r.ptrs {
+		if it.state == stateQueued && (!ok || it.Deadline.Before(t)) {
+			t, ok = it.Deadline, true
+		}
+	}
+	return t, ok
+}
+
+// resolve records op idx's outcome: a result, or e when it was not applied
+// or its entry failed. Outcomes after the answer (a caller that left) are
+// discarded.
+func (r *request) resolve(idx int, res lease.Result, e *lease.Error) {
+	if r.answered {
+		return
+	}
+	r.results[idx], r.errs[idx] = res, e
+	if r.pending--; r.pending > 0 {
+		return
+	}
+	// When no op got a result and all failed alike, one error says it all
+	// (with the shortest retry-after); otherwise each slot carries its code.
+	same := true
+	for _, x := range r.errs {
+		if x == nil || x.Code != r.errs[0].Code {
+			same = false
+			break
+		}
+	}
+	if same {
+		e := r.errs[0]
+		for _, x := range r.errs[1:] {
+			if x.RetryAfter < e.RetryAfter {
+				e = x
+			}
+		}
+		r.answer(nil, e)
+		return
+	}
+	for i, x := range r.errs {
+		if x != nil {
+			r.results[i] = lease.Result{Code: x.Code, Message: x.Error()}
+		}
+	}
+	r.answer(r.results, nil)
+}
+
+func (r *request) answer(res []lease.Result, err error) {
+	r.answered = true
+	r.res, r.err = res, err
+	close(r.done)
+}
