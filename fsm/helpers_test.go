@@ -124,14 +124,20 @@ func (h *harness) mustBeAbsent(k lease.Key) {
 	}
 }
 
-func expectOK(t testing.TB, r lease.Result, outcome lease.Outcome) {
+// fataler is what the checks need; both *testing.T and *rapid.T have it.
+type fataler interface {
+	Helper()
+	Fatalf(format string, args ...any)
+}
+
+func expectOK(t fataler, r lease.Result, outcome lease.Outcome) {
 	t.Helper()
 	if r.Code != lease.CodeOK || r.Outcome != outcome {
 		t.Fatalf("got %v/%v (%+v), want ok/%v", r.Code, r.Outcome, r, outcome)
 	}
 }
 
-func expectCode(t testing.TB, r lease.Result, code lease.Code) {
+func expectCode(t fataler, r lease.Result, code lease.Code) {
 	t.Helper()
 	if r.Code != code {
 		t.Fatalf("got %v (%+v), want %v", r.Code, r, code)
@@ -143,7 +149,7 @@ func expectCode(t testing.TB, r lease.Result, code lease.Code) {
 
 // checkHeap verifies the expiry index: every record in the heap has the right
 // heapIdx and the heap property holds; records out of it are pinned.
-func checkHeap(t testing.TB, m *Machine) {
+func checkHeap(t fataler, m *Machine) {
 	t.Helper()
 	inHeap := 0
 	for i, r := range m.heap {
