@@ -103,6 +103,9 @@ type Core struct {
 	depth [numLanes]int
 	seq   uint64
 	est   estimator
+	// claimCredit accrues ClaimShare per entry while claims wait; it only
+	// matters when entries hold one op.
+	claimCredit float64
 }
 
 // NewCore returns an empty core.
@@ -273,8 +276,18 @@ func (c *Core) NextBatch(now time.Time) Batch {
 	maxOps, maxBytes := c.s.MaxOpsPerEntry, c.s.MaxBytesPerEntry
 	resOps, resBytes := 0, 0
 	if c.depth[LaneClaim] > 0 {
-		resOps = max(1, int(math.Ceil(c.s.ClaimShare*float64(maxOps))))
 		resBytes = int(c.s.ClaimShare * float64(maxBytes))
+		if maxOps > 1 {
+			resOps = min(maxOps-1, max(1, int(math.Ceil(c.s.ClaimShare*float64(maxOps)))))
+		} else {
+			// One-op entries cannot be shared; give claims whole entries
+			// at their share instead.
+			c.claimCredit += c.s.ClaimShare
+			if c.claimCredit >= 1 {
+				c.claimCredit--
+				resOps = 1
+			}
+		}
 	}
 	var renew, claim []*Item
 	renew = c.take(LaneRenewal, now, maxOps-resOps, maxBytes-resBytes, &b, renew)

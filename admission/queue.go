@@ -382,6 +382,9 @@ func (q *Queue) finish(items []*Item, proposed time.Time, res []lease.Result, er
 	if err == nil {
 		q.core.Completed(len(items), now.Sub(proposed), now)
 	}
+	if q.hooks.Committed != nil {
+		q.hooks.Committed(len(items), now.Sub(proposed), err)
+	}
 	for i, it := range items {
 		if le != nil {
 			it.req.resolve(it.idx, lease.Result{}, le)

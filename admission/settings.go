@@ -170,6 +170,9 @@ type Hooks struct {
 	Wait func(l Lane, d time.Duration)
 	// Entry reports a proposed entry's size.
 	Entry func(ops, bytes int)
+	// Committed reports an entry's time from proposal to result; err is
+	// the entry-level error, if any.
+	Committed func(ops int, latency time.Duration, err error)
 	// Rejected counts ops answered without being proposed.
 	Rejected func(r Reason, l Lane, n int)
 }

@@ -1,0 +1,268 @@
+package admission
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/leasehold/leasehold/lease"
+)
+
+// fakeClock is a manual clock; Timer channels fire on Advance.
+type fakeClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	timers []*fakeTimer
+	notify chan struct{}
+}
+
+type fakeTimer struct {
+	at      time.Time
+	c       chan time.Time
+	stopped bool
+}
+
+func newFakeClock(notify chan struct{}) *fakeClock {
+	return &fakeClock{now: time.Now(), notify: notify}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Timer(d time.Duration) (<-chan time.Time, func() bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := &fakeTimer{at: c.now.Add(d), c: make(chan time.Time, 1)}
+	if d <= 0 {
+		t.c <- c.now
+	} else {
+		c.timers = append(c.timers, t)
+	}
+	poke(c.notify)
+	return t.c, func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		was := !t.stopped
+		t.stopped = true
+		return was
+	}
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	keep := c.timers[:0]
+	for _, t := range c.timers {
+		switch {
+		case t.stopped:
+		case !t.at.After(c.now):
+			t.c <- c.now
+		default:
+			keep = append(keep, t)
+		}
+	}
+	c.timers = keep
+}
+
+func poke(ch chan struct{}) {
+	if ch == nil {
+		return
+	}
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// fakeProposer records entries; tests resolve them by hand unless auto is set.
+type fakeProposer struct {
+	mu          sync.Mutex
+	rep         time.Duration
+	notLeader   bool
+	err         error // returned by the next Propose calls
+	auto        bool  // resolve at once
+	entries     chan *fakeEntry
+	outstanding int
+	maxOut      int
+	proposed    map[string]bool // by holder
+}
+
+type fakeEntry struct {
+	p    *fakeProposer
+	cmds []lease.Command
+	done chan struct{}
+	once sync.Once
+	res  []lease.Result
+	err  error
+}
+
+func newFakeProposer() *fakeProposer {
+	return &fakeProposer{rep: 100 * time.Second, entries: make(chan *fakeEntry, 1<<16), proposed: map[string]bool{}}
+}
+
+func (p *fakeProposer) Now() (time.Duration, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.rep, !p.notLeader
+}
+
+func (p *fakeProposer) Propose(cmds []lease.Command) (Future, error) {
+	p.mu.Lock()
+	if p.err != nil {
+		err := p.err
+		p.mu.Unlock()
+		return nil, err
+	}
+	e := &fakeEntry{p: p, cmds: cmds, done: make(chan struct{})}
+	for _, c := range cmds {
+		p.proposed[c.Holder] = true
+	}
+	p.outstanding++
+	p.maxOut = max(p.maxOut, p.outstanding)
+	auto := p.auto
+	p.mu.Unlock()
+	if auto {
+		e.resolve(nil)
+	} else {
+		p.entries <- e
+	}
+	return e, nil
+}
+
+func (p *fakeProposer) wasProposed(holder string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.proposed[holder]
+}
+
+// resolve applies the entry: every result echoes its command's holder so
+// tests can check each result landed in its caller's slot.
+func (e *fakeEntry) resolve(err error) {
+	e.once.Do(func() {
+		if err != nil {
+			e.err = err
+		} else {
+			e.res = make([]lease.Result, len(e.cmds))
+			for i, c := range e.cmds {
+				e.res[i] = lease.Result{Code: lease.CodeOK, Outcome: lease.OutcomeExtended, Holder: c.Holder, Token: uint64(i)}
+			}
+		}
+		e.p.mu.Lock()
+		e.p.outstanding--
+		e.p.mu.Unlock()
+		close(e.done)
+	})
+}
+
+func (e *fakeEntry) Done() <-chan struct{}           { return e.done }
+func (e *fakeEntry) Result() ([]lease.Result, error) { return e.res, e.err }
+
+func (e *fakeEntry) holders() []string {
+	out := make([]string, len(e.cmds))
+	for i, c := range e.cmds {
+		out[i] = c.Holder
+	}
+	return out
+}
+
+// harness is a Queue with a fake proposer and clock, and a way to wait for
+// conditions without sleeping: every depth change and timer registration
+// pokes notify.
+type harness struct {
+	t      *testing.T
+	q      *Queue
+	p      *fakeProposer
+	clock  *fakeClock
+	notify chan struct{}
+}
+
+func newHarness(t *testing.T, mut func(*Settings)) *harness {
+	t.Helper()
+	h := &harness{t: t, p: newFakeProposer(), notify: make(chan struct{}, 1)}
+	h.clock = newFakeClock(h.notify)
+	q, err := New(h.p, testSettings(mut), WithClock(h.clock),
+		WithHooks(Hooks{Depth: func(Lane, int) { poke(h.notify) },
+			Committed: func(int, time.Duration, error) { poke(h.notify) }}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.q = q
+	t.Cleanup(q.Close)
+	return h
+}
+
+const testTimeout = 10 * time.Second
+
+// waitFor blocks until cond holds, re-checking on every poke.
+func (h *harness) waitFor(what string, cond func() bool) {
+	h.t.Helper()
+	guard := time.NewTimer(testTimeout)
+	defer guard.Stop()
+	for !cond() {
+		select {
+		case <-h.notify:
+		case <-guard.C:
+			h.t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func (h *harness) depth() int {
+	st := h.q.Stats()
+	return st.Depth[LaneRenewal] + st.Depth[LaneClaim]
+}
+
+func (h *harness) nextEntry() *fakeEntry {
+	h.t.Helper()
+	select {
+	case e := <-h.p.entries:
+		return e
+	case <-time.After(testTimeout):
+		h.t.Fatal("timed out waiting for an entry")
+		return nil
+	}
+}
+
+type answer struct {
+	res []lease.Result
+	err error
+}
+
+// submit runs Submit in a goroutine and returns where its answer will arrive.
+func (h *harness) submit(ctx context.Context, cmds ...lease.Command) <-chan answer {
+	ch := make(chan answer, 1)
+	go func() {
+		res, err := h.q.Submit(ctx, cmds)
+		ch <- answer{res, err}
+	}()
+	return ch
+}
+
+func (h *harness) recv(ch <-chan answer) answer {
+	h.t.Helper()
+	select {
+	case a := <-ch:
+		return a
+	case <-time.After(testTimeout):
+		h.t.Fatal("timed out waiting for an answer")
+		return answer{}
+	}
+}
+
+// pending counts live timers due within d.
+func (c *fakeClock) pending(d time.Duration) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, t := range c.timers {
+		if !t.stopped && !t.at.After(c.now.Add(d)) {
+			n++
+		}
+	}
+	return n
+}
