@@ -179,6 +179,7 @@ func (c *Core) Admit(now time.Time, items ...*Item) []*lease.Error {
 			reject(i, &lease.Error{Code: lease.CodeOverloaded, RetryAfter: clampRetry(wait - left)})
 			continue
 		}
+		c.est.admitted(it.bytes)
 		c.seq++
 		it.seq = c.seq
 		it.state = stateQueued
@@ -211,16 +212,21 @@ func (c *Core) expectedWait(l Lane) time.Duration {
 	return c.est.opsTime(ahead, c.rate()) + c.est.latency
 }
 
-// rate is the drain rate in ops/s: measured under backlog when we have a
-// measurement, else modelled as full entries completing every latency/MaxInFlight.
-// The model is optimistic on purpose: admitting too much costs at worst a
-// DeadlineExceeded at dequeue, while a pessimistic guess would reject work
-// an idle leader could do, and a busy period soon replaces it.
+// rate is the drain rate in ops/s by Little's law: when the log is the
+// bottleneck, MaxInFlight full entries are always in flight, each taking the
+// commit latency, so rate = MaxInFlight x opsPerEntry / latency. It is what
+// the queue drains at under backlog, which is when admission matters. Unlike
+// measured throughput it does not mistake a light offered load for low
+// capacity (which would reject a burst an idle leader could serve), and the
+// latency of full entries is measured exactly when a backlog makes entries
+// full. A full entry holds MaxOpsPerEntry ops, or fewer when typical ops are
+// big enough for MaxBytesPerEntry to bind first.
 func (c *Core) rate() float64 {
-	if c.est.rate > 0 {
-		return c.est.rate
+	perEntry := float64(c.s.MaxOpsPerEntry)
+	if c.est.opBytes > 0 {
+		perEntry = math.Min(perEntry, float64(c.s.MaxBytesPerEntry)/c.est.opBytes)
 	}
-	return float64(c.s.MaxInFlight*c.s.MaxOpsPerEntry) / c.est.latency.Seconds()
+	return float64(c.s.MaxInFlight) * perEntry / c.est.latency.Seconds()
 }
 
 // Withdraw removes a queued item (its caller went away). It reports whether
@@ -370,11 +376,10 @@ func (c *Core) DrainAll() []*Item {
 }
 
 // Completed records that an entry of n ops was applied latency after it was
-// proposed. It feeds the latency estimate, and the drain-rate estimate while
-// the queue is backlogged (only then does throughput measure capacity rather
-// than offered load).
+// proposed; it feeds the commit-latency estimate that the drain rate derives
+// from. n and now are kept in the signature for estimators that need them.
 func (c *Core) Completed(n int, latency time.Duration, now time.Time) {
-	c.est.completed(n, latency, now, c.Len() > 0)
+	c.est.completed(latency)
 }
 
 // Stats returns the core's part of a Stats snapshot.
@@ -382,7 +387,7 @@ func (c *Core) Stats() Stats {
 	return Stats{
 		Depth:         c.depth,
 		DrainRate:     c.rate(),
-		Measured:      c.est.rate > 0,
+		Measured:      c.est.measured,
 		CommitLatency: c.est.latency,
 		EstimatedWait: [numLanes]time.Duration{c.expectedWait(LaneRenewal), c.expectedWait(LaneClaim)},
 	}
@@ -397,21 +402,17 @@ func clampRetry(d time.Duration) time.Duration {
 	return min(max(d, minRetryAfter), maxRetryAfter)
 }
 
-// estimator smooths commit latency and the saturated drain rate.
+// estimator smooths commit latency and op size.
 type estimator struct {
-	latency time.Duration
-	rate    float64 // ops/s measured under backlog; 0 until measured
-	// The current measurement window: ops completed since winStart while
-	// the queue stayed backlogged.
-	winStart time.Time
-	winOps   int
+	latency  time.Duration
+	measured bool
+	opBytes  float64 // EWMA of logentry.CommandSize of admitted ops
 }
 
 const (
 	initialLatency = 10 * time.Millisecond
 	latencyAlpha   = 0.2
-	rateAlpha      = 0.3
-	minRateWindow  = 10 * time.Millisecond
+	bytesAlpha     = 0.01
 )
 
 func newEstimator() estimator { return estimator{latency: initialLatency} }
@@ -423,30 +424,22 @@ func (e *estimator) opsTime(ops, rate float64) time.Duration {
 	return time.Duration(ops / rate * float64(time.Second))
 }
 
-func (e *estimator) completed(n int, latency time.Duration, now time.Time, backlogged bool) {
-	if latency > 0 {
-		e.latency += time.Duration(latencyAlpha * float64(latency-e.latency))
-		e.latency = max(e.latency, time.Microsecond)
-	}
-	if !backlogged {
-		e.winStart = time.Time{}
-		return
-	}
-	if e.winStart.IsZero() {
-		// Saturation starts at this completion; only later ones measure it.
-		e.winStart, e.winOps = now, 0
-		return
-	}
-	e.winOps += n
-	el := now.Sub(e.winStart)
-	if el < max(minRateWindow, e.latency) {
-		return
-	}
-	sample := float64(e.winOps) / el.Seconds()
-	if e.rate == 0 {
-		e.rate = sample
+func (e *estimator) admitted(bytes int) {
+	if e.opBytes == 0 {
+		e.opBytes = float64(bytes)
 	} else {
-		e.rate += rateAlpha * (sample - e.rate)
+		e.opBytes += bytesAlpha * (float64(bytes) - e.opBytes)
 	}
-	e.winStart, e.winOps = now, 0
+}
+
+func (e *estimator) completed(latency time.Duration) {
+	if latency <= 0 {
+		return
+	}
+	if !e.measured {
+		e.latency, e.measured = latency, true
+		return
+	}
+	e.latency += time.Duration(latencyAlpha * float64(latency-e.latency))
+	e.latency = max(e.latency, time.Microsecond)
 }

@@ -214,49 +214,46 @@ func TestSharesOverTime(t *testing.T) {
 	}
 }
 
-// drive feeds the estimator a saturated period so the measured drain rate is
-// rate ops/s with commit latency lat.
-func drive(c *Core, now time.Time, rate int, lat time.Duration) time.Time {
-	// Keep a backlog so the completions measure capacity.
-	var keep []*Item
-	for i := range 10 {
-		keep = append(keep, item(lease.OpExtend, fmt.Sprint("bg", i)))
-	}
-	c.Admit(now, keep...)
-	per := rate / 100 // 100 completions a second
-	for range 200 {
-		now = now.Add(10 * time.Millisecond)
-		c.Completed(per, lat, now)
-	}
-	for _, it := range keep {
-		c.Withdraw(it)
+// settle feeds the estimator completions of latency lat.
+func settle(c *Core, now time.Time, lat time.Duration) time.Time {
+	for range 100 {
+		now = now.Add(lat)
+		c.Completed(c.Settings().MaxOpsPerEntry, lat, now)
 	}
 	return now
 }
 
-func TestEstimatorMeasuresOnlyUnderBacklog(t *testing.T) {
-	c := newCore(t, nil)
-	now := t0
-	for range 100 { // idle: small entries, nothing waiting
-		now = now.Add(10 * time.Millisecond)
-		c.Completed(1, 5*time.Millisecond, now)
-	}
-	if st := c.Stats(); st.Measured || st.CommitLatency > 6*time.Millisecond {
-		t.Fatalf("idle completions measured a drain rate: %+v", st)
-	}
-	now = drive(c, now, 10000, 8*time.Millisecond)
+func TestDrainRateFollowsLittlesLaw(t *testing.T) {
+	c := newCore(t, nil) // 3 in flight x 1024 ops
 	st := c.Stats()
-	if !st.Measured || st.DrainRate < 9000 || st.DrainRate > 11000 {
-		t.Fatalf("drain rate %v measured %v, want ~10000", st.DrainRate, st.Measured)
+	if st.Measured || st.CommitLatency != initialLatency {
+		t.Fatalf("fresh core: %+v", st)
 	}
-	if st.CommitLatency < 7*time.Millisecond || st.CommitLatency > 9*time.Millisecond {
-		t.Fatalf("latency %v, want ~8ms", st.CommitLatency)
+	settle(c, t0, 8*time.Millisecond)
+	st = c.Stats()
+	want := 3 * 1024 / 0.008
+	if !st.Measured || st.CommitLatency != 8*time.Millisecond || st.DrainRate < want*0.99 || st.DrainRate > want*1.01 {
+		t.Fatalf("got %+v, want latency 8ms and rate %v", st, want)
+	}
+	// A light load does not lower the estimate: only latency counts.
+	c.Completed(1, 8*time.Millisecond, t0)
+	if r := c.Stats().DrainRate; r < want*0.99 {
+		t.Fatalf("rate fell to %v after a small entry", r)
+	}
+	// Big ops make the byte bound bind first.
+	c2 := newCore(t, func(s *Settings) { s.MaxBytesPerEntry = 64 << 10 })
+	settle(c2, t0, 8*time.Millisecond)
+	mustAdmit(t, c2, t0, item(lease.OpExtend, fmt.Sprintf("%0250d", 1)))
+	perEntry := float64(64<<10) / float64(c2.est.opBytes)
+	if r := c2.Stats().DrainRate; r > 3*perEntry/0.008*1.01 || perEntry > 200 {
+		t.Fatalf("rate %v ignores the byte bound (%.0f ops/entry)", r, perEntry)
 	}
 }
 
 func TestOverloadedWhenExpectedWaitExceedsDeadline(t *testing.T) {
-	c := newCore(t, nil)
-	now := drive(c, t0, 1000, 10*time.Millisecond) // 1000 ops/s: a 3 s claim deadline admits ~3000
+	// 1 entry of 10 ops per 10 ms: 1000 ops/s, so a 3 s claim deadline admits ~2970.
+	c := newCore(t, func(s *Settings) { s.MaxInFlight = 1; s.MaxOpsPerEntry = 10 })
+	now := settle(c, t0, 10*time.Millisecond)
 	var claims []*Item
 	for i := range 4000 {
 		claims = append(claims, item(lease.OpClaim, fmt.Sprint("c", i)))
@@ -277,8 +274,11 @@ func TestOverloadedWhenExpectedWaitExceedsDeadline(t *testing.T) {
 			t.Fatalf("item %d: %v (retry after %v), want overloaded with retry-after", i, e, e.RetryAfter)
 		}
 	}
-	if first < 2800 || first > 3000 {
-		t.Fatalf("first rejection at %d, want ~2980", first)
+	if first < 2900 || first > 3000 {
+		t.Fatalf("first rejection at %d, want ~2970", first)
+	}
+	if w := c.Stats().EstimatedWait[LaneClaim]; w < 2900*time.Millisecond {
+		t.Fatalf("estimated claim wait %v", w)
 	}
 	// Renewals still get in: the claim backlog is not ahead of them.
 	ex := item(lease.OpExtend, "e")
@@ -289,6 +289,13 @@ func TestOverloadedWhenExpectedWaitExceedsDeadline(t *testing.T) {
 	e := c.Admit(now, cl)[0]
 	if e == nil || e.Code != lease.CodeOverloaded || e.RetryAfter < time.Second || e.RetryAfter > 3*time.Second {
 		t.Fatalf("got %v, want overloaded with retry-after ~2s", e)
+	}
+	// Once the backlog drains, the same claim is admitted.
+	for c.Len() > 0 {
+		c.NextBatch(now)
+	}
+	if e := c.Admit(now, item(lease.OpClaim, "again")); e != nil {
+		t.Fatalf("after drain: %v", e[0])
 	}
 }
 

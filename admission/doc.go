@@ -41,14 +41,19 @@
 // (MaxQueuedOps) bounds memory even if the estimate is wrong, and rejects
 // a whole call so a call is never cut by it.
 //
-// The drain rate is measured only while a backlog exists (from the first
-// completion that finds ops still waiting): at other times throughput
-// measures offered load, not capacity, and would reject a burst an idle
-// leader could serve. Before the first busy period it is modelled as full
-// entries completing every latency/MaxInFlight, optimistic on purpose: an
-// overestimate only costs a DeadlineExceeded at dequeue, and a busy period
-// replaces it with a measurement. Under overload the queue stays backlogged,
-// so the estimate keeps itself fresh exactly when it matters.
+// The drain rate comes from Little's law, not from measured throughput:
+// when the log is the bottleneck, MaxInFlight full entries are always in
+// flight, so rate = MaxInFlight x ops per full entry / commit latency (ops
+// per full entry is MaxOpsPerEntry, or MaxBytesPerEntry over the mean op
+// size when bytes bind first). Measured throughput only equals capacity
+// while a backlog lasts; a first version sampled it then, and under bursty
+// load the sampling windows that survived were the slow ones, so the
+// estimate collapsed (50 ops/s against 47k real) and the queue rejected work
+// it could do. Latency is measured on every entry, and entries are full
+// exactly when a backlog makes admission matter, so the estimate is right
+// when it counts. It is optimistic when full entries commit slower than the
+// small ones measured at light load; that costs at worst some
+// DeadlineExceeded at dequeue until the next latency samples.
 //
 // Deadlines are checked three times: at admission, when the entry is built
 // (ops with less than DeadlineMargin left are dropped and answered

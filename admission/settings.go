@@ -183,8 +183,8 @@ type Stats struct {
 	InFlight int           // entries proposed and not yet applied
 	// DrainRate is the estimated ops/s the log commits when saturated.
 	DrainRate float64
-	// Measured reports whether DrainRate was measured under backlog rather
-	// than modelled from commit latency (before the first busy period).
+	// Measured reports whether CommitLatency (and so DrainRate) comes from
+	// completed entries rather than the initial guess.
 	Measured bool
 	// CommitLatency is the smoothed time from proposal to applied.
 	CommitLatency time.Duration
