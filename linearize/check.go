@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -230,6 +231,7 @@ func checkLinearizable(rep *Report, ops []*Operation, opts Options) {
 	for _, op := range ops {
 		end = max(end, op.Call, op.Return)
 	}
+	bound := deadlineBound(ops)
 	var hist []porcupine.Operation
 	for _, op := range ops {
 		a := op.Applied()
@@ -239,6 +241,12 @@ func checkLinearizable(rep *Report, ops []*Operation, opts Options) {
 		ret := op.Return
 		if a == AppliedMaybe {
 			ret = end + 1
+			if op.Input.Deadline != 0 {
+				ret = min(ret, bound(op.Input.Deadline))
+			}
+			if ret < op.Call {
+				continue // its deadline had passed before it was called: it cannot apply
+			}
 		}
 		hist = append(hist, porcupine.Operation{ClientId: op.Client, Input: op, Call: op.Call, Output: op, Return: ret})
 	}
@@ -276,6 +284,37 @@ func checkLinearizable(rep *Report, ops []*Operation, opts Options) {
 			}
 		}
 		rep.Violations = append(rep.Violations, v)
+	}
+}
+
+// deadlineBound returns a function giving, for a replicated deadline d, the
+// earliest return of a write applied at a replicated time after d (MaxInt64
+// if none). The log's replicated time never goes backwards, so a
+// maybe-applied op with deadline d, if it applied at all, applied before any
+// such write: it must linearize before that write returned. This keeps
+// maybe-applied ops from staying pending to the end of the history, which
+// makes the search exponential in their number.
+func deadlineBound(ops []*Operation) func(d time.Duration) int64 {
+	var ws []*Operation
+	for _, op := range ops {
+		if op.Applied() == AppliedYes && op.Input.Kind.IsWrite() {
+			ws = append(ws, op)
+		}
+	}
+	slices.SortFunc(ws, func(a, b *Operation) int { return cmp.Compare(a.Output.Now, b.Output.Now) })
+	suffix := make([]int64, len(ws)+1)
+	suffix[len(ws)] = math.MaxInt64
+	for i := len(ws) - 1; i >= 0; i-- {
+		suffix[i] = min(suffix[i+1], ws[i].Return)
+	}
+	return func(d time.Duration) int64 {
+		i, _ := slices.BinarySearchFunc(ws, d, func(op *Operation, d time.Duration) int {
+			if op.Output.Now <= d {
+				return -1
+			}
+			return 1
+		})
+		return suffix[i]
 	}
 }
 
