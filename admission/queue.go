@@ -346,9 +346,23 @@ func (q *Queue) dispatch() {
 			q.finish(b.Items, now, nil, err)
 			continue
 		}
-		q.wg.Add(1)
-		go q.await(b.Items, now, f)
+		select {
+		case <-f.Done(): // already applied (a fast or fake proposer): no goroutine needed
+			res, err := results(f, len(b.Items))
+			q.finish(b.Items, now, res, err)
+		default:
+			q.wg.Add(1)
+			go q.await(b.Items, now, f)
+		}
 	}
+}
+
+func results(f Future, n int) ([]lease.Result, error) {
+	res, err := f.Result()
+	if err == nil && len(res) != n {
+		err = lease.Errorf(lease.CodeUnknown, "proposer returned %d results for %d commands", len(res), n)
+	}
+	return res, err
 }
 
 // await hands an in-flight entry's results to its callers.
@@ -360,10 +374,7 @@ func (q *Queue) await(items []*Item, proposed time.Time, f Future) {
 	)
 	select {
 	case <-f.Done():
-		res, err = f.Result()
-		if err == nil && len(res) != len(items) {
-			err = lease.Errorf(lease.CodeUnknown, "proposer returned %d results for %d commands", len(res), len(items))
-		}
+		res, err = results(f, len(items))
 	case <-q.quit:
 		err = lease.Errorf(lease.CodeUnknown, "admission queue closed with the entry in flight")
 	}
