@@ -363,13 +363,19 @@ func (c *checker) checkFinal(k lease.Key) {
 	tie := false
 	var maxTok uint64
 	pins := map[string]*Operation{}
+	pinTie := map[string]bool{}
 	for _, op := range c.byKey[k] {
 		if op.Applied() != AppliedYes || op.Output.Code != lease.CodeOK || !op.Input.Kind.IsWrite() {
 			continue
 		}
 		if op.Input.Kind == KindPin || op.Input.Kind == KindUnpin {
-			if p := pins[op.Input.Holder]; p == nil || op.Output.Now >= p.Output.Now {
-				pins[op.Input.Holder] = op
+			e := op.Input.Holder
+			switch p := pins[e]; {
+			case p == nil || op.Output.Now > p.Output.Now:
+				pins[e] = op
+				delete(pinTie, e)
+			case op.Output.Now == p.Output.Now && op.Input.Kind != p.Input.Kind:
+				pinTie[e] = true // order within one entry is unknown
 			}
 			continue
 		}
@@ -391,6 +397,9 @@ func (c *checker) checkFinal(k lease.Key) {
 			c.checkFinalLease(k, f, w, fl, held, maxTok)
 		}
 		for e, p := range pins {
+			if pinTie[e] {
+				continue
+			}
 			has := slices.Contains(f.pins[k], e)
 			at := p.Output.Now
 			switch {

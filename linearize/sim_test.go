@@ -33,7 +33,7 @@ type simConfig struct {
 	maybeRate float64 // an answer is lost: Unknown, though applied
 	dropRate  float64 // an entry is lost before commit: all its ops Unknown
 	bug       bug
-	// divergeAt, when non-zero, makes replica 2 skip the entry at that index.
+	// divergeAt, when non-zero, makes replica 2 skip ten entries from that index.
 	divergeAt uint64
 }
 
@@ -181,7 +181,7 @@ func (s *sim) apply() {
 	s.index++
 	var res []lease.Result
 	for i, m := range s.replicas {
-		if i == 2 && s.index == s.cfg.divergeAt {
+		if i == 2 && s.cfg.divergeAt != 0 && s.index >= s.cfg.divergeAt && s.index < s.cfg.divergeAt+10 {
 			continue
 		}
 		r := m.Apply(s.index, e)
