@@ -1,0 +1,79 @@
+// Package bench is `leasehold bench`: the Juju lease harness run against
+// several lease services on one machine, measured from the clients' side.
+//
+// # Targets
+//
+// A Target is a system under test: it starts a fresh 3-node cluster on
+// loopback with fsync on, hands out Sessions (client connections), and
+// reports a few server-side counters (leader changes, Raft applied index,
+// queue depth, ops applied after their deadline). Targets register
+// themselves by name with Register; `etcd` (a 3-member embedded etcd v3.7
+// cluster doing the job with its lease API, see etcd.go) lives here, and the
+// Leasehold targets (`leasehold`, and `naive`: one op per log entry, no
+// admission control) register from their own files.
+//
+// # Agent model (the Juju harness, scaled)
+//
+// Leases x Claimants agents, each with its own holder name, contend for one
+// key each (Juju's QA ran 4,000 leases x 3 claimants, 60 s leases renewed
+// every 30 s). An agent claims; while it holds, it renews every RenewEvery
+// (±10 % jitter), keeping its own safe-until = start of its last successful
+// call + the duration it asked for; when denied it waits until the reported
+// expiry (plus jitter) or about one renew interval, then claims again; on
+// errors it backs off (full jitter, from 50 ms, honouring an overloaded
+// answer's retry-after) and retries while its lease is still safe. With
+// probability RevokeChance per renewal a holder releases its lease instead.
+// Agents share Options.Sessions connections, the same number for every
+// target. Every call has a timeout (OpTimeout). Initial claims are spread
+// over one renew interval so the run reaches a steady state.
+//
+// Scenarios: steady; herd (at EventAt every agent restarts at once: it
+// drops its state and claims again at that instant); burst (at EventAt,
+// BurstClaimants extra claimants per lease all claim at once on top of the
+// steady renewals, then behave as ordinary agents). Each load loop stops by
+// itself at Duration, after its call in flight has returned.
+//
+// Time compression: a run shorter than a few renew intervals would see no
+// renewals, so by default both LeaseDuration and RenewEvery are divided by
+// the smallest integer factor that fits four renew intervals into the run
+// (leases never shorter than 2 s, etcd's minimum TTL). TimeScale 1 runs in
+// real time. The report states the factor.
+//
+// # Measurement
+//
+// Every call is recorded by the agent that made it: op, key, holder, result
+// code (the lease taxonomy), start and end on this process's monotonic
+// clock, duration asked for, fencing token. From that history:
+//
+//   - throughput (answered calls per second) and latency p50/p99/max, overall
+//     and per op, from log-linear histograms (fixed memory, ~3 % error);
+//     per-second series of throughput, p99, rejects and errors (and queue
+//     depth when the target reports it), drawn as PNG charts;
+//   - rejected = overloaded + deadline_exceeded (pushed back, not applied);
+//     errors = every other failure except denied and not_held, which are
+//     normal lease answers;
+//   - early expiries: a claim or extend answered not_held/denied when the
+//     whole call (its End) lay before the holder's safe-until: the server
+//     took away a lease it had promised. Calls whose answer arrived after
+//     safe-until are "late losses", not early;
+//   - dual holders: pairs of different holders whose belief intervals on a
+//     key overlap. A holder believes from the end of the call that granted it
+//     until its safe-until, its own revoke's start, or the answer that told
+//     it otherwise, whichever is first. Fencing tokens group a holder's calls
+//     into tenures and must increase in real-time order of grants (fencing
+//     violations otherwise).
+//
+// From the target: entries = Raft applied-index growth during the load, so
+// ops_per_entry = answered calls / entries (etcd renewals never touch the
+// log, so its figure mixes log and non-log ops); leader changes; ops applied
+// after their deadline, where the target can audit it (etcd cannot: 0, with
+// a note). Max RSS is sampled every 250 ms; for in-process targets it is the
+// whole process (servers + clients + load generator), and the report says so.
+//
+// # Output
+//
+// Run writes DIR/report.json (a `results` array, one object per target,
+// with the fields CLI.md fixes plus per-op breakdowns and the series),
+// DIR/report.md (a table and the ratios leasehold/naive, leasehold/etcd),
+// and throughput.png, p99.png, rejects.png, errors.png.
+package bench

@@ -1,0 +1,189 @@
+package bench
+
+import (
+	"sort"
+	"time"
+
+	"github.com/leasehold/leasehold/lease"
+)
+
+// opKind is the kind of a recorded client call.
+type opKind uint8
+
+const (
+	opClaim opKind = iota
+	opExtend
+	opRevoke
+	numOpKinds
+)
+
+var opKindNames = [numOpKinds]string{"claim", "extend", "revoke"}
+
+func (k opKind) String() string { return opKindNames[k] }
+
+// Record is one client call as the agent that made it saw it. Times are
+// monotonic offsets from the start of the run, taken by the agent just before
+// sending the call (Start) and just after its answer arrived (End).
+type Record struct {
+	Key    int32 // index of the key
+	Holder int32 // index of the holder (one per agent; a restarted agent keeps its name)
+	Op     opKind
+	Code   lease.Code
+	Start  time.Duration
+	End    time.Duration
+	Dur    time.Duration // the lease duration asked for (claim, extend)
+	Token  uint64        // fencing token of a successful claim or extend
+}
+
+// Correctness is what the history analyser found.
+type Correctness struct {
+	// EarlyExpiries: calls answered not_held or denied for a holder whose
+	// own last successful claim or extend (started at s, asking for d) still
+	// promised it the lease when the answer arrived: End < s+d, with no
+	// revoke by that holder in between. The whole call happened inside the
+	// promised interval, so the server took the lease away early.
+	EarlyExpiries int `json:"early_expiries"`
+	// LateLosses: the same answers where the promise ran out while the call
+	// was in flight (Start < s+d <= End): ambiguous, not counted as early.
+	LateLosses int `json:"late_losses"`
+	// DualHolders: pairs of tenures of different holders on one key whose
+	// belief intervals overlap. A holder believes it holds a key from the End
+	// of the call that granted it until the earliest of: its safe-until
+	// (max over its successful calls of Start+Dur), the Start of its own
+	// revoke, or the End of a call answered not_held/denied. A tenure is one
+	// holder's run of successful calls carrying the same fencing token.
+	DualHolders int `json:"dual_holders"`
+	// FencingViolations: pairs of tenures on one key where the grant of one
+	// ended before the grant of the other began, yet the later one's token is
+	// not greater.
+	FencingViolations int `json:"fencing_violations"`
+	// Tenures is the number of tenures seen (a sanity count).
+	Tenures int `json:"tenures"`
+}
+
+type tenure struct {
+	holder     int32
+	token      uint64
+	grantStart time.Duration // Start of the call that began the tenure
+	from       time.Duration // End of that call
+	until      time.Duration
+}
+
+// Analyse checks a history. It sorts recs in place.
+func Analyse(recs []Record) Correctness {
+	var c Correctness
+	sort.Slice(recs, func(i, j int) bool {
+		a, b := &recs[i], &recs[j]
+		if a.Key != b.Key {
+			return a.Key < b.Key
+		}
+		if a.Holder != b.Holder {
+			return a.Holder < b.Holder
+		}
+		return a.Start < b.Start
+	})
+	var tenures []tenure // of the current key
+	flushKey := func() {
+		c.Tenures += len(tenures)
+		d, f := checkTenures(tenures)
+		c.DualHolders += d
+		c.FencingViolations += f
+		tenures = tenures[:0]
+	}
+	for i := 0; i < len(recs); {
+		key, holder := recs[i].Key, recs[i].Holder
+		j := i
+		for j < len(recs) && recs[j].Key == key && recs[j].Holder == holder {
+			j++
+		}
+		tenures = append(tenures, holderTenures(recs[i:j], &c)...)
+		if j == len(recs) || recs[j].Key != key {
+			flushKey()
+		}
+		i = j
+	}
+	return c
+}
+
+// holderTenures walks one holder's calls on one key in order, counting early
+// expiries and returning its tenures.
+func holderTenures(recs []Record, c *Correctness) []tenure {
+	var out []tenure
+	var safeUntil time.Duration // 0: the holder believes it holds nothing
+	cur := -1                   // index in out of the open tenure
+	closeAt := func(t time.Duration) {
+		if cur >= 0 {
+			out[cur].until = min(out[cur].until, max(t, out[cur].from))
+			cur = -1
+		}
+		safeUntil = 0
+	}
+	for _, r := range recs {
+		switch {
+		case r.Code == lease.CodeOK && r.Op != opRevoke:
+			promise := r.Start + r.Dur
+			if cur < 0 || out[cur].token != r.Token {
+				if cur >= 0 { // a new token for the same holder: the old tenure ends here
+					out[cur].until = min(out[cur].until, r.End)
+				}
+				out = append(out, tenure{holder: r.Holder, token: r.Token, grantStart: r.Start, from: r.End, until: promise})
+				cur = len(out) - 1
+			} else {
+				out[cur].until = max(out[cur].until, promise)
+			}
+			safeUntil = max(safeUntil, promise)
+		case r.Code == lease.CodeOK && r.Op == opRevoke:
+			closeAt(r.Start)
+		case r.Code == lease.CodeNotHeld || r.Code == lease.CodeDenied:
+			if r.Op == opRevoke {
+				closeAt(r.End)
+				continue
+			}
+			if safeUntil > 0 {
+				if r.End < safeUntil {
+					c.EarlyExpiries++
+				} else if r.Start < safeUntil {
+					c.LateLosses++
+				}
+			}
+			closeAt(r.End)
+		}
+		// Other errors change nothing: the holder keeps believing until its
+		// safe-until, and an unknown-outcome claim grants it no belief.
+	}
+	return out
+}
+
+// checkTenures counts overlapping pairs of different holders and fencing
+// order violations among one key's tenures.
+func checkTenures(ts []tenure) (dual, fencing int) {
+	sort.Slice(ts, func(i, j int) bool { return ts[i].from < ts[j].from })
+	var active []tenure
+	for _, t := range ts {
+		if t.until <= t.from {
+			continue
+		}
+		kept := active[:0]
+		for _, a := range active {
+			if a.until > t.from {
+				kept = append(kept, a)
+			}
+		}
+		active = kept
+		for _, a := range active {
+			if a.holder != t.holder {
+				dual++
+			}
+		}
+		active = append(active, t)
+	}
+	for i := range ts {
+		for j := range ts {
+			a, b := ts[i], ts[j]
+			if a.from < b.grantStart && b.token <= a.token && !(a.holder == b.holder && a.token == b.token) {
+				fencing++
+			}
+		}
+	}
+	return dual, fencing
+}
