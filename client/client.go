@@ -141,7 +141,7 @@ func New(cfg Config) (*Client, error) {
 	if cfg.TLS != nil {
 		creds = credentials.NewTLS(cfg.TLS)
 	}
-	c := &Client{cfg: cfg, budget: budget{tokens: cfg.RetryBurst, max: cfg.RetryBurst, ratio: cfg.RetryRatio}}
+	c := &Client{cfg: cfg, budget: newBudget(cfg.RetryBurst, cfg.RetryRatio)}
 	c.dialOpts = []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
 		grpc.WithConnectParams(grpc.ConnectParams{

@@ -27,27 +27,33 @@ const (
 
 // budget is a token bucket of retries (gRPC A6 retry throttling in spirit):
 // every call adds ratio tokens up to max, every retry takes one. So over
-// time retries are at most ratio of calls, plus a burst of max.
+// time retries are at most ratio of calls, plus a burst of max. Tokens are
+// counted in thousandths so ten calls at 0.1 make exactly one retry.
 type budget struct {
-	mu     sync.Mutex
-	tokens float64
-	max    float64
-	ratio  float64
+	mu    sync.Mutex
+	milli int64
+	max   int64
+	ratio int64
+}
+
+func newBudget(burst, ratio float64) budget {
+	m := int64(math.Round(burst * 1000))
+	return budget{milli: m, max: m, ratio: int64(math.Round(ratio * 1000))}
 }
 
 func (b *budget) onCall() {
 	b.mu.Lock()
-	b.tokens = math.Min(b.max, b.tokens+b.ratio)
+	b.milli = min(b.max, b.milli+b.ratio)
 	b.mu.Unlock()
 }
 
 func (b *budget) take() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.tokens < 1 {
+	if b.milli < 1000 {
 		return false
 	}
-	b.tokens--
+	b.milli -= 1000
 	return true
 }
 
