@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -77,7 +78,13 @@ func (m *Machine) AppendSnapshot(b []byte) []byte {
 	for k := range m.pins {
 		keys = append(keys, k)
 	}
-	slices.SortFunc(keys, func(a, b lease.Key) int { return strings.Compare(a.String(), b.String()) })
+	// By rendered key, then by parts: a restored snapshot may hold pin keys
+	// with '/' in namespace or group, whose rendered forms can collide, and
+	// the order must still be total for the bytes to be deterministic.
+	slices.SortFunc(keys, func(a, b lease.Key) int {
+		return cmp.Or(strings.Compare(a.String(), b.String()),
+			strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Group, b.Group))
+	})
 	b = binary.AppendUvarint(b, uint64(len(keys)))
 	for _, k := range keys {
 		b = appendString(b, k.Namespace)
