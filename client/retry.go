@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"sync"
 	"time"
@@ -143,8 +144,9 @@ func (c *Client) do(ctx context.Context, k kind, fn attemptFn) error {
 		case lease.CodeUnavailable:
 			c.clearLeader(ep)
 			unreachable[ep] = true
-			if len(unreachable) >= len(c.endpoints()) {
-				return finish(last) // no server can be reached: say so now
+			if n := len(c.endpoints()); len(unreachable) >= n {
+				// No server can be reached: say so now.
+				return finish(&lease.Error{Code: lease.CodeUnavailable, Message: fmt.Sprintf("no server reachable (%d tried); last: %s", n, last.Message)})
 			}
 			next, free = c.pickExcept(unreachable), true
 		case lease.CodeOverloaded:
@@ -216,19 +218,19 @@ func (c *Client) classify(ctx context.Context, err error, k kind, p *peer.Peer) 
 	switch st.Code() {
 	case codes.Unavailable:
 		if sent && k == kindWrite {
-			return &lease.Error{Code: lease.CodeUnknown, Message: "connection lost after the request was sent: " + st.Message(), Cause: err}
+			return &lease.Error{Code: lease.CodeUnknown, Message: "connection lost after the request was sent: " + st.Message()}
 		}
-		return &lease.Error{Code: lease.CodeUnavailable, Message: st.Message(), Cause: err}
+		return &lease.Error{Code: lease.CodeUnavailable, Message: st.Message()}
 	case codes.Unimplemented:
 		return &lease.Error{Code: lease.CodeUnknown, Message: st.Message(), Cause: errors.ErrUnsupported}
 	case codes.ResourceExhausted: // without details: a message over the size limit
-		return &lease.Error{Code: lease.CodeInvalidArgument, Field: "request", Message: st.Message(), Cause: err}
+		return &lease.Error{Code: lease.CodeInvalidArgument, Field: "request", Message: st.Message()}
 	case codes.DeadlineExceeded:
 		return ctxError(context.DeadlineExceeded, sent, k)
 	case codes.Canceled:
 		return ctxError(context.Canceled, sent, k)
 	case codes.Unauthenticated, codes.PermissionDenied:
-		return &lease.Error{Code: lease.CodeFromGRPC(st.Code()), Message: st.Message(), Cause: err}
+		return &lease.Error{Code: lease.CodeFromGRPC(st.Code()), Message: st.Message()}
 	}
-	return &lease.Error{Code: lease.CodeUnknown, Message: st.Code().String() + ": " + st.Message(), Cause: err}
+	return &lease.Error{Code: lease.CodeUnknown, Message: st.Code().String() + ": " + st.Message()}
 }

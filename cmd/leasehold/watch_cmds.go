@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/leasehold/leasehold/client"
+	"github.com/leasehold/leasehold/lease"
+)
+
+func initWatchCmds() {
+	{
+		var f clientFlags
+		var from uint64
+		var count int
+		cmd := newClientCmd("watch [PREFIX]", "Stream lease events (PREFIX: NAMESPACE[/GROUP[/NAME]])", cobra.MaximumNArgs(1), &f)
+		cmd.Flags().Uint64Var(&from, "from", 0, "start at this log index (0: from now on)")
+		cmd.Flags().IntVar(&count, "count", 0, "exit after this many events (0: run until interrupted)")
+		cmd.RunE = func(cmd *cobra.Command, args []string) error {
+			return run(&f, func(ctx context.Context, c *client.Client, p *printer) error {
+				o := client.WatchOptions{StartIndex: from}
+				if len(args) == 1 {
+					parts := strings.SplitN(args[0], "/", 3)
+					parts = append(parts, "", "")
+					o.Namespace, o.Group, o.Name = parts[0], parts[1], parts[2]
+				}
+				w, err := c.Watch(ctx, o)
+				if err != nil {
+					return watchErr(err)
+				}
+				defer w.Close()
+				if !p.json {
+					fmt.Fprintln(p.stderr, "watching; Ctrl-C to stop")
+				}
+				for seen := 0; count == 0 || seen < count; {
+					evs, err := w.Next()
+					if err != nil {
+						if ctx.Err() != nil {
+							return nil // interrupted: a normal end of a watch
+						}
+						return err
+					}
+					for i := range evs {
+						p.event(&evs[i])
+						if seen++; count > 0 && seen == count {
+							break
+						}
+					}
+				}
+				return nil
+			})(cmd, args)
+		}
+	}
+	{
+		var f clientFlags
+		var holder string
+		var d, maxWait time.Duration
+		cmd := newClientCmd("wait KEY [--claim HOLDER --duration D]", "Block until a lease is released; with --claim, claim it then", cobra.ExactArgs(1), &f)
+		cmd.Flags().StringVar(&holder, "claim", "", "claim the lease for HOLDER once it is released")
+		cmd.Flags().DurationVar(&d, "duration", 0, "lease duration for --claim")
+		cmd.Flags().DurationVar(&maxWait, "max-wait", 0, "give up after this long (deadline_exceeded, exit 7; 0: wait forever)")
+		cmd.MarkFlagsRequiredTogether("claim", "duration")
+		cmd.RunE = func(cmd *cobra.Command, args []string) error {
+			return run(&f, func(ctx context.Context, c *client.Client, p *printer) error {
+				k, err := lease.ParseKey(args[0])
+				if err != nil {
+					return err
+				}
+				if maxWait > 0 {
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, maxWait)
+					defer cancel()
+				}
+				return waitRelease(ctx, c, &f, p, k, holder, d)
+			})(cmd, args)
+		}
+	}
+}
+
+// watchErr explains a backend without watch support.
+func watchErr(err error) error {
+	if errors.Is(err, client.ErrWatchUnsupported) {
+		return lease.Errorf(lease.CodeUnknown, "watch is not yet supported by this server")
+	}
+	return err
+}
+
+// waitRelease reads the lease and, while it is held, watches it from just
+// after that read until it is revoked or expires, so no release can slip
+// between the read and the watch. With holder set it then claims the lease,
+// and goes back to waiting if another claimant got it first.
+func waitRelease(ctx context.Context, c *client.Client, f *clientFlags, p *printer, k lease.Key, holder string, d time.Duration) error {
+	for {
+		how, err := waitOnce(ctx, c, f, k)
+		if err != nil {
+			if ctx.Err() == context.DeadlineExceeded {
+				return &lease.Error{Code: lease.CodeDeadlineExceeded, Message: "gave up waiting (--max-wait)", Cause: err}
+			}
+			return err
+		}
+		if holder == "" {
+			if p.json {
+				p.emit(map[string]any{"key": k.String(), "released": true, "event": how})
+			} else {
+				fmt.Fprintf(p.stdout, "%s released (%s)\n", k, how)
+			}
+			return nil
+		}
+		rctx, cancel := f.reqCtx(ctx)
+		r, err := c.Claim(rctx, k, holder, d)
+		cancel()
+		if errors.Is(err, lease.ErrDenied) {
+			continue // someone else was first: wait for the next release
+		}
+		if err != nil {
+			return err
+		}
+		p.result(r, "holder", holder)
+		return nil
+	}
+}
+
+// waitOnce returns once k is not held: "absent" if it was not held when read,
+// else the kind of the event that released it.
+func waitOnce(ctx context.Context, c *client.Client, f *clientFlags, k lease.Key) (string, error) {
+	rctx, cancel := f.reqCtx(ctx)
+	l, meta, err := c.Get(rctx, k)
+	cancel()
+	if err != nil {
+		return "", err
+	}
+	if l == nil {
+		return "absent", nil
+	}
+	w, err := c.Watch(ctx, client.WatchOptions{Namespace: k.Namespace, Group: k.Group, Name: k.Name, StartIndex: meta.AppliedIndex + 1})
+	if err != nil {
+		return "", watchErr(err)
+	}
+	defer w.Close()
+	for {
+		evs, err := w.Next()
+		if err != nil {
+			return "", err
+		}
+		for _, e := range evs {
+			if e.Key == k && (e.Kind == lease.EventRevoked || e.Kind == lease.EventExpired) {
+				return e.Kind.String(), nil
+			}
+		}
+	}
+}
