@@ -171,9 +171,11 @@ func (a *agent) run(startDelay time.Duration) {
 			}
 			start, code, err := a.call(op)
 			switch {
-			case code == lease.CodeOK && op == opRevoke:
+			case op == opRevoke:
+				// Gave up leadership (if the call failed, the lease may be
+				// gone anyway, or runs out); come back later.
 				holding, attempt = false, 0
-				w = a.sleep(a.jitter(cfg.RenewEvery, 0.5)) // gave up leadership; come back later
+				w = a.sleep(a.jitter(cfg.RenewEvery, 0.5))
 			case code == lease.CodeOK:
 				attempt = 0
 				safeUntil = start.Add(cfg.LeaseDuration)

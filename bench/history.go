@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"fmt"
 	"sort"
 	"time"
 
@@ -40,7 +41,7 @@ type Correctness struct {
 	// EarlyExpiries: calls answered not_held or denied for a holder whose
 	// own last successful claim or extend (started at s, asking for d) still
 	// promised it the lease when the answer arrived: End < s+d, with no
-	// revoke by that holder in between. The whole call happened inside the
+	// revoke call (whatever its answer) by that holder in between. The whole call happened inside the
 	// promised interval, so the server took the lease away early.
 	EarlyExpiries int `json:"early_expiries"`
 	// LateLosses: the same answers where the promise ran out while the call
@@ -50,7 +51,7 @@ type Correctness struct {
 	// belief intervals overlap. A holder believes it holds a key from the End
 	// of the call that granted it until the earliest of: its safe-until
 	// (max over its successful calls of Start+Dur), the Start of its own
-	// revoke, or the End of a call answered not_held/denied. A tenure is one
+	// revoke call (answered or not), or the End of a call answered not_held/denied. A tenure is one
 	// holder's run of successful calls carrying the same fencing token.
 	DualHolders int `json:"dual_holders"`
 	// FencingViolations: pairs of tenures on one key where the grant of one
@@ -59,6 +60,16 @@ type Correctness struct {
 	FencingViolations int `json:"fencing_violations"`
 	// Tenures is the number of tenures seen (a sanity count).
 	Tenures int `json:"tenures"`
+	// Examples describes the first few violations found, for diagnosis.
+	Examples []string `json:"examples,omitempty"`
+}
+
+const maxExamples = 5
+
+func (c *Correctness) example(format string, args ...any) {
+	if len(c.Examples) < maxExamples {
+		c.Examples = append(c.Examples, fmt.Sprintf(format, args...))
+	}
 }
 
 type tenure struct {
@@ -85,7 +96,7 @@ func Analyse(recs []Record) Correctness {
 	var tenures []tenure // of the current key
 	flushKey := func() {
 		c.Tenures += len(tenures)
-		d, f := checkTenures(tenures)
+		d, f := checkTenures(tenures, &c)
 		c.DualHolders += d
 		c.FencingViolations += f
 		tenures = tenures[:0]
@@ -132,16 +143,16 @@ func holderTenures(recs []Record, c *Correctness) []tenure {
 				out[cur].until = max(out[cur].until, promise)
 			}
 			safeUntil = max(safeUntil, promise)
-		case r.Code == lease.CodeOK && r.Op == opRevoke:
+		case r.Op == opRevoke:
+			// Whatever the answer (even a timeout), a holder that asked to
+			// release can no longer count on the lease.
 			closeAt(r.Start)
 		case r.Code == lease.CodeNotHeld || r.Code == lease.CodeDenied:
-			if r.Op == opRevoke {
-				closeAt(r.End)
-				continue
-			}
 			if safeUntil > 0 {
 				if r.End < safeUntil {
 					c.EarlyExpiries++
+					c.example("early expiry: key %d holder %d: %s started %v answered %s at %v, safe until %v",
+						r.Key, r.Holder, r.Op, r.Start, r.Code, r.End, safeUntil)
 				} else if r.Start < safeUntil {
 					c.LateLosses++
 				}
@@ -156,7 +167,7 @@ func holderTenures(recs []Record, c *Correctness) []tenure {
 
 // checkTenures counts overlapping pairs of different holders and fencing
 // order violations among one key's tenures.
-func checkTenures(ts []tenure) (dual, fencing int) {
+func checkTenures(ts []tenure, c *Correctness) (dual, fencing int) {
 	sort.Slice(ts, func(i, j int) bool { return ts[i].from < ts[j].from })
 	var active []tenure
 	for _, t := range ts {
@@ -173,6 +184,8 @@ func checkTenures(ts []tenure) (dual, fencing int) {
 		for _, a := range active {
 			if a.holder != t.holder {
 				dual++
+				c.example("dual holders: holder %d (token %d) believed [%v, %v), holder %d (token %d) believed [%v, %v)",
+					a.holder, a.token, a.from, a.until, t.holder, t.token, t.from, t.until)
 			}
 		}
 		active = append(active, t)
@@ -182,6 +195,8 @@ func checkTenures(ts []tenure) (dual, fencing int) {
 			a, b := ts[i], ts[j]
 			if a.from < b.grantStart && b.token <= a.token && !(a.holder == b.holder && a.token == b.token) {
 				fencing++
+				c.example("fencing: holder %d got token %d at %v, after holder %d got token %d at %v",
+					b.holder, b.token, b.from, a.holder, a.token, a.from)
 			}
 		}
 	}

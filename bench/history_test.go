@@ -2,6 +2,7 @@ package bench
 
 import (
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -26,14 +27,21 @@ func TestAnalyseCleanHistory(t *testing.T) {
 		{Key: 1, Holder: 2, Op: opExtend, Code: lease.CodeNotHeld, Start: 9*s + s/2, End: 10*s + s/2, Dur: 10 * s},
 		{Key: 1, Holder: 3, Op: opClaim, Start: 11 * s, End: 11*s + s/10, Dur: 10 * s, Token: 11},
 		{Key: 1, Holder: 3, Op: opExtend, Code: lease.CodeUnknown, Start: 15 * s, End: 16 * s, Dur: 10 * s},
+		// Key 2: E's revoke times out (it applied); F takes the key; E's
+		// later claim is denied. E gave up at the revoke's start: neither an
+		// early expiry nor a dual holder.
+		{Key: 2, Holder: 4, Op: opClaim, Start: 0, End: s / 10, Dur: 10 * s, Token: 7},
+		{Key: 2, Holder: 4, Op: opRevoke, Code: lease.CodeUnknown, Start: 3 * s, End: 4 * s},
+		{Key: 2, Holder: 5, Op: opClaim, Start: 3*s + s/2, End: 3*s + s/2 + s/10, Dur: 10 * s, Token: 12},
+		{Key: 2, Holder: 4, Op: opClaim, Code: lease.CodeDenied, Start: 5 * s, End: 5*s + s/10, Dur: 10 * s},
 	}
 	rand.Shuffle(len(h), func(i, j int) { h[i], h[j] = h[j], h[i] })
 	c := Analyse(h)
 	if c.EarlyExpiries != 0 || c.DualHolders != 0 || c.FencingViolations != 0 {
 		t.Fatalf("clean history: %+v", c)
 	}
-	if c.LateLosses != 1 || c.Tenures != 4 {
-		t.Fatalf("late losses %d (want 1), tenures %d (want 4)", c.LateLosses, c.Tenures)
+	if c.LateLosses != 1 || c.Tenures != 6 {
+		t.Fatalf("late losses %d (want 1), tenures %d (want 6)", c.LateLosses, c.Tenures)
 	}
 }
 
@@ -50,8 +58,12 @@ func TestAnalyseCountsViolations(t *testing.T) {
 		{Key: 1, Holder: 2, Op: opClaim, Start: 1 * s, End: 1*s + s/10, Dur: 10 * s, Token: 8},
 	}
 	c := Analyse(h)
+	if len(c.Examples) != 4 {
+		t.Errorf("examples: %q", c.Examples)
+	}
+	c.Examples = nil
 	want := Correctness{EarlyExpiries: 1, DualHolders: 2, FencingViolations: 1, Tenures: 4}
-	if c != want {
+	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("got %+v, want %+v", c, want)
 	}
 }

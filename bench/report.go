@@ -60,12 +60,13 @@ type Result struct {
 	Granted  uint64 `json:"granted"`
 	Extended uint64 `json:"extended"`
 	// Correctness from the history (see Correctness).
-	EarlyExpiries     int  `json:"early_expiries"`
-	DualHolders       int  `json:"dual_holders"`
-	LateLosses        int  `json:"late_losses"`
-	FencingViolations int  `json:"fencing_violations"`
-	Tenures           int  `json:"tenures"`
-	HistoryTruncated  bool `json:"history_truncated"`
+	EarlyExpiries     int      `json:"early_expiries"`
+	DualHolders       int      `json:"dual_holders"`
+	LateLosses        int      `json:"late_losses"`
+	FencingViolations int      `json:"fencing_violations"`
+	Tenures           int      `json:"tenures"`
+	Violations        []string `json:"violations,omitempty"` // the first few, described
+	HistoryTruncated  bool     `json:"history_truncated"`
 	// AppliedAfterDeadline is reported by the target; 0 with
 	// applied_after_deadline_measured false when it cannot be observed.
 	AppliedAfterDeadline         uint64 `json:"applied_after_deadline"`
@@ -171,7 +172,7 @@ func measure(cfg runConfig, name string, rec *recorder, before, after Stats, mon
 	}
 	c := Analyse(rec.records)
 	r.EarlyExpiries, r.DualHolders, r.LateLosses = c.EarlyExpiries, c.DualHolders, c.LateLosses
-	r.FencingViolations, r.Tenures = c.FencingViolations, c.Tenures
+	r.FencingViolations, r.Tenures, r.Violations = c.FencingViolations, c.Tenures, c.Examples
 	r.HistoryTruncated = rec.truncated
 	if rec.truncated {
 		r.Notes = append(r.Notes, fmt.Sprintf("history truncated at %d calls: correctness counters cover only the first ones", cfg.MaxRecords))
