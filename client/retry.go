@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math"
 	"sync"
 	"time"
@@ -144,9 +143,8 @@ func (c *Client) do(ctx context.Context, k kind, fn attemptFn) error {
 		case lease.CodeUnavailable:
 			c.clearLeader(ep)
 			unreachable[ep] = true
-			if n := len(c.endpoints()); len(unreachable) >= n {
-				// No server can be reached: say so now.
-				return finish(&lease.Error{Code: lease.CodeUnavailable, Message: fmt.Sprintf("no server reachable (%d tried); last: %s", n, last.Message)})
+			if len(unreachable) >= len(c.endpoints()) {
+				return finish(last) // no server can be reached: say so now
 			}
 			next, free = c.pickExcept(unreachable), true
 		case lease.CodeOverloaded:
@@ -220,7 +218,7 @@ func (c *Client) classify(ctx context.Context, err error, k kind, p *peer.Peer) 
 		if sent && k == kindWrite {
 			return &lease.Error{Code: lease.CodeUnknown, Message: "connection lost after the request was sent: " + st.Message()}
 		}
-		return &lease.Error{Code: lease.CodeUnavailable, Message: st.Message()}
+		return &lease.Error{Code: lease.CodeUnavailable, Message: "server unreachable: " + st.Message()}
 	case codes.Unimplemented:
 		return &lease.Error{Code: lease.CodeUnknown, Message: st.Message(), Cause: errors.ErrUnsupported}
 	case codes.ResourceExhausted: // without details: a message over the size limit

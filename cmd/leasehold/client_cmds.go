@@ -306,4 +306,3 @@ func initStatusCmd() {
 		})(cmd, args)
 	}
 }
-
