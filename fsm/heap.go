@@ -7,9 +7,9 @@ package fsm
 type expiryHeap []*record
 
 func (h *expiryHeap) push(r *record) {
-	r.heapIdx = len(*h)
+	r.heapIdx = int32(len(*h))
 	*h = append(*h, r)
-	h.up(r.heapIdx)
+	h.up(len(*h) - 1)
 }
 
 func (h *expiryHeap) pop() *record {
@@ -22,7 +22,7 @@ func (h *expiryHeap) remove(i int) *record {
 	r := old[i]
 	if i != n {
 		old[i] = old[n]
-		old[i].heapIdx = i
+		old[i].heapIdx = int32(i)
 	}
 	old[n] = nil
 	*h = old[:n]
@@ -73,6 +73,6 @@ func (h expiryHeap) down(i int) bool {
 
 func (h expiryHeap) swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].heapIdx = i
-	h[j].heapIdx = j
+	h[i].heapIdx = int32(i)
+	h[j].heapIdx = int32(j)
 }

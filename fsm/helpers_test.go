@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/leasehold/leasehold/lease"
 	"github.com/leasehold/leasehold/logentry"
@@ -153,7 +154,7 @@ func checkHeap(t fataler, m *Machine) {
 	t.Helper()
 	inHeap := 0
 	for i, r := range m.heap {
-		if r.heapIdx != i {
+		if int(r.heapIdx) != i {
 			t.Fatalf("heap[%d].heapIdx = %d", i, r.heapIdx)
 		}
 		if i > 0 && m.heap[(i-1)/2].expiry > r.expiry {
@@ -167,12 +168,12 @@ func checkHeap(t fataler, m *Machine) {
 		}
 		for name, r := range g.leases {
 			n++
-			if r.name != name || r.g != g {
+			if r.name() != name || r.g != g {
 				t.Fatalf("record %q misfiled", name)
 			}
 			if r.heapIdx >= 0 {
 				inHeap++
-				if r.heapIdx >= len(m.heap) || m.heap[r.heapIdx] != r {
+				if int(r.heapIdx) >= len(m.heap) || m.heap[r.heapIdx] != r {
 					t.Fatalf("record %q has stale heapIdx %d", name, r.heapIdx)
 				}
 			} else if !m.pinned(gk, name) || r.expiry >= m.now {
@@ -182,5 +183,17 @@ func checkHeap(t fataler, m *Machine) {
 	}
 	if n != m.count || n != m.Len() || inHeap != len(m.heap) {
 		t.Fatalf("count %d, records %d, heap %d/%d", m.count, n, len(m.heap), inHeap)
+	}
+}
+
+// The record must stay in the 64-byte size class: at a million leases every
+// byte over it costs 16 MB.
+func TestRecordSize(t *testing.T) {
+	if s := unsafe.Sizeof(record{}); s > 64 {
+		t.Fatalf("record is %d bytes; keep it within 64", s)
+	}
+	r := newRecord(nil, "name", "holder/0", 1, 2, 3)
+	if r.name() != "name" || r.holder() != "holder/0" {
+		t.Fatalf("name %q holder %q", r.name(), r.holder())
 	}
 }

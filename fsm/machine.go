@@ -17,21 +17,30 @@ type group struct {
 }
 
 // record is one held lease. It is kept small: at a million leases every
-// field costs a megabyte.
+// field costs a megabyte, and the struct fits the 64-byte size class.
 type record struct {
-	g      *group
-	name   string
-	holder string
-	token  uint64
-	start  time.Duration
-	expiry time.Duration // start + duration
+	g *group
+	// nameHolder is the lease name followed by the holder, in one
+	// allocation; nameLen splits it. The group's map key is the name part.
+	nameHolder string
+	token      uint64
+	start      time.Duration
+	expiry     time.Duration // start + duration
 	// heapIdx is the record's place in the expiry heap, or -1 while the lease
 	// is pinned past its expiry (it expires when its last pin goes).
-	heapIdx int
+	heapIdx int32
+	nameLen uint32
 }
 
+func newRecord(g *group, name, holder string, token uint64, start, expiry time.Duration) *record {
+	return &record{g: g, nameHolder: name + holder, nameLen: uint32(len(name)), token: token, start: start, expiry: expiry}
+}
+
+func (r *record) name() string   { return r.nameHolder[:r.nameLen] }
+func (r *record) holder() string { return r.nameHolder[r.nameLen:] }
+
 func (r *record) key() lease.Key {
-	return lease.Key{Namespace: r.g.key.ns, Group: r.g.key.group, Name: r.name}
+	return lease.Key{Namespace: r.g.key.ns, Group: r.g.key.group, Name: r.name()}
 }
 
 // Machine is the replicated lease state.
@@ -141,7 +150,7 @@ func (m *Machine) advance(t time.Duration) {
 	}
 	for len(m.heap) > 0 && m.heap[0].expiry < m.now {
 		r := m.heap.pop()
-		if m.pinned(r.g.key, r.name) {
+		if m.pinned(r.g.key, r.name()) {
 			continue // stays held, out of the heap, until unpinned or extended
 		}
 		m.remove(r, lease.EventExpired)
@@ -183,8 +192,8 @@ func (m *Machine) claim(c *lease.Command) lease.Result {
 	g := m.groups[gk]
 	if g != nil {
 		if r := g.leases[c.Key.Name]; r != nil {
-			if r.holder != c.Holder {
-				return lease.Result{Code: lease.CodeDenied, Holder: r.holder, Token: r.token, Start: r.start, Expiry: r.expiry, Now: m.now}
+			if r.holder() != c.Holder {
+				return lease.Result{Code: lease.CodeDenied, Holder: r.holder(), Token: r.token, Start: r.start, Expiry: r.expiry, Now: m.now}
 			}
 			return m.lengthen(r, c.Duration)
 		}
@@ -193,12 +202,12 @@ func (m *Machine) claim(c *lease.Command) lease.Result {
 		m.groups[gk] = g
 	}
 	m.tokenSeq++
-	r := &record{g: g, name: c.Key.Name, holder: c.Holder, token: m.tokenSeq, start: m.now, expiry: m.now + c.Duration}
-	g.leases[r.name] = r
+	r := newRecord(g, c.Key.Name, c.Holder, m.tokenSeq, m.now, m.now+c.Duration)
+	g.leases[r.name()] = r
 	m.count++
 	m.heap.push(r)
 	m.emit(lease.EventClaimed, r)
-	return lease.Result{Outcome: lease.OutcomeGranted, Holder: r.holder, Token: r.token, Start: r.start, Expiry: r.expiry, Now: m.now}
+	return lease.Result{Outcome: lease.OutcomeGranted, Holder: r.holder(), Token: r.token, Start: r.start, Expiry: r.expiry, Now: m.now}
 }
 
 // lengthen extends r to now+d unless that would shorten it.
@@ -208,16 +217,16 @@ func (m *Machine) lengthen(r *record, d time.Duration) lease.Result {
 		if r.heapIdx < 0 {
 			m.heap.push(r)
 		} else {
-			m.heap.fix(r.heapIdx)
+			m.heap.fix(int(r.heapIdx))
 		}
 		m.emit(lease.EventExtended, r)
 	}
-	return lease.Result{Outcome: lease.OutcomeExtended, Holder: r.holder, Token: r.token, Start: r.start, Expiry: r.expiry, Now: m.now}
+	return lease.Result{Outcome: lease.OutcomeExtended, Holder: r.holder(), Token: r.token, Start: r.start, Expiry: r.expiry, Now: m.now}
 }
 
 func (m *Machine) extend(c *lease.Command) lease.Result {
 	r := m.lookup(c.Key)
-	if r == nil || r.holder != c.Holder {
+	if r == nil || r.holder() != c.Holder {
 		return m.notHeld(r)
 	}
 	return m.lengthen(r, c.Duration)
@@ -226,7 +235,7 @@ func (m *Machine) extend(c *lease.Command) lease.Result {
 func (m *Machine) notHeld(r *record) lease.Result {
 	res := lease.Result{Code: lease.CodeNotHeld, Now: m.now}
 	if r != nil {
-		res.Holder, res.Token, res.Start, res.Expiry = r.holder, r.token, r.start, r.expiry
+		res.Holder, res.Token, res.Start, res.Expiry = r.holder(), r.token, r.start, r.expiry
 	}
 	return res
 }
@@ -236,12 +245,12 @@ func (m *Machine) revoke(c *lease.Command) lease.Result {
 	if r == nil {
 		return lease.Result{Outcome: lease.OutcomeAbsent, Now: m.now}
 	}
-	if r.holder != c.Holder {
+	if r.holder() != c.Holder {
 		return m.notHeld(r)
 	}
-	res := lease.Result{Outcome: lease.OutcomeRevoked, Holder: r.holder, Token: r.token, Start: r.start, Expiry: r.expiry, Now: m.now}
+	res := lease.Result{Outcome: lease.OutcomeRevoked, Holder: r.holder(), Token: r.token, Start: r.start, Expiry: r.expiry, Now: m.now}
 	if r.heapIdx >= 0 {
-		m.heap.remove(r.heapIdx)
+		m.heap.remove(int(r.heapIdx))
 	}
 	m.remove(r, lease.EventRevoked)
 	return res
@@ -250,7 +259,7 @@ func (m *Machine) revoke(c *lease.Command) lease.Result {
 // remove deletes r (already out of the heap) and records why.
 func (m *Machine) remove(r *record, why lease.EventKind) {
 	g := r.g
-	delete(g.leases, r.name)
+	delete(g.leases, r.name())
 	if len(g.leases) == 0 {
 		delete(m.groups, g.key)
 	}
@@ -296,7 +305,7 @@ func (m *Machine) unpin(c *lease.Command) lease.Result {
 
 func (m *Machine) emit(kind lease.EventKind, r *record) {
 	if m.recordEvents {
-		m.events = append(m.events, lease.Event{Kind: kind, Key: r.key(), Holder: r.holder, Token: r.token, Expiry: r.expiry, Index: m.index, Now: m.now})
+		m.events = append(m.events, lease.Event{Kind: kind, Key: r.key(), Holder: r.holder(), Token: r.token, Expiry: r.expiry, Index: m.index, Now: m.now})
 	}
 }
 

@@ -66,8 +66,8 @@ func (m *Machine) AppendSnapshot(b []byte) []byte {
 		b = binary.AppendUvarint(b, uint64(len(names)))
 		for _, name := range names {
 			r := g.leases[name]
-			b = appendString(b, r.name)
-			b = appendString(b, r.holder)
+			b = appendString(b, name)
+			b = appendString(b, r.holder())
 			b = binary.AppendUvarint(b, r.token)
 			b = binary.AppendVarint(b, int64(r.start))
 			b = binary.AppendVarint(b, int64(r.expiry-r.start))
@@ -169,13 +169,16 @@ func decodeSnapshot(data []byte, limits lease.Limits) (*Machine, error) {
 		g := &group{key: gk, leases: make(map[string]*record, nl)}
 		m.groups[gk] = g
 		for j := 0; j < nl && d.err == nil; j++ {
-			r := &record{g: g, name: d.string(), holder: d.string(), token: d.uvarint()}
-			r.start = time.Duration(d.varint())
-			r.expiry = r.start + time.Duration(d.varint())
-			if _, dup := g.leases[r.name]; dup || r.token == 0 || r.token > m.tokenSeq {
+			name, holder := d.raw(), d.raw()
+			token := d.uvarint()
+			start := time.Duration(d.varint())
+			// string(name) + string(holder) makes one allocation, not three.
+			r := &record{g: g, nameHolder: string(name) + string(holder), nameLen: uint32(len(name)),
+				token: token, start: start, expiry: start + time.Duration(d.varint())}
+			if _, dup := g.leases[r.name()]; dup || r.token == 0 || r.token > m.tokenSeq {
 				d.fail("lease")
 			}
-			g.leases[r.name] = r
+			g.leases[r.name()] = r
 			all = append(all, r)
 		}
 		m.count += nl
@@ -202,11 +205,11 @@ func decodeSnapshot(data []byte, limits lease.Limits) (*Machine, error) {
 	// Rebuild the expiry index: leases held past expiry by pins stay out of it.
 	m.heap = make(expiryHeap, 0, len(all))
 	for _, r := range all {
-		if r.expiry < m.now && m.pinned(r.g.key, r.name) {
+		if r.expiry < m.now && m.pinned(r.g.key, r.name()) {
 			r.heapIdx = -1
 			continue
 		}
-		r.heapIdx = len(m.heap)
+		r.heapIdx = int32(len(m.heap))
 		m.heap = append(m.heap, r)
 	}
 	for i := len(m.heap)/2 - 1; i >= 0; i-- {
@@ -263,7 +266,8 @@ func (d *reader) count(minSize int) int {
 	return int(n)
 }
 
-func (d *reader) bytes() []byte {
+// raw reads a length-prefixed byte string without copying it.
+func (d *reader) raw() []byte {
 	n := d.uvarint()
 	if d.err != nil {
 		return nil
@@ -272,9 +276,17 @@ func (d *reader) bytes() []byte {
 		d.fail("length")
 		return nil
 	}
-	p := append([]byte(nil), d.b[:n]...)
+	p := d.b[:n:n]
 	d.b = d.b[n:]
 	return p
+}
+
+func (d *reader) bytes() []byte {
+	p := d.raw()
+	if p == nil {
+		return nil
+	}
+	return append([]byte(nil), p...)
 }
 
 func (d *reader) string() string { return string(d.bytes()) }
