@@ -22,16 +22,15 @@ import (
 
 // Cluster is the shared state of the fake nodes.
 type Cluster struct {
-	mu       sync.Mutex
-	m        *fsm.Machine
-	index    uint64
-	start    time.Time
-	clock    func() time.Duration
-	leader   string
-	nodes    []*Node
-	history  []lease.Event
-	watchers map[*watcher]struct{}
-	limits   lease.Limits
+	mu     sync.Mutex
+	m      *fsm.Machine
+	index  uint64
+	start  time.Time
+	clock  func() time.Duration
+	leader string
+	nodes  []*Node
+	hub    *server.WatchHub
+	limits lease.Limits
 
 	// OnWrite, when set, runs before every write on any node, without the
 	// lock held. A non-nil error is returned as the write's error; a hook
@@ -58,7 +57,7 @@ var _ interface {
 // real elapsed time since creation unless SetClock replaces it.
 func NewCluster(n int) *Cluster {
 	c := &Cluster{m: fsm.New(lease.DefaultLimits), start: time.Now(), leader: "n1",
-		watchers: make(map[*watcher]struct{}), limits: lease.DefaultLimits}
+		hub: server.NewWatchHub(0, 256), limits: lease.DefaultLimits}
 	c.clock = func() time.Duration { return time.Since(c.start) }
 	c.m.RecordEvents(true)
 	for i := 1; i <= n; i++ {
@@ -127,12 +126,7 @@ func (c *Cluster) leaderHint() *lease.Error {
 func (c *Cluster) applyLocked(cmds []lease.Command, now time.Duration) []lease.Result {
 	c.index++
 	res := c.m.Apply(c.index, &logentry.Entry{Kind: logentry.KindBatch, Time: now, Commands: cmds})
-	if ev := c.m.TakeEvents(); len(ev) > 0 {
-		c.history = append(c.history, ev...)
-		for w := range c.watchers {
-			w.push(ev)
-		}
-	}
+	c.hub.Publish(c.m.TakeEvents())
 	return res
 }
 
@@ -218,74 +212,9 @@ func (n *Node) Limits() lease.Limits {
 	return n.c.limits
 }
 
-// watcher buffers events for one Watch call, with a bound.
-type watcher struct {
-	f      server.WatchFilter
-	ch     chan []lease.Event
-	failed bool
-}
-
-// push queues the matching events of one entry; a full buffer ends the watch.
-func (w *watcher) push(ev []lease.Event) {
-	if w.failed {
-		return
-	}
-	var batch []lease.Event
-	for _, e := range ev {
-		if w.f.Match(e.Key) {
-			batch = append(batch, e)
-		}
-	}
-	if len(batch) == 0 {
-		return
-	}
-	select {
-	case w.ch <- batch:
-	default:
-		w.failed = true
-		close(w.ch)
-	}
-}
-
 // Watch implements server.Watcher.
 func (n *Node) Watch(ctx context.Context, from uint64, f server.WatchFilter, send func([]lease.Event) error) error {
-	c := n.c
-	w := &watcher{f: f, ch: make(chan []lease.Event, 256)}
-	c.mu.Lock()
-	var replay []lease.Event
-	for _, e := range c.history {
-		if from != 0 && e.Index >= from && f.Match(e.Key) {
-			replay = append(replay, e)
-		}
-	}
-	c.watchers[w] = struct{}{}
-	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		delete(c.watchers, w)
-		c.mu.Unlock()
-	}()
-	if err := send(nil); err != nil {
-		return err
-	}
-	if len(replay) > 0 {
-		if err := send(replay); err != nil {
-			return err
-		}
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case batch, ok := <-w.ch:
-			if !ok {
-				return lease.Errorf(lease.CodeOverloaded, "watcher fell behind")
-			}
-			if err := send(batch); err != nil {
-				return err
-			}
-		}
-	}
+	return n.c.hub.Watch(ctx, from, f, send)
 }
 
 // Start serves every node of c on its own 127.0.0.1:0 listener with opts,
