@@ -1,0 +1,248 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"sync"
+
+	"github.com/leasehold/leasehold/logentry"
+	"github.com/leasehold/leasehold/node"
+	"github.com/leasehold/leasehold/raftnode"
+)
+
+// Options configure a cluster.
+type Options struct {
+	// Size is the number of servers (default 3).
+	Size int
+	// Dir holds one data directory per server. Required.
+	Dir string
+	// Host to bind (default 127.0.0.1).
+	Host string
+	// BasePort, when set, fixes the ports: server i (1-based) serves clients
+	// on BasePort+i, Raft on BasePort+100+i and HTTP on BasePort+200+i.
+	// Zero picks free ports.
+	BasePort int
+	// Raft adjusts each server's Raft configuration (timeouts, hooks).
+	Raft   func(*raftnode.Config)
+	Logger *slog.Logger
+}
+
+// Member is one server of the cluster.
+type Member struct {
+	Index      int // 0-based
+	ID         string
+	Dir        string
+	ClientAddr string
+	RaftAddr   string
+	HTTPAddr   string
+
+	mu      sync.Mutex
+	raft    *raftnode.Node
+	node    *node.Node
+	running bool
+	stopAPI func()
+}
+
+// Raft returns the member's replica (nil while stopped).
+func (m *Member) Raft() *raftnode.Node { m.mu.Lock(); defer m.mu.Unlock(); return m.raft }
+
+// Node returns the member's backend (nil while stopped).
+func (m *Member) Node() *node.Node { m.mu.Lock(); defer m.mu.Unlock(); return m.node }
+
+// Running reports whether the member is up.
+func (m *Member) Running() bool { m.mu.Lock(); defer m.mu.Unlock(); return m.running }
+
+// Cluster is a running in-process cluster.
+type Cluster struct {
+	opts    Options
+	Members []*Member
+}
+
+// Start starts every server and bootstraps a new cluster (or recovers one
+// from Dir), returning once the servers are listening. Use WaitLeader to wait
+// for a leader.
+func Start(ctx context.Context, opts Options) (*Cluster, error) {
+	if opts.Size == 0 {
+		opts.Size = 3
+	}
+	if opts.Host == "" {
+		opts.Host = "127.0.0.1"
+	}
+	if opts.Dir == "" {
+		return nil, errors.New("cluster: Dir is required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Cluster{opts: opts}
+	for i := 0; i < opts.Size; i++ {
+		m := &Member{Index: i, ID: "node" + strconv.Itoa(i+1), Dir: filepath.Join(opts.Dir, "node"+strconv.Itoa(i+1))}
+		m.ClientAddr, m.RaftAddr, m.HTTPAddr = c.addr(0, i), c.addr(100, i), c.addr(200, i)
+		c.Members = append(c.Members, m)
+	}
+	// With fixed ports every address is known, so each node bootstraps at
+	// start. With free ports the Raft addresses are known only once the
+	// transports listen, so the nodes start empty and are bootstrapped after.
+	fixed := opts.BasePort != 0
+	for _, m := range c.Members {
+		if err := c.startMember(m, fixed); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	if !fixed {
+		peers := c.peers()
+		for _, m := range c.Members {
+			if err := m.raft.Bootstrap(peers); err != nil && !isAlreadyBootstrapped(err) {
+				c.Close()
+				return nil, fmt.Errorf("cluster: bootstrap %s: %w", m.ID, err)
+			}
+		}
+	}
+	return c, nil
+}
+
+func (c *Cluster) addr(offset, i int) string {
+	port := 0
+	if c.opts.BasePort != 0 {
+		port = c.opts.BasePort + offset + i + 1
+	}
+	return net.JoinHostPort(c.opts.Host, strconv.Itoa(port))
+}
+
+func (c *Cluster) peers() []raftnode.Peer {
+	var ps []raftnode.Peer
+	for _, m := range c.Members {
+		ps = append(ps, raftnode.Peer{ID: m.ID, RaftAddr: m.RaftAddr})
+	}
+	return ps
+}
+
+func (c *Cluster) directory() []logentry.Member {
+	var ms []logentry.Member
+	for _, m := range c.Members {
+		if !isPortZero(m.ClientAddr) {
+			ms = append(ms, logentry.Member{ID: m.ID, ClientAddr: m.ClientAddr, HTTPAddr: m.HTTPAddr})
+		}
+	}
+	return ms
+}
+
+func isPortZero(addr string) bool {
+	_, p, _ := net.SplitHostPort(addr)
+	return p == "0"
+}
+
+func isAlreadyBootstrapped(err error) bool {
+	return err != nil && err.Error() == "bootstrap only works on new clusters"
+}
+
+func (c *Cluster) startMember(m *Member, bootstrap bool) error {
+	stopAPI, err := c.listenAPI(m)
+	if err != nil {
+		return err
+	}
+	cfg := raftnode.Config{
+		ID:         m.ID,
+		DataDir:    m.Dir,
+		RaftAddr:   m.RaftAddr,
+		ClientAddr: m.ClientAddr,
+		HTTPAddr:   m.HTTPAddr,
+		Logger:     c.opts.Logger,
+	}
+	if bootstrap {
+		cfg.Bootstrap = c.peers()
+	}
+	if c.opts.Raft != nil {
+		c.opts.Raft(&cfg)
+	}
+	// Registered after the hook so every member knows the final addresses.
+	cfg.KnownMembers = c.directory()
+	r, err := raftnode.Open(cfg)
+	if err != nil {
+		stopAPI()
+		return fmt.Errorf("cluster: start %s: %w", m.ID, err)
+	}
+	m.mu.Lock()
+	m.RaftAddr = r.RaftAddr()
+	m.raft, m.node, m.running = r, node.New(r), true
+	m.stopAPI = stopAPI
+	m.mu.Unlock()
+	return c.serveAPI(m)
+}
+
+// WaitLeader waits until a running member leads with its clock ready.
+func (c *Cluster) WaitLeader(ctx context.Context) (*Member, error) {
+	for _, m := range c.Members {
+		if r := m.Raft(); r != nil {
+			if err := r.WaitLeader(ctx); err != nil {
+				return nil, err
+			}
+			break
+		}
+	}
+	for {
+		if l := c.Leader(); l != nil {
+			return l, nil
+		}
+		for _, m := range c.Members {
+			if r := m.Raft(); r != nil {
+				if err := r.WaitLeader(ctx); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+}
+
+// Leader returns the running member whose clock is ready, or nil.
+func (c *Cluster) Leader() *Member {
+	for _, m := range c.Members {
+		if r := m.Raft(); r != nil {
+			if _, ok := r.Now(); ok {
+				return m
+			}
+		}
+	}
+	return nil
+}
+
+// Stop stops member i (a clean shutdown that hands over leadership).
+func (c *Cluster) Stop(i int) error { return c.stop(c.Members[i]) }
+
+func (c *Cluster) stop(m *Member) error {
+	m.mu.Lock()
+	r, stopAPI := m.raft, m.stopAPI
+	m.raft, m.node, m.running, m.stopAPI = nil, nil, false, nil
+	m.mu.Unlock()
+	if r == nil {
+		return nil
+	}
+	if stopAPI != nil {
+		stopAPI()
+	}
+	return r.Close()
+}
+
+// Restart starts a stopped member i again on its data directory and addresses.
+func (c *Cluster) Restart(i int) error {
+	m := c.Members[i]
+	if m.Running() {
+		return fmt.Errorf("cluster: %s is running", m.ID)
+	}
+	return c.startMember(m, false)
+}
+
+// Close stops every member.
+func (c *Cluster) Close() error {
+	var errs []error
+	for _, m := range c.Members {
+		errs = append(errs, c.stop(m))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,20 @@
+// Package raftnode runs one Leasehold server's Raft replica: hashicorp/raft
+// with raft-wal as log and stable store, file snapshots and a TCP transport,
+// the adapter that feeds committed entries to the pure state machine (package
+// fsm), and the leader's replicated clock.
+//
+// The clock. Only the leader advances replicated time. When a node becomes
+// leader it first waits on a Raft barrier, so every entry of earlier terms is
+// applied, then takes the state machine's time as its base and from then on
+// reads base + (monotonic time elapsed since). Time during an election gap is
+// therefore never counted: failover can stretch a lease but never shorten it,
+// and replicated time never runs ahead of real time. Every proposed entry is
+// stamped with the clock reading taken under the proposal lock, so stamps
+// increase in log order. When nothing else was proposed for a tick interval,
+// the ticker proposes an empty entry so leases expire on an idle cluster; an
+// idle cluster writes at most one such entry per interval.
+//
+// Proposals are stamped and appended here, but batching, deadlines and back
+// pressure are the admission queue's job (package admission), which calls
+// Propose.
+package raftnode

@@ -1,0 +1,149 @@
+package raftnode
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/leasehold/leasehold/fsm"
+	"github.com/leasehold/leasehold/lease"
+	"github.com/leasehold/leasehold/logentry"
+)
+
+// enqueueTimeout bounds how long Propose may wait for Raft to accept an
+// entry. The admission queue keeps few entries in flight, so hitting it means
+// Raft itself is stuck; the op was not appended and the caller is told to
+// back off.
+const enqueueTimeout = 2 * time.Second
+
+// Proposal is an entry appended to the Raft log, awaiting its application.
+type Proposal struct {
+	done    chan struct{}
+	results []lease.Result
+	err     error
+}
+
+// Done is closed when the entry has been applied on this node, or failed.
+func (p *Proposal) Done() <-chan struct{} { return p.done }
+
+// Result returns one result per command, or an error for the whole entry: a
+// *lease.Error with CodeNotLeader (not appended), CodeOverloaded (Raft did
+// not accept it in time, not appended) or CodeUnknown (appended, then
+// leadership was lost: it may or may not be applied). Call after Done.
+func (p *Proposal) Result() ([]lease.Result, error) { return p.results, p.err }
+
+func (p *Proposal) wait(ctx context.Context) error {
+	select {
+	case <-p.done:
+		return p.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func failedProposal(err error) *Proposal {
+	p := &Proposal{done: make(chan struct{}), err: err}
+	close(p.done)
+	return p
+}
+
+// Now reads the leader's replicated clock; ok is false unless this node is
+// the leader and has finished establishing its term.
+func (n *Node) Now() (time.Duration, bool) {
+	t, _, ok := n.clock.now()
+	return t, ok
+}
+
+// Propose stamps one entry holding cmds with the leader's clock and appends
+// it to the log. Deadlines in cmds are in replicated time.
+func (n *Node) Propose(cmds []lease.Command) (*Proposal, error) {
+	p := n.proposeEntry(&logentry.Entry{Kind: logentry.KindBatch, Commands: cmds})
+	select {
+	case <-p.done:
+		if p.err != nil && p.results == nil && lease.CodeOf(p.err) != lease.CodeUnknown {
+			return nil, p.err
+		}
+	default:
+	}
+	return p, nil
+}
+
+// ProposeSettings appends a settings entry.
+func (n *Node) ProposeSettings(ctx context.Context, payload []byte) error {
+	return n.proposeEntry(&logentry.Entry{Kind: logentry.KindSettings, Payload: payload}).wait(ctx)
+}
+
+func (n *Node) proposeEntry(e *logentry.Entry) *Proposal {
+	n.proposeMu.Lock()
+	t, _, ok := n.clock.now()
+	if !ok {
+		n.proposeMu.Unlock()
+		return failedProposal(n.NotLeaderError())
+	}
+	e.Time = t
+	f := n.raft.Apply(e.Marshal(), enqueueTimeout)
+	n.lastProposal.Store(int64(n.cfg.Clock.Since(n.clockEpoch)))
+	n.proposeMu.Unlock()
+
+	p := &Proposal{done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		if err := f.Error(); err != nil {
+			p.err = n.mapApplyError(err)
+			return
+		}
+		r, ok := f.Response().(applyResult)
+		switch {
+		case !ok:
+			p.err = lease.Errorf(lease.CodeUnknown, "unexpected apply response %T", f.Response())
+		case r.err != nil:
+			p.err = &lease.Error{Code: lease.CodeUnknown, Message: "entry rejected by the state machine", Cause: r.err}
+		default:
+			p.results = r.results
+		}
+	}()
+	return p
+}
+
+// mapApplyError classifies a Raft apply error: whether the entry may have
+// been appended decides between a certain failure and an unknown outcome.
+func (n *Node) mapApplyError(err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		return n.NotLeaderError()
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		return &lease.Error{Code: lease.CodeOverloaded, Message: "raft did not accept the entry in time", RetryAfter: 100 * time.Millisecond}
+	case errors.Is(err, raft.ErrLeadershipLost):
+		return &lease.Error{Code: lease.CodeUnknown, Message: "leadership lost after proposing; the operation may or may not have been applied", Cause: err}
+	default:
+		return &lease.Error{Code: lease.CodeUnknown, Message: "raft apply failed", Cause: err}
+	}
+}
+
+// NotLeaderError builds CodeNotLeader with the best hint this node has. A
+// leader whose clock is not ready yet answers Unavailable: retry shortly.
+func (n *Node) NotLeaderError() error {
+	if n.raft.State() == raft.Leader {
+		return lease.Errorf(lease.CodeUnavailable, "leader %s is still establishing its term; retry shortly", n.cfg.ID)
+	}
+	id, addr := n.LeaderHint()
+	return &lease.Error{Code: lease.CodeNotLeader, LeaderID: id, LeaderAddr: addr}
+}
+
+// LeaderHint returns the current leader's ID and client address (from the
+// member directory; empty when unknown).
+func (n *Node) LeaderHint() (id, clientAddr string) {
+	_, lid := n.raft.LeaderWithID()
+	if lid == "" {
+		return "", ""
+	}
+	id = string(lid)
+	n.sm.read(func(m *fsm.Machine) {
+		if mem, ok := m.Member(id); ok {
+			clientAddr = mem.ClientAddr
+		}
+	})
+	return id, clientAddr
+}
