@@ -168,3 +168,25 @@ func TestEtcdScenarios(t *testing.T) {
 		})
 	}
 }
+
+// TestHarnessBulk: a target whose sessions take bulk calls gets the agents'
+// ops multiplexed onto them, several per call, without hurting correctness.
+func TestHarnessBulk(t *testing.T) {
+	rep, err := Run(context.Background(), Options{
+		Targets: []string{"mem-bulk"}, Leases: 100, Claimants: 3, Sessions: 1,
+		LeaseDuration: 400 * time.Millisecond, RenewEvery: 100 * time.Millisecond,
+		Duration: 1200 * time.Millisecond, TimeScale: 1, OpTimeout: 200 * time.Millisecond,
+		Out: t.TempDir(), DataDir: t.TempDir(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rep.Results[0]
+	if r.BulkCalls == 0 || r.OpsPerBulkCall < 1.5 {
+		t.Errorf("bulk calls %d, ops per call %.2f: want batching", r.BulkCalls, r.OpsPerBulkCall)
+	}
+	if r.EarlyExpiries != 0 || r.DualHolders != 0 || r.Extended == 0 {
+		t.Errorf("early %d dual %d extended %d", r.EarlyExpiries, r.DualHolders, r.Extended)
+	}
+	t.Logf("%d ops in %d bulk calls (%.1f per call)", r.Ops, r.BulkCalls, r.OpsPerBulkCall)
+}

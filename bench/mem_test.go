@@ -111,3 +111,41 @@ func (s memSession) Revoke(ctx context.Context, key, holder string) error {
 }
 
 func (s memSession) Close() error { return nil }
+
+// memBulkTarget is memTarget with sessions that implement BulkSession; each
+// bulk call takes commitLatency, like one log entry's commit.
+type memBulkTarget struct{ memTarget }
+
+const commitLatency = 5 * time.Millisecond
+
+func init() { Register("mem-bulk", func() Target { return &memBulkTarget{} }) }
+
+func (t *memBulkTarget) Name() string { return "mem-bulk" }
+
+func (t *memBulkTarget) NewSession(ctx context.Context) (Session, error) {
+	return memBulkSession{memSession{&t.memTarget}}, nil
+}
+
+type memBulkSession struct{ memSession }
+
+func (s memBulkSession) Bulk(ctx context.Context, ops []BulkOp) ([]BulkResult, error) {
+	timer := time.NewTimer(commitLatency)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+	case <-ctx.Done():
+		return nil, &lease.Error{Code: lease.CodeUnknown, Cause: ctx.Err()}
+	}
+	out := make([]BulkResult, len(ops))
+	for i, op := range ops {
+		switch op.Op {
+		case lease.OpClaim:
+			out[i].Grant, out[i].Err = s.write(op.Key, op.Holder, op.Duration, true)
+		case lease.OpExtend:
+			out[i].Grant, out[i].Err = s.write(op.Key, op.Holder, op.Duration, false)
+		case lease.OpRevoke:
+			out[i].Err = s.Revoke(ctx, op.Key, op.Holder)
+		}
+	}
+	return out, nil
+}

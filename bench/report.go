@@ -40,7 +40,8 @@ type Ratio struct {
 type Result struct {
 	Target string `json:"target"`
 	// Ops is every call that got an answer (any result); OpsPerSec is Ops
-	// over the load's wall time.
+	// over the load's wall time (from the start of the run to the last
+	// answer, including the ramp and the drain of calls in flight).
 	Ops       uint64  `json:"ops"`
 	OpsPerSec float64 `json:"ops_per_sec"`
 	P50Ms     float64 `json:"p50_ms"`
@@ -50,6 +51,10 @@ type Result struct {
 	// = Ops / Entries (0 when the target does not report its index).
 	Entries     uint64  `json:"entries"`
 	OpsPerEntry float64 `json:"ops_per_entry"`
+	// BulkCalls is the number of bulk calls the agents' ops travelled in
+	// (0: one call per op); OpsPerBulkCall = Ops / BulkCalls.
+	BulkCalls      uint64  `json:"bulk_calls"`
+	OpsPerBulkCall float64 `json:"ops_per_bulk_call,omitempty"`
 	// Rejected: overloaded + deadline_exceeded answers (pushed back, not
 	// applied). Errors: unavailable, unknown, not_leader, canceled and any
 	// other failure. Denied and not_held are normal lease answers.
@@ -284,6 +289,11 @@ func (r *Report) Markdown() string {
 			}
 			slices.Sort(codes)
 			fmt.Fprintf(&b, "- %s %s: %d, %.2f / %.2f ms; %s\n", x.Target, op, st.Count, st.P50Ms, st.P99Ms, strings.Join(codes, ", "))
+		}
+	}
+	for _, x := range r.Results {
+		if x.BulkCalls > 0 {
+			fmt.Fprintf(&b, "- %s: the agents' ops travelled in %d bulk calls, %.1f ops per call\n", x.Target, x.BulkCalls, x.OpsPerBulkCall)
 		}
 	}
 	for _, ch := range r.Charts {

@@ -57,6 +57,9 @@ type Options struct {
 	Progress io.Writer
 	// Log receives one line per phase (nil: none).
 	Log io.Writer
+	// NoBulk stops the harness from multiplexing agents onto bulk calls
+	// for targets whose sessions implement BulkSession.
+	NoBulk bool
 	// Seed makes the agents' jitter reproducible; default 1.
 	Seed uint64
 	// MaxRecords bounds the history kept for the correctness analysis
@@ -81,6 +84,7 @@ type runConfig struct {
 	EventAt        float64       `json:"event_at,omitempty"`
 	RevokeChance   float64       `json:"revoke_chance"`
 	Seed           uint64        `json:"seed"`
+	NoBulk         bool          `json:"no_bulk"`
 	MaxRecords     int           `json:"max_records"`
 	Ramp           time.Duration `json:"-"`
 	// The durations again, in seconds, for the JSON report.
@@ -99,7 +103,7 @@ func (o Options) config() (runConfig, error) {
 		LeaseDuration: o.LeaseDuration, RenewEvery: o.RenewEvery, Duration: o.Duration,
 		TimeScale: o.TimeScale, Sessions: o.Sessions, OpTimeout: o.OpTimeout,
 		BurstClaimants: o.BurstClaimants, EventAt: o.EventAt, RevokeChance: o.RevokeChance,
-		Seed: o.Seed, MaxRecords: o.MaxRecords,
+		Seed: o.Seed, MaxRecords: o.MaxRecords, NoBulk: o.NoBulk,
 	}
 	def := func(p *int, v int) {
 		if *p == 0 {
@@ -199,7 +203,13 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			t.Name(), cfg.Scenario, cfg.Leases, cfg.Claimants, cfg.LeaseDuration, cfg.RenewEvery, cfg.Duration)
 		res, err := runTarget(ctx, cfg, t, opts, uint64(i))
 		if err != nil {
-			return rep, fmt.Errorf("bench: target %s: %w", t.Name(), err)
+			err = fmt.Errorf("bench: target %s: %w", t.Name(), err)
+			if len(rep.Results) > 0 { // keep what was measured
+				rep.Notes = append(rep.Notes, "incomplete: "+err.Error())
+				rep.finish()
+				err = errors.Join(err, rep.write(out))
+			}
+			return rep, err
 		}
 		logf("bench: %s: %.0f ops/s, p50 %.2f ms, p99 %.2f ms, %d early expiries, %d dual holders",
 			res.Target, res.OpsPerSec, res.P50Ms, res.P99Ms, res.EarlyExpiries, res.DualHolders)
@@ -237,9 +247,15 @@ func runTarget(ctx context.Context, cfg runConfig, t Target, opts Options, salt 
 			}
 		}
 	}()
+	var batchers []*batcher
 	for i := range sessions {
 		if sessions[i], err = t.NewSession(ctx); err != nil {
 			return nil, err
+		}
+		if bs, ok := sessions[i].(BulkSession); ok && !cfg.NoBulk {
+			b := &batcher{bs: bs}
+			batchers = append(batchers, b)
+			sessions[i] = bulkSession{b}
 		}
 	}
 	statsNow := func() (Stats, error) {
@@ -306,7 +322,16 @@ wait:
 	if err != nil {
 		return nil, err
 	}
-	return measure(cfg, t.Name(), rec, before, after, mon, elapsed), nil
+	res = measure(cfg, t.Name(), rec, before, after, mon, elapsed)
+	for _, b := range batchers {
+		b.mu.Lock()
+		res.BulkCalls += b.calls
+		b.mu.Unlock()
+	}
+	if res.BulkCalls > 0 {
+		res.OpsPerBulkCall = float64(res.Ops) / float64(res.BulkCalls)
+	}
+	return res, nil
 }
 
 type agentSet struct{ base, burst []*agent }

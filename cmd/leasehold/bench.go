@@ -103,6 +103,7 @@ renew several times.`,
 	f.Float64Var(&o.EventAt, "event-at", 0.5, "herd/burst: when it fires, as a fraction of --duration")
 	f.Float64Var(&o.RevokeChance, "revoke-chance", 0.02, "probability a holder releases instead of renewing (negative: never)")
 	f.Uint64Var(&o.Seed, "seed", 1, "seed for the agents' jitter")
+	f.BoolVar(&o.NoBulk, "no-bulk", false, "one call per op even for targets that take bulk calls")
 	f.StringVar(&o.DataDir, "data-dir", "", "where the clusters keep their data, removed after each target (default: the temp dir)")
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress bar or progress lines on stderr")
 	rootCmd.AddCommand(cmd)
