@@ -67,7 +67,7 @@ type writeCounter struct {
 
 func countWrites(c *servertest.Cluster, inject func(node string, cmds []lease.Command) error) *writeCounter {
 	wc := &writeCounter{counts: map[string]int{}}
-	c.OnWrite = func(_ context.Context, node string, cmds []lease.Command) error {
+	c.SetOnWrite(func(_ context.Context, node string, cmds []lease.Command) error {
 		wc.mu.Lock()
 		wc.counts[node]++
 		wc.mu.Unlock()
@@ -75,7 +75,7 @@ func countWrites(c *servertest.Cluster, inject func(node string, cmds []lease.Co
 			return inject(node, cmds)
 		}
 		return nil
-	}
+	})
 	return wc
 }
 

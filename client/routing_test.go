@@ -137,12 +137,12 @@ func TestFailoverToLiveServer(t *testing.T) {
 func TestCancelReachesServer(t *testing.T) {
 	c, cl, _ := setup(t, 1, server.Options{}, nil)
 	entered, observed := make(chan struct{}), make(chan error, 1)
-	c.OnWrite = func(ctx context.Context, _ string, _ []lease.Command) error {
+	c.SetOnWrite(func(ctx context.Context, _ string, _ []lease.Command) error {
 		close(entered)
 		<-ctx.Done()
 		observed <- ctx.Err()
 		return ctx.Err()
-	}
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { <-entered; cancel() }()
 	_, err := cl.Claim(ctx, key, "h", time.Minute)
@@ -159,11 +159,11 @@ func TestCancelReachesServer(t *testing.T) {
 func TestClientDeadlineIsUnknown(t *testing.T) {
 	c, cl, _ := setup(t, 1, server.Options{}, nil)
 	observed := make(chan struct{})
-	c.OnWrite = func(ctx context.Context, _ string, _ []lease.Command) error {
+	c.SetOnWrite(func(ctx context.Context, _ string, _ []lease.Command) error {
 		<-ctx.Done()
 		close(observed)
 		return ctx.Err()
-	}
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	_, err := cl.Claim(ctx, key, "h", time.Minute)
@@ -172,9 +172,9 @@ func TestClientDeadlineIsUnknown(t *testing.T) {
 	}
 	<-observed
 	// A server-sent DeadlineExceeded is the definite "not applied".
-	c.OnWrite = func(context.Context, string, []lease.Command) error {
+	c.SetOnWrite(func(context.Context, string, []lease.Command) error {
 		return lease.Errorf(lease.CodeDeadlineExceeded, "queue too long")
-	}
+	})
 	ctx2, cancel2 := context.WithTimeout(context.Background(), time.Second)
 	defer cancel2()
 	if _, err := cl.Claim(ctx2, key, "h", time.Minute); !errors.Is(err, lease.ErrDeadlineExceeded) {

@@ -210,17 +210,17 @@ func TestCLIExitCodes(t *testing.T) {
 	l.Close()
 	errJSON(t, expectCode(t, cli(t, dead, claim...), 5), "unavailable")
 
-	c.OnWrite = func(context.Context, string, []lease.Command) error {
+	c.SetOnWrite(func(context.Context, string, []lease.Command) error {
 		return &lease.Error{Code: lease.CodeOverloaded, RetryAfter: time.Millisecond}
-	}
+	})
 	if e := errJSON(t, expectCode(t, cli(t, eps, claim...), 6), "overloaded"); e["retry_after_ms"].(float64) != 1 {
 		t.Fatalf("overloaded JSON %v", e)
 	}
-	c.OnWrite = func(context.Context, string, []lease.Command) error {
+	c.SetOnWrite(func(context.Context, string, []lease.Command) error {
 		return lease.Errorf(lease.CodeDeadlineExceeded, "queue wait exceeds the deadline")
-	}
+	})
 	errJSON(t, expectCode(t, cli(t, eps, claim...), 7), "deadline_exceeded")
-	c.OnWrite = nil
+	c.SetOnWrite(nil)
 	c.SetLeader("")
 	errJSON(t, expectCode(t, cli(t, eps, claim...), 5), "not_leader")
 

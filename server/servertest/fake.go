@@ -32,12 +32,8 @@ type Cluster struct {
 	hub    *server.WatchHub
 	limits lease.Limits
 
-	// OnWrite, when set, runs before every write on any node, without the
-	// lock held. A non-nil error is returned as the write's error; a hook
-	// may block (on ctx.Done(), to test cancellation).
-	OnWrite func(ctx context.Context, node string, cmds []lease.Command) error
-	// OnRead is the same for reads.
-	OnRead func(ctx context.Context, node string, stale bool) error
+	onWrite func(ctx context.Context, node string, cmds []lease.Command) error
+	onRead  func(ctx context.Context, node string, stale bool) error
 }
 
 // Node is one fake server: a server.Backend (and server.Watcher, server.Limiter).
@@ -77,6 +73,22 @@ func (c *Cluster) Node(id string) *Node {
 		}
 	}
 	return nil
+}
+
+// SetOnWrite sets a hook run before every write on any node, without the
+// lock held (nil removes it). A non-nil error is returned as the write's
+// error; a hook may block (on ctx.Done(), to test cancellation).
+func (c *Cluster) SetOnWrite(fn func(ctx context.Context, node string, cmds []lease.Command) error) {
+	c.mu.Lock()
+	c.onWrite = fn
+	c.mu.Unlock()
+}
+
+// SetOnRead is SetOnWrite for reads.
+func (c *Cluster) SetOnRead(fn func(ctx context.Context, node string, stale bool) error) {
+	c.mu.Lock()
+	c.onRead = fn
+	c.mu.Unlock()
 }
 
 // SetLeader makes id the leader ("" for no leader).
@@ -133,7 +145,10 @@ func (c *Cluster) applyLocked(cmds []lease.Command, now time.Duration) []lease.R
 // Write implements server.Backend.
 func (n *Node) Write(ctx context.Context, cmds []lease.Command) ([]lease.Result, error) {
 	c := n.c
-	if hook := c.OnWrite; hook != nil {
+	c.mu.Lock()
+	hook := c.onWrite
+	c.mu.Unlock()
+	if hook != nil {
 		if err := hook(ctx, n.ID, cmds); err != nil {
 			return nil, err
 		}
@@ -165,7 +180,10 @@ func (n *Node) Write(ctx context.Context, cmds []lease.Command) ([]lease.Result,
 // Read implements server.Backend.
 func (n *Node) Read(ctx context.Context, stale bool, fn func(m *fsm.Machine, at time.Duration)) (server.ReadMeta, error) {
 	c := n.c
-	if hook := c.OnRead; hook != nil {
+	c.mu.Lock()
+	hook := c.onRead
+	c.mu.Unlock()
+	if hook != nil {
 		if err := hook(ctx, n.ID, stale); err != nil {
 			return server.ReadMeta{}, err
 		}
