@@ -24,7 +24,10 @@
 // answer's retry-after) and retries while its lease is still safe. With
 // probability RevokeChance per renewal a holder releases its lease instead.
 // Agents share Options.Sessions connections, the same number for every
-// target. Every call has a timeout (OpTimeout). Initial claims are spread
+// target. When a target's sessions implement BulkSession, the agents of a
+// session are multiplexed onto bulk calls as a lease manager would do it
+// (ops that arrive while a bulk call is in flight go in the next one, at
+// most MaxBulk per call, no timers); --no-bulk turns that off. Every call has a timeout (OpTimeout). Initial claims are spread
 // over one renew interval so the run reaches a steady state.
 //
 // Scenarios: steady; herd (at EventAt every agent restarts at once: it
