@@ -191,3 +191,12 @@ type Stats struct {
 	// EstimatedWait is what an op arriving now in each lane is expected to wait.
 	EstimatedWait [numLanes]time.Duration
 }
+
+// Queued is the number of ops waiting in every lane.
+func (s Stats) Queued() int {
+	n := 0
+	for _, d := range s.Depth {
+		n += d
+	}
+	return n
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/leasehold/leasehold/logentry"
 	"github.com/leasehold/leasehold/node"
 	"github.com/leasehold/leasehold/raftnode"
+	"github.com/leasehold/leasehold/server"
 )
 
 // Options configure a cluster.
@@ -28,7 +29,11 @@ type Options struct {
 	// Zero picks free ports.
 	BasePort int
 	// Raft adjusts each server's Raft configuration (timeouts, hooks).
-	Raft   func(*raftnode.Config)
+	Raft func(*raftnode.Config)
+	// Node configures each server's write path (admission or naive).
+	Node node.Options
+	// Server configures each server's gRPC API (tokens, TLS).
+	Server server.Options
 	Logger *slog.Logger
 }
 
@@ -41,11 +46,12 @@ type Member struct {
 	RaftAddr   string
 	HTTPAddr   string
 
+	log     *slog.Logger
 	mu      sync.Mutex
 	raft    *raftnode.Node
 	node    *node.Node
 	running bool
-	stopAPI func()
+	api     *api
 }
 
 // Raft returns the member's replica (nil while stopped).
@@ -81,7 +87,8 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 	c := &Cluster{opts: opts}
 	for i := 0; i < opts.Size; i++ {
-		m := &Member{Index: i, ID: "node" + strconv.Itoa(i+1), Dir: filepath.Join(opts.Dir, "node"+strconv.Itoa(i+1))}
+		id := "node" + strconv.Itoa(i+1)
+		m := &Member{Index: i, ID: id, Dir: filepath.Join(opts.Dir, id), log: opts.Logger.With("node", id)}
 		m.ClientAddr, m.RaftAddr, m.HTTPAddr = c.addr(0, i), c.addr(100, i), c.addr(200, i)
 		c.Members = append(c.Members, m)
 	}
@@ -143,7 +150,7 @@ func isAlreadyBootstrapped(err error) bool {
 }
 
 func (c *Cluster) startMember(m *Member, bootstrap bool) error {
-	stopAPI, err := c.listenAPI(m)
+	a, err := c.listenAPI(m)
 	if err != nil {
 		return err
 	}
@@ -165,15 +172,24 @@ func (c *Cluster) startMember(m *Member, bootstrap bool) error {
 	cfg.KnownMembers = c.directory()
 	r, err := raftnode.Open(cfg)
 	if err != nil {
-		stopAPI()
+		a.close()
 		return fmt.Errorf("cluster: start %s: %w", m.ID, err)
+	}
+	nd, err := node.New(r, c.opts.Node)
+	if err != nil {
+		a.close()
+		r.Close()
+		return err
 	}
 	m.mu.Lock()
 	m.RaftAddr = r.RaftAddr()
-	m.raft, m.node, m.running = r, node.New(r), true
-	m.stopAPI = stopAPI
+	m.raft, m.node, m.running, m.api = r, nd, true, a
 	m.mu.Unlock()
-	return c.serveAPI(m)
+	if err := a.serve(m, c.opts.Server); err != nil {
+		c.stop(m)
+		return err
+	}
+	return nil
 }
 
 // WaitLeader waits until a running member leads with its clock ready.
@@ -217,15 +233,14 @@ func (c *Cluster) Stop(i int) error { return c.stop(c.Members[i]) }
 
 func (c *Cluster) stop(m *Member) error {
 	m.mu.Lock()
-	r, stopAPI := m.raft, m.stopAPI
-	m.raft, m.node, m.running, m.stopAPI = nil, nil, false, nil
+	r, nd, a := m.raft, m.node, m.api
+	m.raft, m.node, m.running, m.api = nil, nil, false, nil
 	m.mu.Unlock()
 	if r == nil {
 		return nil
 	}
-	if stopAPI != nil {
-		stopAPI()
-	}
+	a.close()
+	nd.Close()
 	return r.Close()
 }
 

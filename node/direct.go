@@ -2,58 +2,87 @@ package node
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/leasehold/leasehold/lease"
 )
 
-// Default deadlines when the caller's context has none (or a later one).
-// Renewals get longer than claims: a holder keeping its lease matters more
-// than a newcomer, and Juju's equivalent setting never took effect.
+// Naive-mode deadlines, as the admission queue's defaults.
 const (
-	defaultClaimDeadline   = 3 * time.Second
-	defaultRenewalDeadline = 10 * time.Second
+	naiveClaimDeadline   = 3 * time.Second
+	naiveRenewalDeadline = 10 * time.Second
+	naiveMargin          = 20 * time.Millisecond
 )
 
-// replyMargin is kept back from the caller's deadline so the answer reaches
-// the caller before it gives up: the state machine refuses the op once
-// replicated time passes caller deadline minus margin.
-func replyMargin(remaining time.Duration) time.Duration {
-	return 5*time.Millisecond + remaining/20
-}
-
-// writeDirect proposes one entry per call (no admission control). It is the
-// "naive" configuration and the fallback before the queue is attached.
-func (n *Node) writeDirect(ctx context.Context, cmds []lease.Command) ([]lease.Result, error) {
+// writeNaive proposes every command as its own log entry, all at once, with
+// no queue, no back pressure and no priority: the baseline the benchmark
+// compares against. Deadlines are still stamped so the state machine's
+// guarantees hold; only the admission machinery is missing.
+func (n *Node) writeNaive(ctx context.Context, cmds []lease.Command) ([]lease.Result, error) {
 	now, ok := n.r.Now()
 	if !ok {
 		return nil, n.r.NotLeaderError()
 	}
 	local := time.Now()
+	results := make([]lease.Result, len(cmds))
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
 	for i := range cmds {
-		d := defaultClaimDeadline
+		d := naiveClaimDeadline
 		if cmds[i].Op.IsRenewal() {
-			d = defaultRenewalDeadline
+			d = naiveRenewalDeadline
 		}
 		if dl, ok := ctx.Deadline(); ok {
 			d = min(d, dl.Sub(local))
 		}
-		d -= replyMargin(d)
-		if d <= 0 {
-			return nil, lease.Errorf(lease.CodeDeadlineExceeded, "deadline too close to propose; not applied")
+		if d -= naiveMargin; d <= 0 {
+			results[i] = lease.Result{Code: lease.CodeDeadlineExceeded}
+			continue
 		}
 		cmds[i].Deadline = now + d
+		p, err := n.r.Propose(cmds[i : i+1])
+		if err != nil {
+			mu.Lock()
+			firstErr = firstOf(firstErr, err)
+			mu.Unlock()
+			results[i] = lease.Result{Code: lease.CodeOf(err)}
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case <-p.Done():
+				res, err := p.Result()
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					firstErr = firstOf(firstErr, err)
+					results[i] = lease.Result{Code: lease.CodeOf(err)}
+					return
+				}
+				results[i] = res[0]
+			case <-ctx.Done():
+				mu.Lock()
+				firstErr = firstOf(firstErr, proposedContextError(ctx.Err()))
+				mu.Unlock()
+			}
+		}()
 	}
-	p, err := n.r.Propose(cmds)
-	if err != nil {
-		return nil, err
+	wg.Wait()
+	if firstErr != nil && len(cmds) == 1 {
+		return nil, firstErr
 	}
-	select {
-	case <-p.Done():
-		return p.Result()
-	case <-ctx.Done():
-		return nil, proposedContextError(ctx.Err())
+	return results, nil
+}
+
+func firstOf(first, err error) error {
+	if first != nil {
+		return first
 	}
+	return err
 }
 
 // proposedContextError is the answer to a caller that gave up after its op

@@ -2,42 +2,100 @@ package node
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/hashicorp/raft"
 
+	"github.com/leasehold/leasehold/admission"
 	"github.com/leasehold/leasehold/fsm"
 	"github.com/leasehold/leasehold/lease"
 	"github.com/leasehold/leasehold/raftnode"
 	"github.com/leasehold/leasehold/server"
 )
 
-// Node implements server.Backend on a raftnode.Node.
+// Mode chooses the write path.
+type Mode uint8
+
+const (
+	// Admitted sends writes through the admission queue: many ops per entry,
+	// back pressure, deadlines, renewals first. The production mode.
+	Admitted Mode = iota
+	// Naive proposes every op as its own log entry with no admission
+	// control, as Juju 2.9 did. It exists as the benchmark's baseline.
+	Naive
+)
+
+// Options configure a Node.
+type Options struct {
+	Mode      Mode
+	Admission admission.Settings // zero: admission.DefaultSettings()
+	Hooks     admission.Hooks
+	// WatchHistory and WatchBuffer size the watch hub (see server.NewWatchHub).
+	WatchHistory, WatchBuffer int
+}
+
+// Node implements server.Backend and server.Watcher on a raftnode.Node.
 type Node struct {
 	r     *raftnode.Node
-	write func(ctx context.Context, cmds []lease.Command) ([]lease.Result, error)
-	depth func() int
+	queue *admission.Queue
+	mode  Mode
+	*server.WatchHub
 }
 
-var _ server.Backend = (*Node)(nil)
+var (
+	_ server.Backend = (*Node)(nil)
+	_ server.Watcher = (*Node)(nil)
+	_ server.Limiter = (*Node)(nil)
+)
 
-// New wraps r. Writes go straight to Raft, one entry per call, until an
-// admission queue is attached.
-func New(r *raftnode.Node) *Node {
-	n := &Node{r: r, depth: func() int { return 0 }}
-	n.write = n.writeDirect
-	return n
+// New wraps r, which must not have applied anything yet (so the watch hub
+// sees every event).
+func New(r *raftnode.Node, opts Options) (*Node, error) {
+	if opts.Admission == (admission.Settings{}) {
+		opts.Admission = admission.DefaultSettings()
+	}
+	q, err := admission.New(proposer{r}, opts.Admission, admission.WithHooks(opts.Hooks))
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{r: r, queue: q, mode: opts.Mode, WatchHub: server.NewWatchHub(opts.WatchHistory, opts.WatchBuffer)}
+	r.OnEvents(n.WatchHub.Publish)
+	return n, nil
 }
+
+// Close stops the admission queue: queued calls are answered Unavailable.
+// The raft node is closed by its owner.
+func (n *Node) Close() { n.queue.Close() }
 
 // Raft returns the replica.
 func (n *Node) Raft() *raftnode.Node { return n.r }
+
+// Queue returns the admission queue.
+func (n *Node) Queue() *admission.Queue { return n.queue }
 
 // Write implements server.Backend.
 func (n *Node) Write(ctx context.Context, cmds []lease.Command) ([]lease.Result, error) {
 	if len(cmds) == 0 {
 		return nil, nil
 	}
-	return n.write(ctx, cmds)
+	// A follower answers at once with the hint, without queueing.
+	if _, ok := n.r.Now(); !ok {
+		return nil, n.r.NotLeaderError()
+	}
+	var res []lease.Result
+	var err error
+	if n.mode == Naive {
+		res, err = n.writeNaive(ctx, cmds)
+	} else {
+		res, err = n.queue.Submit(ctx, cmds)
+	}
+	// The queue cannot know the leader; add the hint here.
+	var le *lease.Error
+	if errors.As(err, &le) && le.Code == lease.CodeNotLeader && le.LeaderID == "" {
+		err = n.r.NotLeaderError()
+	}
+	return res, err
 }
 
 // Read implements server.Backend.
@@ -53,7 +111,7 @@ func (n *Node) Read(ctx context.Context, stale bool, fn func(m *fsm.Machine, at 
 	return server.ReadMeta{AppliedIndex: idx, Now: at}, nil
 }
 
-// Limits returns the duration limits in force.
+// Limits implements server.Limiter.
 func (n *Node) Limits() lease.Limits { return n.r.Limits() }
 
 // Status implements server.Backend.
@@ -70,7 +128,7 @@ func (n *Node) Status() server.Status {
 		LastIndex:    s.LastIndex,
 		Now:          s.Now,
 		Leases:       s.Leases,
-		QueueDepth:   n.depth(),
+		QueueDepth:   n.queue.Stats().Queued(),
 	}
 	dir := make(map[string]int, len(s.Directory))
 	for i, m := range s.Directory {
@@ -98,3 +156,16 @@ func stateName(s raft.RaftState) string {
 		return "shutdown"
 	}
 }
+
+// proposer adapts raftnode.Node to admission.Proposer.
+type proposer struct{ r *raftnode.Node }
+
+func (p proposer) Propose(cmds []lease.Command) (admission.Future, error) {
+	f, err := p.r.Propose(cmds)
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func (p proposer) Now() (time.Duration, bool) { return p.r.Now() }

@@ -155,8 +155,11 @@ func (n *Node) open() error {
 }
 
 func (n *Node) closeStores() {
-	if c, ok := n.trans.(io.Closer); ok && n.cfg.Transport == nil {
-		c.Close()
+	if t, ok := n.trans.(*raft.NetworkTransport); ok && n.cfg.Transport == nil {
+		// Close pooled outgoing connections too, so peers' handlers for
+		// them return instead of blocking on a read forever.
+		t.CloseStreams()
+		t.Close()
 	}
 	if n.wal != nil {
 		n.wal.Close()
