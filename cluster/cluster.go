@@ -14,6 +14,7 @@ import (
 	"github.com/leasehold/leasehold/node"
 	"github.com/leasehold/leasehold/raftnode"
 	"github.com/leasehold/leasehold/server"
+	"github.com/leasehold/leasehold/service"
 )
 
 // Options configure a cluster.
@@ -46,22 +47,31 @@ type Member struct {
 	RaftAddr   string
 	HTTPAddr   string
 
-	log     *slog.Logger
-	mu      sync.Mutex
-	raft    *raftnode.Node
-	node    *node.Node
-	running bool
-	api     *api
+	mu  sync.Mutex
+	srv *service.Server
 }
 
+// Server returns the member's running server (nil while stopped).
+func (m *Member) Server() *service.Server { m.mu.Lock(); defer m.mu.Unlock(); return m.srv }
+
 // Raft returns the member's replica (nil while stopped).
-func (m *Member) Raft() *raftnode.Node { m.mu.Lock(); defer m.mu.Unlock(); return m.raft }
+func (m *Member) Raft() *raftnode.Node {
+	if s := m.Server(); s != nil {
+		return s.Raft
+	}
+	return nil
+}
 
 // Node returns the member's backend (nil while stopped).
-func (m *Member) Node() *node.Node { m.mu.Lock(); defer m.mu.Unlock(); return m.node }
+func (m *Member) Node() *node.Node {
+	if s := m.Server(); s != nil {
+		return s.Node
+	}
+	return nil
+}
 
 // Running reports whether the member is up.
-func (m *Member) Running() bool { m.mu.Lock(); defer m.mu.Unlock(); return m.running }
+func (m *Member) Running() bool { return m.Server() != nil }
 
 // Cluster is a running in-process cluster.
 type Cluster struct {
@@ -88,7 +98,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	c := &Cluster{opts: opts}
 	for i := 0; i < opts.Size; i++ {
 		id := "node" + strconv.Itoa(i+1)
-		m := &Member{Index: i, ID: id, Dir: filepath.Join(opts.Dir, id), log: opts.Logger.With("node", id)}
+		m := &Member{Index: i, ID: id, Dir: filepath.Join(opts.Dir, id)}
 		m.ClientAddr, m.RaftAddr, m.HTTPAddr = c.addr(0, i), c.addr(100, i), c.addr(200, i)
 		c.Members = append(c.Members, m)
 	}
@@ -105,7 +115,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if !fixed {
 		peers := c.peers()
 		for _, m := range c.Members {
-			if err := m.raft.Bootstrap(peers); err != nil && !isAlreadyBootstrapped(err) {
+			if err := m.Raft().Bootstrap(peers); err != nil && !isAlreadyBootstrapped(err) {
 				c.Close()
 				return nil, fmt.Errorf("cluster: bootstrap %s: %w", m.ID, err)
 			}
@@ -150,8 +160,10 @@ func isAlreadyBootstrapped(err error) bool {
 }
 
 func (c *Cluster) startMember(m *Member, bootstrap bool) error {
-	a, err := c.listenAPI(m)
-	if err != nil {
+	// Client and HTTP ports are resolved before Raft starts (service.Start
+	// listens first), but the directory must hold every member's real
+	// address, so free ports are reserved here on first start.
+	if err := c.reserve(m); err != nil {
 		return err
 	}
 	cfg := raftnode.Config{
@@ -168,26 +180,30 @@ func (c *Cluster) startMember(m *Member, bootstrap bool) error {
 	if c.opts.Raft != nil {
 		c.opts.Raft(&cfg)
 	}
-	// Registered after the hook so every member knows the final addresses.
 	cfg.KnownMembers = c.directory()
-	r, err := raftnode.Open(cfg)
+	srv, err := service.Start(service.Config{Raft: cfg, Node: c.opts.Node, Server: c.opts.Server, Logger: c.opts.Logger})
 	if err != nil {
-		a.close()
 		return fmt.Errorf("cluster: start %s: %w", m.ID, err)
 	}
-	nd, err := node.New(r, c.opts.Node)
-	if err != nil {
-		a.close()
-		r.Close()
-		return err
-	}
 	m.mu.Lock()
-	m.RaftAddr = r.RaftAddr()
-	m.raft, m.node, m.running, m.api = r, nd, true, a
+	m.RaftAddr = srv.Raft.RaftAddr()
+	m.srv = srv
 	m.mu.Unlock()
-	if err := a.serve(m, c.opts.Server); err != nil {
-		c.stop(m)
-		return err
+	return nil
+}
+
+// reserve replaces port 0 in m's client and HTTP addresses by free ports.
+func (c *Cluster) reserve(m *Member) error {
+	for _, addr := range []*string{&m.ClientAddr, &m.HTTPAddr} {
+		if !isPortZero(*addr) {
+			continue
+		}
+		l, err := net.Listen("tcp", *addr)
+		if err != nil {
+			return err
+		}
+		*addr = l.Addr().String()
+		l.Close()
 	}
 	return nil
 }
@@ -233,15 +249,13 @@ func (c *Cluster) Stop(i int) error { return c.stop(c.Members[i]) }
 
 func (c *Cluster) stop(m *Member) error {
 	m.mu.Lock()
-	r, nd, a := m.raft, m.node, m.api
-	m.raft, m.node, m.running, m.api = nil, nil, false, nil
+	srv := m.srv
+	m.srv = nil
 	m.mu.Unlock()
-	if r == nil {
+	if srv == nil {
 		return nil
 	}
-	a.close()
-	nd.Close()
-	return r.Close()
+	return srv.Close()
 }
 
 // Restart starts a stopped member i again on its data directory and addresses.

@@ -1,0 +1,106 @@
+package service
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+
+	"github.com/leasehold/leasehold/node"
+	"github.com/leasehold/leasehold/raftnode"
+	"github.com/leasehold/leasehold/server"
+	"github.com/leasehold/leasehold/web"
+)
+
+// Config configures one server.
+type Config struct {
+	// Raft configures the replica. Its ClientAddr and HTTPAddr are the
+	// addresses to listen on; port 0 picks a free port, and the real
+	// addresses are what gets registered in the member directory.
+	Raft   raftnode.Config
+	Node   node.Options
+	Server server.Options
+	Logger *slog.Logger
+}
+
+// Server is one running Leasehold server.
+type Server struct {
+	Raft *raftnode.Node
+	Node *node.Node
+	API  *server.Server
+
+	clientLis, httpLis net.Listener
+	http               *http.Server
+	log                *slog.Logger
+	done               chan struct{}
+}
+
+// Start listens on the client and HTTP addresses, opens the replica and
+// serves. It returns once everything listens; the cluster may not have a
+// leader yet.
+func Start(cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Raft.Logger == nil {
+		cfg.Raft.Logger = cfg.Logger
+	}
+	s := &Server{log: cfg.Logger.With("node", cfg.Raft.ID), done: make(chan struct{})}
+	var err error
+	if s.clientLis, err = net.Listen("tcp", cfg.Raft.ClientAddr); err != nil {
+		return nil, err
+	}
+	if s.httpLis, err = net.Listen("tcp", cfg.Raft.HTTPAddr); err != nil {
+		s.clientLis.Close()
+		return nil, err
+	}
+	cfg.Raft.ClientAddr, cfg.Raft.HTTPAddr = s.clientLis.Addr().String(), s.httpLis.Addr().String()
+	if s.Raft, err = raftnode.Open(cfg.Raft); err != nil {
+		s.closeListeners()
+		return nil, err
+	}
+	if s.Node, err = node.New(s.Raft, cfg.Node); err != nil {
+		s.Raft.Close()
+		s.closeListeners()
+		return nil, err
+	}
+	if cfg.Server.Logger == nil {
+		cfg.Server.Logger = cfg.Logger
+	}
+	if s.API, err = server.New(s.Node, cfg.Server); err != nil {
+		s.Node.Close()
+		s.Raft.Close()
+		s.closeListeners()
+		return nil, err
+	}
+	s.http = &http.Server{Handler: web.Handler(s.Node, nil)}
+	go s.API.Serve(s.clientLis)
+	go func() {
+		defer close(s.done)
+		if err := s.http.Serve(s.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Warn("http server stopped", "err", err)
+		}
+	}()
+	return s, nil
+}
+
+// ClientAddr is the gRPC address the server listens on.
+func (s *Server) ClientAddr() string { return s.clientLis.Addr().String() }
+
+// HTTPAddr is the HTTP address the server listens on.
+func (s *Server) HTTPAddr() string { return s.httpLis.Addr().String() }
+
+func (s *Server) closeListeners() {
+	s.clientLis.Close()
+	s.httpLis.Close()
+}
+
+// Close stops serving and shuts the replica down (handing leadership over
+// first when this server leads). In-flight calls are cut off.
+func (s *Server) Close() error {
+	s.API.Stop()
+	s.http.Close()
+	<-s.done
+	s.Node.Close()
+	return s.Raft.Close()
+}
