@@ -260,6 +260,14 @@ func (q *Queue) cancel(req *request, cause error) {
 
 func ctxError(cause error, proposed bool) *lease.Error {
 	if proposed {
+		// The entry is in the log or on its way: only its outcome is unknown.
+		// A caller that ran out of time did not choose to stop, so it is told
+		// Unknown (retry: every write is idempotent); one that cancelled is
+		// told Canceled. Both wrap ErrMayHaveApplied.
+		if errors.Is(cause, context.DeadlineExceeded) {
+			return &lease.Error{Code: lease.CodeUnknown, Cause: errors.Join(ErrMayHaveApplied, cause),
+				Message: "deadline passed after proposal; the operation may or may not apply"}
+		}
 		return &lease.Error{Code: lease.CodeCanceled, Cause: errors.Join(ErrMayHaveApplied, cause),
 			Message: "canceled after proposal; the operation may still apply"}
 	}

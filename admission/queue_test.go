@@ -357,3 +357,16 @@ func TestCloseAnswersEveryone(t *testing.T) {
 		t.Fatalf("after close: %v", err)
 	}
 }
+
+// A caller whose deadline passes after its op was proposed cannot know the
+// outcome: it is told Unknown (not DeadlineExceeded, which promises "not
+// applied").
+func TestDeadlineAfterProposalIsUnknown(t *testing.T) {
+	err := ctxError(context.DeadlineExceeded, true)
+	if err.Code != lease.CodeUnknown || !errors.Is(err, ErrMayHaveApplied) {
+		t.Fatalf("got %v (code %v)", err, err.Code)
+	}
+	if err := ctxError(context.DeadlineExceeded, false); err.Code != lease.CodeDeadlineExceeded {
+		t.Fatalf("before proposal: got %v", err.Code)
+	}
+}

@@ -142,8 +142,8 @@ func check(t *testing.T, p *asyncProposer, cmds []lease.Command, res []lease.Res
 		}
 		code := lease.CodeOf(err)
 		switch {
-		case code == lease.CodeCanceled && errors.Is(err, ErrMayHaveApplied):
-			return "canceled-after-proposal"
+		case (code == lease.CodeCanceled || code == lease.CodeUnknown) && errors.Is(err, ErrMayHaveApplied):
+			return "gave-up-after-proposal"
 		case code == lease.CodeCanceled, code == lease.CodeDeadlineExceeded, code == lease.CodeOverloaded:
 			notProposed(code.String())
 			return code.String()
