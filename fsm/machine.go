@@ -124,6 +124,7 @@ func (m *Machine) Apply(index uint64, e *logentry.Entry) []lease.Result {
 	switch e.Kind {
 	case logentry.KindSettings:
 		m.settings = append([]byte(nil), e.Payload...)
+		m.adoptSettingsLimits()
 		return nil
 	case logentry.KindMember:
 		// A malformed member entry is ignored on every replica alike.

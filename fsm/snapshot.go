@@ -144,6 +144,7 @@ func decodeSnapshot(data []byte, limits lease.Limits) (*Machine, error) {
 	m.tokenSeq = d.uvarint()
 	if s := d.bytes(); len(s) > 0 {
 		m.settings = s
+		m.adoptSettingsLimits()
 	}
 	nmem := d.count(4)
 	for i := 0; i < nmem && d.err == nil; i++ {
