@@ -1,0 +1,232 @@
+package e2e
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"go.uber.org/goleak"
+
+	"github.com/leasehold/leasehold/client"
+	"github.com/leasehold/leasehold/cluster"
+	"github.com/leasehold/leasehold/lease"
+	"github.com/leasehold/leasehold/logentry"
+	"github.com/leasehold/leasehold/raftnode"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// hashicorp/raft's TCP transport pool may still be unwinding right
+		// after Shutdown returns (as in cluster/cluster_test.go).
+		goleak.IgnoreAnyFunction("github.com/hashicorp/raft.(*NetworkTransport).listen"),
+		goleak.IgnoreAnyFunction("github.com/hashicorp/raft.(*netConn).Read"),
+	)
+}
+
+// fastRaft shortens Raft timeouts so failover runs quickly on loopback.
+func fastRaft(c *raftnode.Config) {
+	c.HeartbeatTimeout = 300 * time.Millisecond
+	c.ElectionTimeout = 300 * time.Millisecond
+	c.LeaderLeaseTimeout = 150 * time.Millisecond
+	c.TickInterval = 50 * time.Millisecond
+}
+
+// env is a running cluster with a probe on every member's log store.
+type env struct {
+	*cluster.Cluster
+	stores map[string]*probeStore // by member ID
+}
+
+// start runs a 3-node cluster on free ports and waits for a leader. adjust,
+// when set, changes the options after the defaults are filled in.
+func start(t testing.TB, adjust func(*cluster.Options)) *env {
+	t.Helper()
+	e := &env{stores: map[string]*probeStore{}}
+	var mu sync.Mutex
+	opts := cluster.Options{Dir: t.TempDir(), Raft: func(c *raftnode.Config) {
+		fastRaft(c)
+		mu.Lock()
+		ps := e.stores[c.ID]
+		if ps == nil {
+			ps = &probeStore{}
+			e.stores[c.ID] = ps
+		}
+		mu.Unlock()
+		c.WrapLogStore = ps.wrap
+	}}
+	if adjust != nil {
+		adjust(&opts)
+	}
+	c, err := cluster.Start(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Cluster = c
+	t.Cleanup(func() { c.Close() })
+	e.leader(t)
+	return e
+}
+
+// leader waits (bounded) for a ready leader.
+func (e *env) leader(t testing.TB) *cluster.Member {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	l, err := e.WaitLeader(ctx)
+	if err != nil {
+		t.Fatal("no leader:", err)
+	}
+	return l
+}
+
+func (e *env) endpoints() []string {
+	var eps []string
+	for _, m := range e.Members {
+		eps = append(eps, m.ClientAddr)
+	}
+	return eps
+}
+
+func (e *env) follower(t testing.TB) *cluster.Member {
+	t.Helper()
+	l := e.leader(t)
+	for _, m := range e.Members {
+		if m != l && m.Running() {
+			return m
+		}
+	}
+	t.Fatal("no running follower")
+	return nil
+}
+
+func newClient(t testing.TB, cfg client.Config) *client.Client {
+	t.Helper()
+	c, err := client.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func key(group, name string) lease.Key {
+	return lease.Key{Namespace: "e2e", Group: group, Name: name}
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		<-tick.C
+	}
+}
+
+// codeOf is the taxonomy code of a call's error; every error a client call
+// returns must be a *lease.Error, so anything else fails the test.
+func codeOf(t testing.TB, err error) lease.Code {
+	t.Helper()
+	if err == nil {
+		return lease.CodeOK
+	}
+	le, ok := err.(*lease.Error)
+	if !ok {
+		t.Errorf("error %T %v is not a *lease.Error", err, err)
+		return lease.CodeUnknown
+	}
+	return le.Code
+}
+
+// probeStore wraps a member's Raft log store: it counts the entries the
+// member stores by kind (so a benchmark can tell op entries from clock
+// ticks without trusting the code under test) and can stall writes, which
+// holds the leader's log still while requests queue behind it.
+type probeStore struct {
+	raft.LogStore
+
+	entries  atomic.Int64 // LogCommand entries stored
+	ticks    atomic.Int64 // empty batch entries (clock ticks)
+	opEntry  atomic.Int64 // batch entries holding commands
+	ops      atomic.Int64 // commands in them
+	other    atomic.Int64 // member/settings entries
+	stalled  atomic.Bool
+	stallMu  sync.Mutex
+	released chan struct{}
+}
+
+func (p *probeStore) wrap(s raft.LogStore) raft.LogStore {
+	p.LogStore = s
+	return p
+}
+
+// IsMonotonic forwards raft-wal's promise, so Raft treats the wrapped
+// store exactly as the real one.
+func (p *probeStore) IsMonotonic() bool {
+	m, ok := p.LogStore.(raft.MonotonicLogStore)
+	return ok && m.IsMonotonic()
+}
+
+func (p *probeStore) StoreLog(l *raft.Log) error { return p.StoreLogs([]*raft.Log{l}) }
+
+func (p *probeStore) StoreLogs(logs []*raft.Log) error {
+	if p.stalled.Load() {
+		p.stallMu.Lock()
+		ch := p.released
+		p.stallMu.Unlock()
+		if ch != nil {
+			<-ch
+		}
+	}
+	for _, l := range logs {
+		if l.Type != raft.LogCommand {
+			continue
+		}
+		p.entries.Add(1)
+		e, err := logentry.Decode(l.Data)
+		switch {
+		case err != nil:
+		case e.Kind != logentry.KindBatch:
+			p.other.Add(1)
+		case len(e.Commands) == 0:
+			p.ticks.Add(1)
+		default:
+			p.opEntry.Add(1)
+			p.ops.Add(int64(len(e.Commands)))
+		}
+	}
+	return p.LogStore.StoreLogs(logs)
+}
+
+// stall makes later writes block until the returned release is called.
+func (p *probeStore) stall() (release func()) {
+	ch := make(chan struct{})
+	p.stallMu.Lock()
+	p.released = ch
+	p.stallMu.Unlock()
+	p.stalled.Store(true)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			p.stalled.Store(false)
+			close(ch)
+		})
+	}
+}
+
+type storeCounts struct{ entries, ticks, opEntries, ops, other int64 }
+
+func (p *probeStore) counts() storeCounts {
+	return storeCounts{p.entries.Load(), p.ticks.Load(), p.opEntry.Load(), p.ops.Load(), p.other.Load()}
+}
+
+func (a storeCounts) sub(b storeCounts) storeCounts {
+	return storeCounts{a.entries - b.entries, a.ticks - b.ticks, a.opEntries - b.opEntries, a.ops - b.ops, a.other - b.other}
+}
