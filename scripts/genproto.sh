@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates the Go code for api/leaseholdv1 from leasehold.proto. The
+# Regenerates the Go code for api/leaseholdv1 from every .proto there. The
 # generated files are committed, so only run this after changing the proto.
 # Needs protoc (Debian: apt-get install -y protobuf-compiler, 3.21) and the
 # pinned Go plugins, which it installs when missing.
@@ -25,5 +25,5 @@ fi
 protoc -I api \
 	--go_out=api --go_opt=paths=source_relative \
 	--go-grpc_out=api --go-grpc_opt=paths=source_relative \
-	api/leaseholdv1/leasehold.proto
+	api/leaseholdv1/*.proto
 gofmt -w api/leaseholdv1
