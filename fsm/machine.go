@@ -56,6 +56,11 @@ type Machine struct {
 	members  map[string]logentry.Member
 	limits   lease.Limits
 
+	// Claim-on-release queues (queued.go).
+	queues      map[lease.Key]*waitQueue
+	waitHeap    waitHeap
+	queuedCount int
+
 	recordEvents bool
 	events       []lease.Event
 }
@@ -66,6 +71,7 @@ func New(limits lease.Limits) *Machine {
 		groups:  make(map[groupKey]*group),
 		pins:    make(map[lease.Key]map[string]struct{}),
 		members: make(map[string]logentry.Member),
+		queues:  make(map[lease.Key]*waitQueue),
 		limits:  limits,
 	}
 }
@@ -149,6 +155,9 @@ func (m *Machine) advance(t time.Duration) {
 	if t > m.now {
 		m.now = t
 	}
+	// Waiters go first, so a release in this step never grants a lease to
+	// a claimant whose keep-alive has passed.
+	m.dropExpiredWaiters()
 	for len(m.heap) > 0 && m.heap[0].expiry < m.now {
 		r := m.heap.pop()
 		if m.pinned(r.g.key, r.name()) {
@@ -175,6 +184,10 @@ func (m *Machine) applyCommand(c *lease.Command) lease.Result {
 		return m.revoke(c)
 	case lease.OpPin:
 		return m.pin(c)
+	case lease.OpQueueClaim:
+		return m.queueClaim(c)
+	case lease.OpCancelQueue:
+		return m.cancelQueue(c)
 	default: // lease.OpUnpin; Validate rejected everything else
 		return m.unpin(c)
 	}
@@ -266,6 +279,9 @@ func (m *Machine) remove(r *record, why lease.EventKind) {
 	}
 	m.count--
 	m.emit(why, r)
+	if len(m.queues) > 0 {
+		m.grantQueued(r.key())
+	}
 }
 
 func (m *Machine) pinned(gk groupKey, name string) bool {

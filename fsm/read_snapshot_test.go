@@ -189,7 +189,7 @@ func TestRestoreRejects(t *testing.T) {
 		"truncated":      good[:len(good)-1],
 		"trailing":       resum(append(append([]byte(nil), good[:len(good)-4]...), 0, 0, 0, 0, 0)),
 		"version 0":      versioned(0),
-		"version 2":      versioned(2),
+		"version 3":      versioned(3),
 		"cut body":       resum(append(append([]byte(nil), good[:len(good)/2]...), 0, 0, 0, 0)),
 		"no groups done": resum(append([]byte("LHSNAP\x01\x00\x00\x00\x00\x00\x05"), 0, 0, 0, 0)),
 	}
@@ -202,7 +202,7 @@ func TestRestoreRejects(t *testing.T) {
 			t.Fatalf("%s: failed Restore changed the machine", name)
 		}
 	}
-	if err := h.m.Restore(versioned(2)); err == nil || !bytes.Contains([]byte(err.Error()), []byte("version 2")) {
+	if err := h.m.Restore(versioned(3)); err == nil || !bytes.Contains([]byte(err.Error()), []byte("version 3")) {
 		t.Errorf("unknown version error does not name it: %v", err)
 	}
 	if err := h.m.Restore(good); err != nil {

@@ -16,8 +16,10 @@ import (
 )
 
 // SnapshotVersion is the version of the snapshot format written by
-// AppendSnapshot. Restore rejects any other.
-const SnapshotVersion = 1
+// AppendSnapshot. Restore reads it and version 1 (which has no claim
+// queues, so a cluster upgraded mid-way still restores its old snapshots)
+// and rejects any other.
+const SnapshotVersion = 2
 
 var snapshotMagic = []byte("LHSNAP")
 
@@ -32,7 +34,9 @@ var ErrBadSnapshot = errors.New("fsm: bad snapshot")
 // Layout: magic, version, now, index, token counter, settings, member
 // directory, groups (each:
 // namespace, group, leases by name: name, holder, token, start, duration),
-// pins (key, entities), then a CRC-32C of everything before it.
+// pins (key, entities), claim queues (version 2: key, then claimants in
+// arrival order: holder, duration, keep-alive expiry), then a CRC-32C of
+// everything before it.
 func (m *Machine) AppendSnapshot(b []byte) []byte {
 	start := len(b)
 	b = append(b, snapshotMagic...)
@@ -101,6 +105,7 @@ func (m *Machine) AppendSnapshot(b []byte) []byte {
 			b = appendString(b, e)
 		}
 	}
+	b = m.appendQueues(b)
 	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b[start:], castagnoli))
 }
 
@@ -135,8 +140,9 @@ func decodeSnapshot(data []byte, limits lease.Limits) (*Machine, error) {
 		return nil, fmt.Errorf("%w: checksum mismatch", ErrBadSnapshot)
 	}
 	d := reader{b: body[len(snapshotMagic):]}
-	if v := d.uvarint(); d.err == nil && v != SnapshotVersion {
-		return nil, fmt.Errorf("%w: unknown version %d (this build reads %d)", ErrBadSnapshot, v, SnapshotVersion)
+	version := d.uvarint()
+	if d.err == nil && version != 1 && version != SnapshotVersion {
+		return nil, fmt.Errorf("%w: unknown version %d (this build reads 1 and %d)", ErrBadSnapshot, version, SnapshotVersion)
 	}
 	m := New(limits)
 	m.now = time.Duration(d.varint())
@@ -196,6 +202,9 @@ func decodeSnapshot(data []byte, limits lease.Limits) (*Machine, error) {
 			set[d.string()] = struct{}{}
 		}
 		m.pins[k] = set
+	}
+	if version >= 2 {
+		m.readQueues(&d)
 	}
 	if d.err == nil && len(d.b) != 0 {
 		d.fail("trailing bytes")

@@ -18,10 +18,18 @@ const (
 	OpPin
 	// OpUnpin removes the entity's pin.
 	OpUnpin
+	// OpQueueClaim is a claim that waits its turn: granted or extended like
+	// OpClaim, but when another holder has the lease the claimant joins the
+	// key's FIFO (Command.Wait is how long the place is kept without a
+	// refresh) and is granted the lease by the state machine when it is
+	// released. Re-sending it refreshes the place; it never loses it.
+	OpQueueClaim
+	// OpCancelQueue removes the holder's queued claim; it never revokes.
+	OpCancelQueue
 	numOps
 )
 
-var opNames = [numOps]string{"invalid", "claim", "extend", "revoke", "pin", "unpin"}
+var opNames = [numOps]string{"invalid", "claim", "extend", "revoke", "pin", "unpin", "queue_claim", "cancel_queue"}
 
 func (o Op) String() string {
 	if o >= numOps {
@@ -34,8 +42,9 @@ func (o Op) String() string {
 func (o Op) Valid() bool { return o > OpInvalid && o < numOps }
 
 // IsRenewal reports whether the op keeps or gives up something the caller
-// already has (extend, revoke); the admission queue serves these before claims.
-func (o Op) IsRenewal() bool { return o == OpExtend || o == OpRevoke }
+// already has (extend, revoke, cancelling a queued claim); the admission
+// queue serves these before claims.
+func (o Op) IsRenewal() bool { return o == OpExtend || o == OpRevoke || o == OpCancelQueue }
 
 // Command is one lease operation as it travels through the admission queue
 // and the Raft log.
@@ -49,7 +58,14 @@ type Command struct {
 	// Deadline is stated in replicated time: the state machine refuses to
 	// apply the command once its clock has passed it.
 	Deadline time.Duration
+	// Wait is how long a queued claim keeps its place without a refresh
+	// (OpQueueClaim only; at most MaxQueueWait).
+	Wait time.Duration
 }
+
+// MaxQueueWait bounds Command.Wait, so a queued claimant that vanished
+// without cancelling is forgotten within it.
+const MaxQueueWait = 5 * time.Minute
 
 // Validate checks the command against the limits. It does not check the deadline.
 func (c *Command) Validate(l Limits) error {
@@ -66,7 +82,10 @@ func (c *Command) Validate(l Limits) error {
 	if err := ValidateName(field, c.Holder); err != nil {
 		return err
 	}
-	if c.Op == OpClaim || c.Op == OpExtend {
+	if c.Op == OpQueueClaim && (c.Wait <= 0 || c.Wait > MaxQueueWait) {
+		return InvalidArgument("wait", "wait %v is outside (0, %v]", c.Wait, MaxQueueWait)
+	}
+	if c.Op == OpClaim || c.Op == OpExtend || c.Op == OpQueueClaim {
 		return l.CheckDuration(c.Duration)
 	}
 	return nil
@@ -100,9 +119,11 @@ const (
 	OutcomeAbsent           // revoke of an absent lease (idempotent success)
 	OutcomePinned
 	OutcomeUnpinned
+	OutcomeQueued   // queued claim waiting behind Result.Holder at Result.Position
+	OutcomeDequeued // cancel removed a queued claim (OutcomeAbsent if there was none)
 )
 
-var outcomeNames = [...]string{"none", "granted", "extended", "revoked", "absent", "pinned", "unpinned"}
+var outcomeNames = [...]string{"none", "granted", "extended", "revoked", "absent", "pinned", "unpinned", "queued", "dequeued"}
 
 func (o Outcome) String() string {
 	if int(o) >= len(outcomeNames) {
@@ -123,6 +144,10 @@ type Result struct {
 	Start   time.Duration
 	Expiry  time.Duration
 	Now     time.Duration
+	// Position is a queued claim's 1-based place in the key's queue, and
+	// WaitExpiry (replicated time) when the place is dropped without a refresh.
+	Position   int
+	WaitExpiry time.Duration
 	// Field and Message describe a CodeInvalidArgument result.
 	Field   string
 	Message string

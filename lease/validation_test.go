@@ -253,8 +253,8 @@ func TestOpNames(t *testing.T) {
 			t.Errorf("Op(%d).String() = %q, want %q", op, op.String(), name)
 		}
 	}
-	valid := map[Op]bool{OpClaim: true, OpExtend: true, OpRevoke: true, OpPin: true, OpUnpin: true}
-	renewal := map[Op]bool{OpExtend: true, OpRevoke: true}
+	valid := map[Op]bool{OpClaim: true, OpExtend: true, OpRevoke: true, OpPin: true, OpUnpin: true, OpQueueClaim: true, OpCancelQueue: true}
+	renewal := map[Op]bool{OpExtend: true, OpRevoke: true, OpCancelQueue: true}
 	for op := Op(0); op < 255; op++ {
 		if op.Valid() != valid[op] {
 			t.Errorf("Op(%d).Valid() = %v", op, op.Valid())

@@ -85,10 +85,15 @@ func appendCommand(b []byte, c, prev *lease.Command, t time.Duration) []byte {
 	if hasDuration(c.Op) {
 		b = binary.AppendVarint(b, int64(c.Duration))
 	}
+	if c.Op == lease.OpQueueClaim {
+		b = binary.AppendVarint(b, int64(c.Wait))
+	}
 	return binary.AppendVarint(b, int64(c.Deadline-t))
 }
 
-func hasDuration(op lease.Op) bool { return op == lease.OpClaim || op == lease.OpExtend }
+func hasDuration(op lease.Op) bool {
+	return op == lease.OpClaim || op == lease.OpExtend || op == lease.OpQueueClaim
+}
 
 func appendString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
@@ -99,7 +104,7 @@ func appendString(b []byte, s string) []byte {
 // admission queue to bound entry size without encoding twice.
 func CommandSize(c *lease.Command) int {
 	return 1 + 4*binary.MaxVarintLen16 + len(c.Key.Namespace) + len(c.Key.Group) +
-		len(c.Key.Name) + len(c.Holder) + 2*binary.MaxVarintLen64
+		len(c.Key.Name) + len(c.Holder) + 3*binary.MaxVarintLen64
 }
 
 // Decode parses an entry. The returned strings do not alias data.
@@ -230,6 +235,9 @@ func (d *decoder) command(c *lease.Command, prev *lease.Command, t time.Duration
 	c.Holder = d.string()
 	if hasDuration(c.Op) {
 		c.Duration = time.Duration(d.varint())
+	}
+	if c.Op == lease.OpQueueClaim {
+		c.Wait = time.Duration(d.varint())
 	}
 	c.Deadline = t + time.Duration(d.varint())
 }

@@ -28,8 +28,11 @@ func normalize(e Entry) Entry {
 		}
 	default:
 		for _, c := range e.Commands {
-			if c.Op != lease.OpClaim && c.Op != lease.OpExtend {
+			if c.Op != lease.OpClaim && c.Op != lease.OpExtend && c.Op != lease.OpQueueClaim {
 				c.Duration = 0
+			}
+			if c.Op != lease.OpQueueClaim {
+				c.Wait = 0
 			}
 			out.Commands = append(out.Commands, c)
 		}
@@ -50,6 +53,10 @@ func sampleEntries() map[string]Entry {
 			{Op: lease.OpRevoke, Key: k3, Holder: "machine-0", Deadline: time.Hour},
 			{Op: lease.OpPin, Key: k3, Holder: "machine-1", Deadline: time.Hour - time.Second}, // deadline already past
 			{Op: lease.OpUnpin, Key: k1, Holder: "machine-1", Deadline: 1<<62 + 7},
+		}},
+		"queued claims": {Kind: KindBatch, Time: time.Minute, Commands: []lease.Command{
+			{Op: lease.OpQueueClaim, Key: k1, Holder: "mysql/1", Duration: time.Minute, Wait: 20 * time.Second, Deadline: time.Minute + time.Second},
+			{Op: lease.OpCancelQueue, Key: k1, Holder: "mysql/2", Deadline: time.Minute + time.Second},
 		}},
 		"settings":       {Kind: KindSettings, Time: 7, Payload: []byte(`{"min":"1s"}`)},
 		"empty settings": {Kind: KindSettings, Time: 7},

@@ -62,7 +62,7 @@ func FuzzRoundTrip(f *testing.F) {
 			// n commands cycling through ops and alternating between two groups
 			// in runs, so same-group sharing is exercised both ways.
 			for i := 0; i < int(n%16); i++ {
-				c := lease.Command{Op: lease.Op((int(op)+i)%5 + 1), Key: lease.Key{Namespace: ns, Group: grp, Name: name},
+				c := lease.Command{Op: lease.Op((int(op)+i)%7 + 1), Key: lease.Key{Namespace: ns, Group: grp, Name: name},
 					Holder: holder, Duration: time.Duration(dur + int64(i)), Deadline: time.Duration(dl - int64(i))}
 				if i%3 == 2 {
 					c.Key.Group += "x"
