@@ -104,7 +104,7 @@ func (a *agent) call(op opKind) (start time.Time, code lease.Code, err error) {
 	a.h.rec.add(Record{
 		Key: a.key, Holder: a.id, Op: op, Code: code,
 		Start: a.h.rec.since(start), End: a.h.rec.since(end),
-		Dur: cfg.LeaseDuration, Token: g.Token,
+		Dur: cfg.LeaseDuration, Token: g.Token, Extended: g.Extended,
 	})
 	if a.h.onAnswer != nil {
 		a.h.onAnswer()

@@ -250,7 +250,7 @@ func (s *etcdSession) Claim(ctx context.Context, key, holder string, d time.Dura
 		switch {
 		case err == nil && ka.TTL > 0:
 			s.remember(k, holder, etcdHeld{id, uint64(kv.CreateRevision)})
-			return Grant{Token: uint64(kv.CreateRevision), ExpiresIn: time.Duration(ka.TTL) * time.Second}, nil
+			return Grant{Token: uint64(kv.CreateRevision), ExpiresIn: time.Duration(ka.TTL) * time.Second, Extended: true}, nil
 		case err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound):
 			return Grant{}, etcdErr(ctx, err)
 		}

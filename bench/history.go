@@ -34,6 +34,9 @@ type Record struct {
 	End    time.Duration
 	Dur    time.Duration // the lease duration asked for (claim, extend)
 	Token  uint64        // fencing token of a successful claim or extend
+	// Extended: a successful claim that found the key already held by this
+	// holder (the server did not create the tenure with this call).
+	Extended bool
 }
 
 // Correctness is what the history analyser found.
@@ -58,6 +61,25 @@ type Correctness struct {
 	// ended before the grant of the other began, yet the later one's token is
 	// not greater.
 	FencingViolations int `json:"fencing_violations"`
+	// AppliedAfterDeadline: calls answered "not applied" that were applied
+	// anyway, as the clients can see it. A server never admits applying an
+	// op after its deadline (Leasehold's state machine rejects such ops by
+	// construction), so the check is on what the holder later observes: a
+	// successful extend, or a claim answered "extended", carries a fencing
+	// token this holder has never been given, so one of its earlier claims
+	// on the key created that tenure. The candidates are its claims on the
+	// key since its last successful claim or extend that were not answered
+	// ok. If one of them had an unknown outcome (unknown, canceled, any
+	// error without a not-applied promise), that one explains it. If all of
+	// them were answered with a code that promises the op was not applied
+	// (deadline_exceeded, overloaded, unavailable, not_leader, denied), the
+	// promise was broken: one is counted. This catches a late apply only
+	// when the holder comes back to the key and the tenure is still alive;
+	// a late apply nobody observes is invisible to the clients.
+	AppliedAfterDeadline int `json:"applied_after_deadline"`
+	// PhantomTenures: the same new token with no candidate claim at all
+	// (the token changed under an extend).
+	PhantomTenures int `json:"phantom_tenures"`
 	// Tenures is the number of tenures seen (a sanity count).
 	Tenures int `json:"tenures"`
 	// Examples describes the first few violations found, for diagnosis.
@@ -122,6 +144,11 @@ func holderTenures(recs []Record, c *Correctness) []tenure {
 	var out []tenure
 	var safeUntil time.Duration // 0: the holder believes it holds nothing
 	cur := -1                   // index in out of the open tenure
+	// For AppliedAfterDeadline: tokens this holder was given, and its claims
+	// not answered ok since its last successful claim or extend.
+	seen := map[uint64]bool{}
+	var rejected []Record
+	ambiguous := false
 	closeAt := func(t time.Duration) {
 		if cur >= 0 {
 			out[cur].until = min(out[cur].until, max(t, out[cur].from))
@@ -132,6 +159,22 @@ func holderTenures(recs []Record, c *Correctness) []tenure {
 	for _, r := range recs {
 		switch {
 		case r.Code == lease.CodeOK && r.Op != opRevoke:
+			if !seen[r.Token] && (r.Op == opExtend || r.Extended) {
+				switch {
+				case ambiguous:
+				case len(rejected) > 0:
+					c.AppliedAfterDeadline++
+					x := rejected[len(rejected)-1]
+					c.example("applied after deadline: key %d holder %d: %s at %v answered ok with new token %d; its claim started %v was answered %s",
+						r.Key, r.Holder, r.Op, r.Start, r.Token, x.Start, x.Code)
+				default:
+					c.PhantomTenures++
+					c.example("phantom tenure: key %d holder %d: %s at %v answered ok with new token %d and no claim could have created it",
+						r.Key, r.Holder, r.Op, r.Start, r.Token)
+				}
+			}
+			seen[r.Token] = true
+			rejected, ambiguous = rejected[:0], false
 			promise := r.Start + r.Dur
 			if cur < 0 || out[cur].token != r.Token {
 				if cur >= 0 { // a new token for the same holder: the old tenure ends here
@@ -161,8 +204,24 @@ func holderTenures(recs []Record, c *Correctness) []tenure {
 		}
 		// Other errors change nothing: the holder keeps believing until its
 		// safe-until, and an unknown-outcome claim grants it no belief.
+		if r.Op == opClaim && r.Code != lease.CodeOK {
+			if notApplied(r.Code) {
+				rejected = append(rejected, r)
+			} else {
+				ambiguous = true
+			}
+		}
 	}
 	return out
+}
+
+// notApplied: the answer promises the op was not applied.
+func notApplied(c lease.Code) bool {
+	switch c {
+	case lease.CodeDeadlineExceeded, lease.CodeOverloaded, lease.CodeUnavailable, lease.CodeNotLeader, lease.CodeDenied:
+		return true
+	}
+	return false
 }
 
 // checkTenures counts overlapping pairs of different holders and fencing

@@ -94,3 +94,30 @@ func TestHistQuantiles(t *testing.T) {
 		}
 	}
 }
+
+// TestAnalyseAppliedAfterDeadline: a claim answered deadline_exceeded whose
+// tenure the holder later finds (an extend carrying a token it was never
+// given) is counted; the same after an unknown-outcome claim is not.
+func TestAnalyseAppliedAfterDeadline(t *testing.T) {
+	h := []Record{
+		// Key 0: the lie. Holder 0's claim is answered deadline_exceeded,
+		// yet its next claim is answered "extended" with a new token.
+		{Key: 0, Holder: 0, Op: opClaim, Code: lease.CodeDeadlineExceeded, Start: 0, End: s / 10, Dur: 10 * s},
+		{Key: 0, Holder: 0, Op: opClaim, Start: s, End: s + s/10, Dur: 10 * s, Token: 3, Extended: true},
+		{Key: 0, Holder: 0, Op: opExtend, Start: 2 * s, End: 2*s + s/10, Dur: 10 * s, Token: 3},
+		// Key 1: the same after an unknown outcome: explained.
+		{Key: 1, Holder: 1, Op: opClaim, Code: lease.CodeUnknown, Start: 0, End: s / 10, Dur: 10 * s},
+		{Key: 1, Holder: 1, Op: opClaim, Code: lease.CodeOverloaded, Start: s / 5, End: s / 4, Dur: 10 * s},
+		{Key: 1, Holder: 1, Op: opExtend, Start: s, End: s + s/10, Dur: 10 * s, Token: 4},
+		// Key 2: a fresh grant after a rejected claim: fine. Then an extend
+		// whose token changed with no claim in between: a phantom.
+		{Key: 2, Holder: 2, Op: opClaim, Code: lease.CodeOverloaded, Start: 0, End: s / 10, Dur: 10 * s},
+		{Key: 2, Holder: 2, Op: opClaim, Start: s, End: s + s/10, Dur: 10 * s, Token: 5},
+		{Key: 2, Holder: 2, Op: opExtend, Start: 2 * s, End: 2*s + s/10, Dur: 10 * s, Token: 6},
+	}
+	rand.Shuffle(len(h), func(i, j int) { h[i], h[j] = h[j], h[i] })
+	c := Analyse(h)
+	if c.AppliedAfterDeadline != 1 || c.PhantomTenures != 1 {
+		t.Fatalf("applied after deadline %d (want 1), phantoms %d (want 1): %v", c.AppliedAfterDeadline, c.PhantomTenures, c.Examples)
+	}
+}

@@ -77,7 +77,7 @@ func (s memSession) write(key, holder string, d time.Duration, claim bool) (Gran
 	case ok && l.holder == holder:
 		l.expiry = t.expiry(now, d)
 		t.leases[key] = l
-		return Grant{Token: l.token, ExpiresIn: l.expiry.Sub(now)}, nil
+		return Grant{Token: l.token, ExpiresIn: l.expiry.Sub(now), Extended: claim}, nil
 	case ok:
 		if claim {
 			return Grant{}, &lease.Error{Code: lease.CodeDenied, Holder: l.holder, ExpiresIn: l.expiry.Sub(now)}

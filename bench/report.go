@@ -72,11 +72,16 @@ type Result struct {
 	Tenures           int      `json:"tenures"`
 	Violations        []string `json:"violations,omitempty"` // the first few, described
 	HistoryTruncated  bool     `json:"history_truncated"`
-	// AppliedAfterDeadline is reported by the target; 0 with
-	// applied_after_deadline_measured false when it cannot be observed.
-	AppliedAfterDeadline         uint64 `json:"applied_after_deadline"`
-	AppliedAfterDeadlineMeasured bool   `json:"applied_after_deadline_measured"`
-	LeaderChanges                int    `json:"leader_changes"`
+	// AppliedAfterDeadline is counted from the clients' history for every
+	// target (Correctness.AppliedAfterDeadline), so it is always measured;
+	// PhantomTenures likewise. ServerAppliedAfterDeadline is the target's
+	// own audit, when it has one (server_applied_after_deadline_measured).
+	AppliedAfterDeadline               uint64 `json:"applied_after_deadline"`
+	AppliedAfterDeadlineMeasured       bool   `json:"applied_after_deadline_measured"`
+	PhantomTenures                     int    `json:"phantom_tenures"`
+	ServerAppliedAfterDeadline         uint64 `json:"server_applied_after_deadline"`
+	ServerAppliedAfterDeadlineMeasured bool   `json:"server_applied_after_deadline_measured"`
+	LeaderChanges                      int    `json:"leader_changes"`
 	// MaxRSSMB: peak resident memory sampled every 250 ms. RSSScope says
 	// whose: "process" (servers and load generator share this process) or
 	// "servers".
@@ -151,10 +156,8 @@ func measure(cfg runConfig, name string, rec *recorder, before, after Stats, mon
 		r.Notes = append(r.Notes, "the target does not report its Raft index: ops_per_entry not measured")
 	}
 	if after.HasAppliedAfterDeadline {
-		r.AppliedAfterDeadline = after.AppliedAfterDeadline - before.AppliedAfterDeadline
-		r.AppliedAfterDeadlineMeasured = true
-	} else {
-		r.Notes = append(r.Notes, "the target has no per-op deadlines it can audit: applied_after_deadline is 0, not measured")
+		r.ServerAppliedAfterDeadline = after.AppliedAfterDeadline - before.AppliedAfterDeadline
+		r.ServerAppliedAfterDeadlineMeasured = true
 	}
 	r.LeaderChanges = after.LeaderChanges - before.LeaderChanges
 	mon.mu.Lock()
@@ -178,6 +181,8 @@ func measure(cfg runConfig, name string, rec *recorder, before, after Stats, mon
 	c := Analyse(rec.records)
 	r.EarlyExpiries, r.DualHolders, r.LateLosses = c.EarlyExpiries, c.DualHolders, c.LateLosses
 	r.FencingViolations, r.Tenures, r.Violations = c.FencingViolations, c.Tenures, c.Examples
+	r.AppliedAfterDeadline, r.AppliedAfterDeadlineMeasured = uint64(c.AppliedAfterDeadline), true
+	r.PhantomTenures = c.PhantomTenures
 	r.HistoryTruncated = rec.truncated
 	if rec.truncated {
 		r.Notes = append(r.Notes, fmt.Sprintf("history truncated at %d calls: correctness counters cover only the first ones", cfg.MaxRecords))

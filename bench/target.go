@@ -49,8 +49,11 @@ type Stats struct {
 	// QueueDepth is the leader's admission-queue depth right now.
 	QueueDepth    int
 	HasQueueDepth bool
-	// AppliedAfterDeadline counts ops the state machine applied after their
-	// deadline had passed (must stay 0), cumulative since Start.
+	// AppliedAfterDeadline counts ops the servers themselves saw applied
+	// after their deadline (must stay 0), cumulative since Start, for
+	// targets that can audit it. The report's applied_after_deadline comes
+	// from the clients' history for every target (Correctness); this
+	// server-side figure is reported beside it.
 	AppliedAfterDeadline    uint64
 	HasAppliedAfterDeadline bool
 	// ServerRSSBytes is the resident set size of the target's server
@@ -98,6 +101,11 @@ type Grant struct {
 	// The harness never trusts it for correctness: an agent's safe-until is
 	// always its own call start + the duration it asked for.
 	ExpiresIn time.Duration
+	// Extended reports that a claim found the key already held by this
+	// holder (the server's "extended" outcome) rather than granting it. The
+	// analyser uses it to tell a tenure this call created from one an
+	// earlier call created (see Correctness.AppliedAfterDeadline).
+	Extended bool
 }
 
 // Keys are "namespace/group/name" (lease.ParseKey accepts them); holders are
