@@ -53,7 +53,7 @@ func (t *leaseholdTarget) Start(ctx context.Context, dataDir string) error {
 
 // Endpoints and Attach let the cluster run in a child process (child.go):
 // the child reports its endpoints, the parent's target only makes sessions.
-func (t *leaseholdTarget) Endpoints() []string      { return t.endpoints }
+func (t *leaseholdTarget) Endpoints() []string       { return t.endpoints }
 func (t *leaseholdTarget) Attach(endpoints []string) { t.endpoints = endpoints }
 
 func (t *leaseholdTarget) maxTerm() uint64 {
