@@ -40,12 +40,14 @@ const (
 type OpKind int32
 
 const (
-	OpKind_OP_KIND_UNSPECIFIED OpKind = 0
-	OpKind_OP_KIND_CLAIM       OpKind = 1
-	OpKind_OP_KIND_EXTEND      OpKind = 2
-	OpKind_OP_KIND_REVOKE      OpKind = 3
-	OpKind_OP_KIND_PIN         OpKind = 4
-	OpKind_OP_KIND_UNPIN       OpKind = 5
+	OpKind_OP_KIND_UNSPECIFIED  OpKind = 0
+	OpKind_OP_KIND_CLAIM        OpKind = 1
+	OpKind_OP_KIND_EXTEND       OpKind = 2
+	OpKind_OP_KIND_REVOKE       OpKind = 3
+	OpKind_OP_KIND_PIN          OpKind = 4
+	OpKind_OP_KIND_UNPIN        OpKind = 5
+	OpKind_OP_KIND_QUEUE_CLAIM  OpKind = 6 // claim-on-release (see WaitUntilReleased)
+	OpKind_OP_KIND_CANCEL_QUEUE OpKind = 7 // remove the holder's queued claim
 )
 
 // Enum value maps for OpKind.
@@ -57,14 +59,18 @@ var (
 		3: "OP_KIND_REVOKE",
 		4: "OP_KIND_PIN",
 		5: "OP_KIND_UNPIN",
+		6: "OP_KIND_QUEUE_CLAIM",
+		7: "OP_KIND_CANCEL_QUEUE",
 	}
 	OpKind_value = map[string]int32{
-		"OP_KIND_UNSPECIFIED": 0,
-		"OP_KIND_CLAIM":       1,
-		"OP_KIND_EXTEND":      2,
-		"OP_KIND_REVOKE":      3,
-		"OP_KIND_PIN":         4,
-		"OP_KIND_UNPIN":       5,
+		"OP_KIND_UNSPECIFIED":  0,
+		"OP_KIND_CLAIM":        1,
+		"OP_KIND_EXTEND":       2,
+		"OP_KIND_REVOKE":       3,
+		"OP_KIND_PIN":          4,
+		"OP_KIND_UNPIN":        5,
+		"OP_KIND_QUEUE_CLAIM":  6,
+		"OP_KIND_CANCEL_QUEUE": 7,
 	}
 )
 
@@ -106,6 +112,8 @@ const (
 	Outcome_OUTCOME_ABSENT      Outcome = 4 // revoke of an absent lease (idempotent success)
 	Outcome_OUTCOME_PINNED      Outcome = 5
 	Outcome_OUTCOME_UNPINNED    Outcome = 6
+	Outcome_OUTCOME_QUEUED      Outcome = 7 // queued claim waiting behind holder at position
+	Outcome_OUTCOME_DEQUEUED    Outcome = 8 // cancel removed a queued claim
 )
 
 // Enum value maps for Outcome.
@@ -118,6 +126,8 @@ var (
 		4: "OUTCOME_ABSENT",
 		5: "OUTCOME_PINNED",
 		6: "OUTCOME_UNPINNED",
+		7: "OUTCOME_QUEUED",
+		8: "OUTCOME_DEQUEUED",
 	}
 	Outcome_value = map[string]int32{
 		"OUTCOME_UNSPECIFIED": 0,
@@ -127,6 +137,8 @@ var (
 		"OUTCOME_ABSENT":      4,
 		"OUTCOME_PINNED":      5,
 		"OUTCOME_UNPINNED":    6,
+		"OUTCOME_QUEUED":      7,
+		"OUTCOME_DEQUEUED":    8,
 	}
 )
 
@@ -216,6 +228,58 @@ func (x EventKind) Number() protoreflect.EnumNumber {
 // Deprecated: Use EventKind.Descriptor instead.
 func (EventKind) EnumDescriptor() ([]byte, []int) {
 	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{2}
+}
+
+type WaitState int32
+
+const (
+	WaitState_WAIT_STATE_UNSPECIFIED WaitState = 0
+	WaitState_WAIT_STATE_QUEUED      WaitState = 1 // result: the queued claim (holder, position)
+	WaitState_WAIT_STATE_GRANTED     WaitState = 2 // result: the lease granted to the holder
+	WaitState_WAIT_STATE_RELEASED    WaitState = 3 // the lease is not held (plain wait)
+)
+
+// Enum value maps for WaitState.
+var (
+	WaitState_name = map[int32]string{
+		0: "WAIT_STATE_UNSPECIFIED",
+		1: "WAIT_STATE_QUEUED",
+		2: "WAIT_STATE_GRANTED",
+		3: "WAIT_STATE_RELEASED",
+	}
+	WaitState_value = map[string]int32{
+		"WAIT_STATE_UNSPECIFIED": 0,
+		"WAIT_STATE_QUEUED":      1,
+		"WAIT_STATE_GRANTED":     2,
+		"WAIT_STATE_RELEASED":    3,
+	}
+)
+
+func (x WaitState) Enum() *WaitState {
+	p := new(WaitState)
+	*p = x
+	return p
+}
+
+func (x WaitState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (WaitState) Descriptor() protoreflect.EnumDescriptor {
+	return file_leaseholdv1_leasehold_proto_enumTypes[3].Descriptor()
+}
+
+func (WaitState) Type() protoreflect.EnumType {
+	return &file_leaseholdv1_leasehold_proto_enumTypes[3]
+}
+
+func (x WaitState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use WaitState.Descriptor instead.
+func (WaitState) EnumDescriptor() ([]byte, []int) {
+	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{3}
 }
 
 type Key struct {
@@ -567,7 +631,15 @@ type OpResult struct {
 	StartNs     int64  `protobuf:"varint,6,opt,name=start_ns,json=startNs,proto3" json:"start_ns,omitempty"`
 	ExpiryNs    int64  `protobuf:"varint,7,opt,name=expiry_ns,json=expiryNs,proto3" json:"expiry_ns,omitempty"`
 	// now_ns is the replicated time the op was applied at.
-	NowNs         int64 `protobuf:"varint,8,opt,name=now_ns,json=nowNs,proto3" json:"now_ns,omitempty"`
+	NowNs int64 `protobuf:"varint,8,opt,name=now_ns,json=nowNs,proto3" json:"now_ns,omitempty"`
+	// renew_after_ms (granted, extended): when the server suggests renewing.
+	// Normally half the lease's remaining time; up to three quarters of it
+	// when the leader's admission queue is loaded, so a herd renews less often.
+	RenewAfterMs int64 `protobuf:"varint,9,opt,name=renew_after_ms,json=renewAfterMs,proto3" json:"renew_after_ms,omitempty"`
+	// position (queued): the 1-based place in the key's queue of claimants,
+	// and wait_expiry_ns when the place is dropped unless refreshed.
+	Position      int32 `protobuf:"varint,10,opt,name=position,proto3" json:"position,omitempty"`
+	WaitExpiryNs  int64 `protobuf:"varint,11,opt,name=wait_expiry_ns,json=waitExpiryNs,proto3" json:"wait_expiry_ns,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -658,13 +730,36 @@ func (x *OpResult) GetNowNs() int64 {
 	return 0
 }
 
+func (x *OpResult) GetRenewAfterMs() int64 {
+	if x != nil {
+		return x.RenewAfterMs
+	}
+	return 0
+}
+
+func (x *OpResult) GetPosition() int32 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *OpResult) GetWaitExpiryNs() int64 {
+	if x != nil {
+		return x.WaitExpiryNs
+	}
+	return 0
+}
+
 // Op is one op of a bulk request. holder is the pinning entity for pin/unpin.
 type Op struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Kind          OpKind                 `protobuf:"varint,1,opt,name=kind,proto3,enum=leasehold.v1.OpKind" json:"kind,omitempty"`
-	Key           *Key                   `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
-	Holder        string                 `protobuf:"bytes,3,opt,name=holder,proto3" json:"holder,omitempty"`
-	DurationMs    int64                  `protobuf:"varint,4,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Kind       OpKind                 `protobuf:"varint,1,opt,name=kind,proto3,enum=leasehold.v1.OpKind" json:"kind,omitempty"`
+	Key        *Key                   `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	Holder     string                 `protobuf:"bytes,3,opt,name=holder,proto3" json:"holder,omitempty"`
+	DurationMs int64                  `protobuf:"varint,4,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
+	// wait_ms (queue claim): how long the queued place is kept without a refresh.
+	WaitMs        int64 `protobuf:"varint,5,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -723,6 +818,13 @@ func (x *Op) GetHolder() string {
 func (x *Op) GetDurationMs() int64 {
 	if x != nil {
 		return x.DurationMs
+	}
+	return 0
+}
+
+func (x *Op) GetWaitMs() int64 {
+	if x != nil {
+		return x.WaitMs
 	}
 	return 0
 }
@@ -1757,6 +1859,129 @@ func (x *WatchResponse) GetEvents() []*Event {
 	return nil
 }
 
+type WaitRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   *Key                   `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// holder: claim the lease for holder when it is released (empty: just wait).
+	Holder     string `protobuf:"bytes,2,opt,name=holder,proto3" json:"holder,omitempty"`
+	DurationMs int64  `protobuf:"varint,3,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"` // the lease duration to be granted (with holder)
+	// wait_ms: the queued claim's keep-alive, refreshed by the server while
+	// the stream lives (0: the server's default).
+	WaitMs        int64 `protobuf:"varint,4,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WaitRequest) Reset() {
+	*x = WaitRequest{}
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WaitRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WaitRequest) ProtoMessage() {}
+
+func (x *WaitRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WaitRequest.ProtoReflect.Descriptor instead.
+func (*WaitRequest) Descriptor() ([]byte, []int) {
+	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *WaitRequest) GetKey() *Key {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *WaitRequest) GetHolder() string {
+	if x != nil {
+		return x.Holder
+	}
+	return ""
+}
+
+func (x *WaitRequest) GetDurationMs() int64 {
+	if x != nil {
+		return x.DurationMs
+	}
+	return 0
+}
+
+func (x *WaitRequest) GetWaitMs() int64 {
+	if x != nil {
+		return x.WaitMs
+	}
+	return 0
+}
+
+type WaitResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	State         WaitState              `protobuf:"varint,1,opt,name=state,proto3,enum=leasehold.v1.WaitState" json:"state,omitempty"`
+	Result        *OpResult              `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WaitResponse) Reset() {
+	*x = WaitResponse{}
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WaitResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WaitResponse) ProtoMessage() {}
+
+func (x *WaitResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WaitResponse.ProtoReflect.Descriptor instead.
+func (*WaitResponse) Descriptor() ([]byte, []int) {
+	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *WaitResponse) GetState() WaitState {
+	if x != nil {
+		return x.State
+	}
+	return WaitState_WAIT_STATE_UNSPECIFIED
+}
+
+func (x *WaitResponse) GetResult() *OpResult {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
 type StatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1765,7 +1990,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_leaseholdv1_leasehold_proto_msgTypes[24]
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1777,7 +2002,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leaseholdv1_leasehold_proto_msgTypes[24]
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1790,7 +2015,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{24}
+	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{26}
 }
 
 type Member struct {
@@ -1807,7 +2032,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_leaseholdv1_leasehold_proto_msgTypes[25]
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1819,7 +2044,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_leaseholdv1_leasehold_proto_msgTypes[25]
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1832,7 +2057,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{25}
+	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Member) GetId() string {
@@ -1897,7 +2122,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_leaseholdv1_leasehold_proto_msgTypes[26]
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1909,7 +2134,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leaseholdv1_leasehold_proto_msgTypes[26]
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1922,7 +2147,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{26}
+	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *StatusResponse) GetId() string {
@@ -2037,7 +2262,7 @@ const file_leaseholdv1_leasehold_proto_rawDesc = "" +
 	"\x06entity\x18\x02 \x01(\tR\x06entity\"K\n" +
 	"\fUnpinRequest\x12#\n" +
 	"\x03key\x18\x01 \x01(\v2\x11.leasehold.v1.KeyR\x03key\x12\x16\n" +
-	"\x06entity\x18\x02 \x01(\tR\x06entity\"\x81\x02\n" +
+	"\x06entity\x18\x02 \x01(\tR\x06entity\"\xe9\x02\n" +
 	"\bOpResult\x12/\n" +
 	"\aoutcome\x18\x01 \x01(\x0e2\x15.leasehold.v1.OutcomeR\aoutcome\x12#\n" +
 	"\x03key\x18\x02 \x01(\v2\x11.leasehold.v1.KeyR\x03key\x12\x16\n" +
@@ -2046,13 +2271,18 @@ const file_leaseholdv1_leasehold_proto_rawDesc = "" +
 	"\rexpires_in_ms\x18\x05 \x01(\x03R\vexpiresInMs\x12\x19\n" +
 	"\bstart_ns\x18\x06 \x01(\x03R\astartNs\x12\x1b\n" +
 	"\texpiry_ns\x18\a \x01(\x03R\bexpiryNs\x12\x15\n" +
-	"\x06now_ns\x18\b \x01(\x03R\x05nowNs\"\x8c\x01\n" +
+	"\x06now_ns\x18\b \x01(\x03R\x05nowNs\x12$\n" +
+	"\x0erenew_after_ms\x18\t \x01(\x03R\frenewAfterMs\x12\x1a\n" +
+	"\bposition\x18\n" +
+	" \x01(\x05R\bposition\x12$\n" +
+	"\x0ewait_expiry_ns\x18\v \x01(\x03R\fwaitExpiryNs\"\xa5\x01\n" +
 	"\x02Op\x12(\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x14.leasehold.v1.OpKindR\x04kind\x12#\n" +
 	"\x03key\x18\x02 \x01(\v2\x11.leasehold.v1.KeyR\x03key\x12\x16\n" +
 	"\x06holder\x18\x03 \x01(\tR\x06holder\x12\x1f\n" +
 	"\vduration_ms\x18\x04 \x01(\x03R\n" +
-	"durationMs\"1\n" +
+	"durationMs\x12\x17\n" +
+	"\await_ms\x18\x05 \x01(\x03R\x06waitMs\"1\n" +
 	"\vBulkRequest\x12\"\n" +
 	"\x03ops\x18\x01 \x03(\v2\x10.leasehold.v1.OpR\x03ops\"B\n" +
 	"\fBulkResponse\x122\n" +
@@ -2128,7 +2358,16 @@ const file_leaseholdv1_leasehold_proto_rawDesc = "" +
 	"\x06now_ns\x18\a \x01(\x03R\x05nowNs\"V\n" +
 	"\rWatchResponse\x12\x18\n" +
 	"\acreated\x18\x01 \x01(\bR\acreated\x12+\n" +
-	"\x06events\x18\x02 \x03(\v2\x13.leasehold.v1.EventR\x06events\"\x0f\n" +
+	"\x06events\x18\x02 \x03(\v2\x13.leasehold.v1.EventR\x06events\"\x84\x01\n" +
+	"\vWaitRequest\x12#\n" +
+	"\x03key\x18\x01 \x01(\v2\x11.leasehold.v1.KeyR\x03key\x12\x16\n" +
+	"\x06holder\x18\x02 \x01(\tR\x06holder\x12\x1f\n" +
+	"\vduration_ms\x18\x03 \x01(\x03R\n" +
+	"durationMs\x12\x17\n" +
+	"\await_ms\x18\x04 \x01(\x03R\x06waitMs\"m\n" +
+	"\fWaitResponse\x12-\n" +
+	"\x05state\x18\x01 \x01(\x0e2\x17.leasehold.v1.WaitStateR\x05state\x12.\n" +
+	"\x06result\x18\x02 \x01(\v2\x16.leasehold.v1.OpResultR\x06result\"\x0f\n" +
 	"\rStatusRequest\"\xa1\x01\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
@@ -2154,14 +2393,16 @@ const file_leaseholdv1_leasehold_proto_rawDesc = "" +
 	" \x01(\x03R\x06leases\x12\x1f\n" +
 	"\vqueue_depth\x18\v \x01(\x03R\n" +
 	"queueDepth\x12.\n" +
-	"\amembers\x18\f \x03(\v2\x14.leasehold.v1.MemberR\amembers*\x80\x01\n" +
+	"\amembers\x18\f \x03(\v2\x14.leasehold.v1.MemberR\amembers*\xb3\x01\n" +
 	"\x06OpKind\x12\x17\n" +
 	"\x13OP_KIND_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rOP_KIND_CLAIM\x10\x01\x12\x12\n" +
 	"\x0eOP_KIND_EXTEND\x10\x02\x12\x12\n" +
 	"\x0eOP_KIND_REVOKE\x10\x03\x12\x0f\n" +
 	"\vOP_KIND_PIN\x10\x04\x12\x11\n" +
-	"\rOP_KIND_UNPIN\x10\x05*\xa0\x01\n" +
+	"\rOP_KIND_UNPIN\x10\x05\x12\x17\n" +
+	"\x13OP_KIND_QUEUE_CLAIM\x10\x06\x12\x18\n" +
+	"\x14OP_KIND_CANCEL_QUEUE\x10\a*\xca\x01\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fOUTCOME_GRANTED\x10\x01\x12\x14\n" +
@@ -2169,7 +2410,9 @@ const file_leaseholdv1_leasehold_proto_rawDesc = "" +
 	"\x0fOUTCOME_REVOKED\x10\x03\x12\x12\n" +
 	"\x0eOUTCOME_ABSENT\x10\x04\x12\x12\n" +
 	"\x0eOUTCOME_PINNED\x10\x05\x12\x14\n" +
-	"\x10OUTCOME_UNPINNED\x10\x06*\xb8\x01\n" +
+	"\x10OUTCOME_UNPINNED\x10\x06\x12\x12\n" +
+	"\x0eOUTCOME_QUEUED\x10\a\x12\x14\n" +
+	"\x10OUTCOME_DEQUEUED\x10\b*\xb8\x01\n" +
 	"\tEventKind\x12\x1a\n" +
 	"\x16EVENT_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12EVENT_KIND_CLAIMED\x10\x01\x12\x17\n" +
@@ -2177,7 +2420,12 @@ const file_leaseholdv1_leasehold_proto_rawDesc = "" +
 	"\x12EVENT_KIND_REVOKED\x10\x03\x12\x16\n" +
 	"\x12EVENT_KIND_EXPIRED\x10\x04\x12\x15\n" +
 	"\x11EVENT_KIND_PINNED\x10\x05\x12\x17\n" +
-	"\x13EVENT_KIND_UNPINNED\x10\x062\xc4\x05\n" +
+	"\x13EVENT_KIND_UNPINNED\x10\x06*o\n" +
+	"\tWaitState\x12\x1a\n" +
+	"\x16WAIT_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11WAIT_STATE_QUEUED\x10\x01\x12\x16\n" +
+	"\x12WAIT_STATE_GRANTED\x10\x02\x12\x17\n" +
+	"\x13WAIT_STATE_RELEASED\x10\x032\x92\x06\n" +
 	"\tLeasehold\x12;\n" +
 	"\x05Claim\x12\x1a.leasehold.v1.ClaimRequest\x1a\x16.leasehold.v1.OpResult\x12=\n" +
 	"\x06Extend\x12\x1b.leasehold.v1.ExtendRequest\x1a\x16.leasehold.v1.OpResult\x12=\n" +
@@ -2188,7 +2436,8 @@ const file_leaseholdv1_leasehold_proto_rawDesc = "" +
 	"\x03Get\x12\x18.leasehold.v1.GetRequest\x1a\x19.leasehold.v1.GetResponse\x12=\n" +
 	"\x04List\x12\x19.leasehold.v1.ListRequest\x1a\x1a.leasehold.v1.ListResponse\x12C\n" +
 	"\x06Pinned\x12\x1b.leasehold.v1.PinnedRequest\x1a\x1c.leasehold.v1.PinnedResponse\x12B\n" +
-	"\x05Watch\x12\x1a.leasehold.v1.WatchRequest\x1a\x1b.leasehold.v1.WatchResponse0\x01\x12C\n" +
+	"\x05Watch\x12\x1a.leasehold.v1.WatchRequest\x1a\x1b.leasehold.v1.WatchResponse0\x01\x12L\n" +
+	"\x11WaitUntilReleased\x12\x19.leasehold.v1.WaitRequest\x1a\x1a.leasehold.v1.WaitResponse0\x01\x12C\n" +
 	"\x06Status\x12\x1b.leasehold.v1.StatusRequest\x1a\x1c.leasehold.v1.StatusResponseB<Z:github.com/leasehold/leasehold/api/leaseholdv1;leaseholdv1b\x06proto3"
 
 var (
@@ -2203,94 +2452,102 @@ func file_leaseholdv1_leasehold_proto_rawDescGZIP() []byte {
 	return file_leaseholdv1_leasehold_proto_rawDescData
 }
 
-var file_leaseholdv1_leasehold_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_leaseholdv1_leasehold_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_leaseholdv1_leasehold_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_leaseholdv1_leasehold_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_leaseholdv1_leasehold_proto_goTypes = []any{
 	(OpKind)(0),            // 0: leasehold.v1.OpKind
 	(Outcome)(0),           // 1: leasehold.v1.Outcome
 	(EventKind)(0),         // 2: leasehold.v1.EventKind
-	(*Key)(nil),            // 3: leasehold.v1.Key
-	(*ClaimRequest)(nil),   // 4: leasehold.v1.ClaimRequest
-	(*ExtendRequest)(nil),  // 5: leasehold.v1.ExtendRequest
-	(*RevokeRequest)(nil),  // 6: leasehold.v1.RevokeRequest
-	(*PinRequest)(nil),     // 7: leasehold.v1.PinRequest
-	(*UnpinRequest)(nil),   // 8: leasehold.v1.UnpinRequest
-	(*OpResult)(nil),       // 9: leasehold.v1.OpResult
-	(*Op)(nil),             // 10: leasehold.v1.Op
-	(*BulkRequest)(nil),    // 11: leasehold.v1.BulkRequest
-	(*BulkResponse)(nil),   // 12: leasehold.v1.BulkResponse
-	(*BulkResult)(nil),     // 13: leasehold.v1.BulkResult
-	(*Error)(nil),          // 14: leasehold.v1.Error
-	(*ReadMeta)(nil),       // 15: leasehold.v1.ReadMeta
-	(*LeaseInfo)(nil),      // 16: leasehold.v1.LeaseInfo
-	(*GetRequest)(nil),     // 17: leasehold.v1.GetRequest
-	(*GetResponse)(nil),    // 18: leasehold.v1.GetResponse
-	(*ListRequest)(nil),    // 19: leasehold.v1.ListRequest
-	(*ListResponse)(nil),   // 20: leasehold.v1.ListResponse
-	(*PinnedRequest)(nil),  // 21: leasehold.v1.PinnedRequest
-	(*PinnedKey)(nil),      // 22: leasehold.v1.PinnedKey
-	(*PinnedResponse)(nil), // 23: leasehold.v1.PinnedResponse
-	(*WatchRequest)(nil),   // 24: leasehold.v1.WatchRequest
-	(*Event)(nil),          // 25: leasehold.v1.Event
-	(*WatchResponse)(nil),  // 26: leasehold.v1.WatchResponse
-	(*StatusRequest)(nil),  // 27: leasehold.v1.StatusRequest
-	(*Member)(nil),         // 28: leasehold.v1.Member
-	(*StatusResponse)(nil), // 29: leasehold.v1.StatusResponse
+	(WaitState)(0),         // 3: leasehold.v1.WaitState
+	(*Key)(nil),            // 4: leasehold.v1.Key
+	(*ClaimRequest)(nil),   // 5: leasehold.v1.ClaimRequest
+	(*ExtendRequest)(nil),  // 6: leasehold.v1.ExtendRequest
+	(*RevokeRequest)(nil),  // 7: leasehold.v1.RevokeRequest
+	(*PinRequest)(nil),     // 8: leasehold.v1.PinRequest
+	(*UnpinRequest)(nil),   // 9: leasehold.v1.UnpinRequest
+	(*OpResult)(nil),       // 10: leasehold.v1.OpResult
+	(*Op)(nil),             // 11: leasehold.v1.Op
+	(*BulkRequest)(nil),    // 12: leasehold.v1.BulkRequest
+	(*BulkResponse)(nil),   // 13: leasehold.v1.BulkResponse
+	(*BulkResult)(nil),     // 14: leasehold.v1.BulkResult
+	(*Error)(nil),          // 15: leasehold.v1.Error
+	(*ReadMeta)(nil),       // 16: leasehold.v1.ReadMeta
+	(*LeaseInfo)(nil),      // 17: leasehold.v1.LeaseInfo
+	(*GetRequest)(nil),     // 18: leasehold.v1.GetRequest
+	(*GetResponse)(nil),    // 19: leasehold.v1.GetResponse
+	(*ListRequest)(nil),    // 20: leasehold.v1.ListRequest
+	(*ListResponse)(nil),   // 21: leasehold.v1.ListResponse
+	(*PinnedRequest)(nil),  // 22: leasehold.v1.PinnedRequest
+	(*PinnedKey)(nil),      // 23: leasehold.v1.PinnedKey
+	(*PinnedResponse)(nil), // 24: leasehold.v1.PinnedResponse
+	(*WatchRequest)(nil),   // 25: leasehold.v1.WatchRequest
+	(*Event)(nil),          // 26: leasehold.v1.Event
+	(*WatchResponse)(nil),  // 27: leasehold.v1.WatchResponse
+	(*WaitRequest)(nil),    // 28: leasehold.v1.WaitRequest
+	(*WaitResponse)(nil),   // 29: leasehold.v1.WaitResponse
+	(*StatusRequest)(nil),  // 30: leasehold.v1.StatusRequest
+	(*Member)(nil),         // 31: leasehold.v1.Member
+	(*StatusResponse)(nil), // 32: leasehold.v1.StatusResponse
 }
 var file_leaseholdv1_leasehold_proto_depIdxs = []int32{
-	3,  // 0: leasehold.v1.ClaimRequest.key:type_name -> leasehold.v1.Key
-	3,  // 1: leasehold.v1.ExtendRequest.key:type_name -> leasehold.v1.Key
-	3,  // 2: leasehold.v1.RevokeRequest.key:type_name -> leasehold.v1.Key
-	3,  // 3: leasehold.v1.PinRequest.key:type_name -> leasehold.v1.Key
-	3,  // 4: leasehold.v1.UnpinRequest.key:type_name -> leasehold.v1.Key
+	4,  // 0: leasehold.v1.ClaimRequest.key:type_name -> leasehold.v1.Key
+	4,  // 1: leasehold.v1.ExtendRequest.key:type_name -> leasehold.v1.Key
+	4,  // 2: leasehold.v1.RevokeRequest.key:type_name -> leasehold.v1.Key
+	4,  // 3: leasehold.v1.PinRequest.key:type_name -> leasehold.v1.Key
+	4,  // 4: leasehold.v1.UnpinRequest.key:type_name -> leasehold.v1.Key
 	1,  // 5: leasehold.v1.OpResult.outcome:type_name -> leasehold.v1.Outcome
-	3,  // 6: leasehold.v1.OpResult.key:type_name -> leasehold.v1.Key
+	4,  // 6: leasehold.v1.OpResult.key:type_name -> leasehold.v1.Key
 	0,  // 7: leasehold.v1.Op.kind:type_name -> leasehold.v1.OpKind
-	3,  // 8: leasehold.v1.Op.key:type_name -> leasehold.v1.Key
-	10, // 9: leasehold.v1.BulkRequest.ops:type_name -> leasehold.v1.Op
-	13, // 10: leasehold.v1.BulkResponse.results:type_name -> leasehold.v1.BulkResult
-	9,  // 11: leasehold.v1.BulkResult.result:type_name -> leasehold.v1.OpResult
-	14, // 12: leasehold.v1.BulkResult.error:type_name -> leasehold.v1.Error
-	3,  // 13: leasehold.v1.LeaseInfo.key:type_name -> leasehold.v1.Key
-	3,  // 14: leasehold.v1.GetRequest.key:type_name -> leasehold.v1.Key
-	16, // 15: leasehold.v1.GetResponse.lease:type_name -> leasehold.v1.LeaseInfo
-	15, // 16: leasehold.v1.GetResponse.meta:type_name -> leasehold.v1.ReadMeta
-	16, // 17: leasehold.v1.ListResponse.leases:type_name -> leasehold.v1.LeaseInfo
-	15, // 18: leasehold.v1.ListResponse.meta:type_name -> leasehold.v1.ReadMeta
-	3,  // 19: leasehold.v1.PinnedKey.key:type_name -> leasehold.v1.Key
-	22, // 20: leasehold.v1.PinnedResponse.pins:type_name -> leasehold.v1.PinnedKey
-	15, // 21: leasehold.v1.PinnedResponse.meta:type_name -> leasehold.v1.ReadMeta
+	4,  // 8: leasehold.v1.Op.key:type_name -> leasehold.v1.Key
+	11, // 9: leasehold.v1.BulkRequest.ops:type_name -> leasehold.v1.Op
+	14, // 10: leasehold.v1.BulkResponse.results:type_name -> leasehold.v1.BulkResult
+	10, // 11: leasehold.v1.BulkResult.result:type_name -> leasehold.v1.OpResult
+	15, // 12: leasehold.v1.BulkResult.error:type_name -> leasehold.v1.Error
+	4,  // 13: leasehold.v1.LeaseInfo.key:type_name -> leasehold.v1.Key
+	4,  // 14: leasehold.v1.GetRequest.key:type_name -> leasehold.v1.Key
+	17, // 15: leasehold.v1.GetResponse.lease:type_name -> leasehold.v1.LeaseInfo
+	16, // 16: leasehold.v1.GetResponse.meta:type_name -> leasehold.v1.ReadMeta
+	17, // 17: leasehold.v1.ListResponse.leases:type_name -> leasehold.v1.LeaseInfo
+	16, // 18: leasehold.v1.ListResponse.meta:type_name -> leasehold.v1.ReadMeta
+	4,  // 19: leasehold.v1.PinnedKey.key:type_name -> leasehold.v1.Key
+	23, // 20: leasehold.v1.PinnedResponse.pins:type_name -> leasehold.v1.PinnedKey
+	16, // 21: leasehold.v1.PinnedResponse.meta:type_name -> leasehold.v1.ReadMeta
 	2,  // 22: leasehold.v1.Event.kind:type_name -> leasehold.v1.EventKind
-	3,  // 23: leasehold.v1.Event.key:type_name -> leasehold.v1.Key
-	25, // 24: leasehold.v1.WatchResponse.events:type_name -> leasehold.v1.Event
-	28, // 25: leasehold.v1.StatusResponse.members:type_name -> leasehold.v1.Member
-	4,  // 26: leasehold.v1.Leasehold.Claim:input_type -> leasehold.v1.ClaimRequest
-	5,  // 27: leasehold.v1.Leasehold.Extend:input_type -> leasehold.v1.ExtendRequest
-	6,  // 28: leasehold.v1.Leasehold.Revoke:input_type -> leasehold.v1.RevokeRequest
-	7,  // 29: leasehold.v1.Leasehold.Pin:input_type -> leasehold.v1.PinRequest
-	8,  // 30: leasehold.v1.Leasehold.Unpin:input_type -> leasehold.v1.UnpinRequest
-	11, // 31: leasehold.v1.Leasehold.Bulk:input_type -> leasehold.v1.BulkRequest
-	17, // 32: leasehold.v1.Leasehold.Get:input_type -> leasehold.v1.GetRequest
-	19, // 33: leasehold.v1.Leasehold.List:input_type -> leasehold.v1.ListRequest
-	21, // 34: leasehold.v1.Leasehold.Pinned:input_type -> leasehold.v1.PinnedRequest
-	24, // 35: leasehold.v1.Leasehold.Watch:input_type -> leasehold.v1.WatchRequest
-	27, // 36: leasehold.v1.Leasehold.Status:input_type -> leasehold.v1.StatusRequest
-	9,  // 37: leasehold.v1.Leasehold.Claim:output_type -> leasehold.v1.OpResult
-	9,  // 38: leasehold.v1.Leasehold.Extend:output_type -> leasehold.v1.OpResult
-	9,  // 39: leasehold.v1.Leasehold.Revoke:output_type -> leasehold.v1.OpResult
-	9,  // 40: leasehold.v1.Leasehold.Pin:output_type -> leasehold.v1.OpResult
-	9,  // 41: leasehold.v1.Leasehold.Unpin:output_type -> leasehold.v1.OpResult
-	12, // 42: leasehold.v1.Leasehold.Bulk:output_type -> leasehold.v1.BulkResponse
-	18, // 43: leasehold.v1.Leasehold.Get:output_type -> leasehold.v1.GetResponse
-	20, // 44: leasehold.v1.Leasehold.List:output_type -> leasehold.v1.ListResponse
-	23, // 45: leasehold.v1.Leasehold.Pinned:output_type -> leasehold.v1.PinnedResponse
-	26, // 46: leasehold.v1.Leasehold.Watch:output_type -> leasehold.v1.WatchResponse
-	29, // 47: leasehold.v1.Leasehold.Status:output_type -> leasehold.v1.StatusResponse
-	37, // [37:48] is the sub-list for method output_type
-	26, // [26:37] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	4,  // 23: leasehold.v1.Event.key:type_name -> leasehold.v1.Key
+	26, // 24: leasehold.v1.WatchResponse.events:type_name -> leasehold.v1.Event
+	4,  // 25: leasehold.v1.WaitRequest.key:type_name -> leasehold.v1.Key
+	3,  // 26: leasehold.v1.WaitResponse.state:type_name -> leasehold.v1.WaitState
+	10, // 27: leasehold.v1.WaitResponse.result:type_name -> leasehold.v1.OpResult
+	31, // 28: leasehold.v1.StatusResponse.members:type_name -> leasehold.v1.Member
+	5,  // 29: leasehold.v1.Leasehold.Claim:input_type -> leasehold.v1.ClaimRequest
+	6,  // 30: leasehold.v1.Leasehold.Extend:input_type -> leasehold.v1.ExtendRequest
+	7,  // 31: leasehold.v1.Leasehold.Revoke:input_type -> leasehold.v1.RevokeRequest
+	8,  // 32: leasehold.v1.Leasehold.Pin:input_type -> leasehold.v1.PinRequest
+	9,  // 33: leasehold.v1.Leasehold.Unpin:input_type -> leasehold.v1.UnpinRequest
+	12, // 34: leasehold.v1.Leasehold.Bulk:input_type -> leasehold.v1.BulkRequest
+	18, // 35: leasehold.v1.Leasehold.Get:input_type -> leasehold.v1.GetRequest
+	20, // 36: leasehold.v1.Leasehold.List:input_type -> leasehold.v1.ListRequest
+	22, // 37: leasehold.v1.Leasehold.Pinned:input_type -> leasehold.v1.PinnedRequest
+	25, // 38: leasehold.v1.Leasehold.Watch:input_type -> leasehold.v1.WatchRequest
+	28, // 39: leasehold.v1.Leasehold.WaitUntilReleased:input_type -> leasehold.v1.WaitRequest
+	30, // 40: leasehold.v1.Leasehold.Status:input_type -> leasehold.v1.StatusRequest
+	10, // 41: leasehold.v1.Leasehold.Claim:output_type -> leasehold.v1.OpResult
+	10, // 42: leasehold.v1.Leasehold.Extend:output_type -> leasehold.v1.OpResult
+	10, // 43: leasehold.v1.Leasehold.Revoke:output_type -> leasehold.v1.OpResult
+	10, // 44: leasehold.v1.Leasehold.Pin:output_type -> leasehold.v1.OpResult
+	10, // 45: leasehold.v1.Leasehold.Unpin:output_type -> leasehold.v1.OpResult
+	13, // 46: leasehold.v1.Leasehold.Bulk:output_type -> leasehold.v1.BulkResponse
+	19, // 47: leasehold.v1.Leasehold.Get:output_type -> leasehold.v1.GetResponse
+	21, // 48: leasehold.v1.Leasehold.List:output_type -> leasehold.v1.ListResponse
+	24, // 49: leasehold.v1.Leasehold.Pinned:output_type -> leasehold.v1.PinnedResponse
+	27, // 50: leasehold.v1.Leasehold.Watch:output_type -> leasehold.v1.WatchResponse
+	29, // 51: leasehold.v1.Leasehold.WaitUntilReleased:output_type -> leasehold.v1.WaitResponse
+	32, // 52: leasehold.v1.Leasehold.Status:output_type -> leasehold.v1.StatusResponse
+	41, // [41:53] is the sub-list for method output_type
+	29, // [29:41] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_leaseholdv1_leasehold_proto_init() }
@@ -2303,8 +2560,8 @@ func file_leaseholdv1_leasehold_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_leaseholdv1_leasehold_proto_rawDesc), len(file_leaseholdv1_leasehold_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   27,
+			NumEnums:      4,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -35,17 +35,18 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Leasehold_Claim_FullMethodName  = "/leasehold.v1.Leasehold/Claim"
-	Leasehold_Extend_FullMethodName = "/leasehold.v1.Leasehold/Extend"
-	Leasehold_Revoke_FullMethodName = "/leasehold.v1.Leasehold/Revoke"
-	Leasehold_Pin_FullMethodName    = "/leasehold.v1.Leasehold/Pin"
-	Leasehold_Unpin_FullMethodName  = "/leasehold.v1.Leasehold/Unpin"
-	Leasehold_Bulk_FullMethodName   = "/leasehold.v1.Leasehold/Bulk"
-	Leasehold_Get_FullMethodName    = "/leasehold.v1.Leasehold/Get"
-	Leasehold_List_FullMethodName   = "/leasehold.v1.Leasehold/List"
-	Leasehold_Pinned_FullMethodName = "/leasehold.v1.Leasehold/Pinned"
-	Leasehold_Watch_FullMethodName  = "/leasehold.v1.Leasehold/Watch"
-	Leasehold_Status_FullMethodName = "/leasehold.v1.Leasehold/Status"
+	Leasehold_Claim_FullMethodName             = "/leasehold.v1.Leasehold/Claim"
+	Leasehold_Extend_FullMethodName            = "/leasehold.v1.Leasehold/Extend"
+	Leasehold_Revoke_FullMethodName            = "/leasehold.v1.Leasehold/Revoke"
+	Leasehold_Pin_FullMethodName               = "/leasehold.v1.Leasehold/Pin"
+	Leasehold_Unpin_FullMethodName             = "/leasehold.v1.Leasehold/Unpin"
+	Leasehold_Bulk_FullMethodName              = "/leasehold.v1.Leasehold/Bulk"
+	Leasehold_Get_FullMethodName               = "/leasehold.v1.Leasehold/Get"
+	Leasehold_List_FullMethodName              = "/leasehold.v1.Leasehold/List"
+	Leasehold_Pinned_FullMethodName            = "/leasehold.v1.Leasehold/Pinned"
+	Leasehold_Watch_FullMethodName             = "/leasehold.v1.Leasehold/Watch"
+	Leasehold_WaitUntilReleased_FullMethodName = "/leasehold.v1.Leasehold/WaitUntilReleased"
+	Leasehold_Status_FullMethodName            = "/leasehold.v1.Leasehold/Status"
 )
 
 // LeaseholdClient is the client API for Leasehold service.
@@ -76,6 +77,16 @@ type LeaseholdClient interface {
 	// created = true and is sent once the watch is registered: every event
 	// applied after it is seen.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
+	// WaitUntilReleased waits, without polling, until a lease is not held.
+	// With a holder it is claim-on-release: the server queues the claim in the
+	// state machine (arrival order, one claimant woken per release), sends
+	// WAIT_STATE_QUEUED, refreshes the queued claim's keep-alive while the
+	// stream lives, and sends WAIT_STATE_GRANTED (with the lease) when the
+	// lease is granted to the holder, then ends. Without a holder it sends
+	// WAIT_STATE_RELEASED once the lease is absent, then ends. A stream that
+	// ends before a grant cancels its queued claim (best effort; an orphaned
+	// claim is forgotten after wait_ms).
+	WaitUntilReleased(ctx context.Context, in *WaitRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WaitResponse], error)
 	// Status is this server's view of the cluster.
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
 }
@@ -197,6 +208,25 @@ func (c *leaseholdClient) Watch(ctx context.Context, in *WatchRequest, opts ...g
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Leasehold_WatchClient = grpc.ServerStreamingClient[WatchResponse]
 
+func (c *leaseholdClient) WaitUntilReleased(ctx context.Context, in *WaitRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WaitResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Leasehold_ServiceDesc.Streams[1], Leasehold_WaitUntilReleased_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WaitRequest, WaitResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Leasehold_WaitUntilReleasedClient = grpc.ServerStreamingClient[WaitResponse]
+
 func (c *leaseholdClient) Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(StatusResponse)
@@ -235,6 +265,16 @@ type LeaseholdServer interface {
 	// created = true and is sent once the watch is registered: every event
 	// applied after it is seen.
 	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
+	// WaitUntilReleased waits, without polling, until a lease is not held.
+	// With a holder it is claim-on-release: the server queues the claim in the
+	// state machine (arrival order, one claimant woken per release), sends
+	// WAIT_STATE_QUEUED, refreshes the queued claim's keep-alive while the
+	// stream lives, and sends WAIT_STATE_GRANTED (with the lease) when the
+	// lease is granted to the holder, then ends. Without a holder it sends
+	// WAIT_STATE_RELEASED once the lease is absent, then ends. A stream that
+	// ends before a grant cancels its queued claim (best effort; an orphaned
+	// claim is forgotten after wait_ms).
+	WaitUntilReleased(*WaitRequest, grpc.ServerStreamingServer[WaitResponse]) error
 	// Status is this server's view of the cluster.
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
 	mustEmbedUnimplementedLeaseholdServer()
@@ -276,6 +316,9 @@ func (UnimplementedLeaseholdServer) Pinned(context.Context, *PinnedRequest) (*Pi
 }
 func (UnimplementedLeaseholdServer) Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error {
 	return status.Error(codes.Unimplemented, "method Watch not implemented")
+}
+func (UnimplementedLeaseholdServer) WaitUntilReleased(*WaitRequest, grpc.ServerStreamingServer[WaitResponse]) error {
+	return status.Error(codes.Unimplemented, "method WaitUntilReleased not implemented")
 }
 func (UnimplementedLeaseholdServer) Status(context.Context, *StatusRequest) (*StatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Status not implemented")
@@ -474,6 +517,17 @@ func _Leasehold_Watch_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Leasehold_WatchServer = grpc.ServerStreamingServer[WatchResponse]
 
+func _Leasehold_WaitUntilReleased_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WaitRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(LeaseholdServer).WaitUntilReleased(m, &grpc.GenericServerStream[WaitRequest, WaitResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Leasehold_WaitUntilReleasedServer = grpc.ServerStreamingServer[WaitResponse]
+
 func _Leasehold_Status_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(StatusRequest)
 	if err := dec(in); err != nil {
@@ -544,6 +598,11 @@ var Leasehold_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Watch",
 			Handler:       _Leasehold_Watch_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "WaitUntilReleased",
+			Handler:       _Leasehold_WaitUntilReleased_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -45,6 +45,9 @@ var opToPB = map[lease.Op]pb.OpKind{
 	lease.OpRevoke: pb.OpKind_OP_KIND_REVOKE,
 	lease.OpPin:    pb.OpKind_OP_KIND_PIN,
 	lease.OpUnpin:  pb.OpKind_OP_KIND_UNPIN,
+
+	lease.OpQueueClaim:  pb.OpKind_OP_KIND_QUEUE_CLAIM,
+	lease.OpCancelQueue: pb.OpKind_OP_KIND_CANCEL_QUEUE,
 }
 
 // Op converts an op kind; unknown kinds give lease.OpInvalid.
@@ -62,12 +65,12 @@ func OpPB(op lease.Op) pb.OpKind { return opToPB[op] }
 
 // Command converts a bulk op (its deadline is left zero: the backend sets it).
 func Command(o *pb.Op) lease.Command {
-	return lease.Command{Op: Op(o.GetKind()), Key: Key(o.GetKey()), Holder: o.GetHolder(), Duration: FromMs(o.GetDurationMs())}
+	return lease.Command{Op: Op(o.GetKind()), Key: Key(o.GetKey()), Holder: o.GetHolder(), Duration: FromMs(o.GetDurationMs()), Wait: FromMs(o.GetWaitMs())}
 }
 
 // CommandPB converts a command to a bulk op.
 func CommandPB(c *lease.Command) *pb.Op {
-	return &pb.Op{Kind: OpPB(c.Op), Key: KeyPB(c.Key), Holder: c.Holder, DurationMs: Ms(c.Duration)}
+	return &pb.Op{Kind: OpPB(c.Op), Key: KeyPB(c.Key), Holder: c.Holder, DurationMs: Ms(c.Duration), WaitMs: Ms(c.Wait)}
 }
 
 // OutcomePB converts an outcome; the enum values match lease.Outcome's.
@@ -87,6 +90,10 @@ func ResultPB(k lease.Key, r *lease.Result) *pb.OpResult {
 		if r.Outcome == lease.OutcomeGranted || r.Outcome == lease.OutcomeExtended {
 			out.ExpiresInMs = ceilMs(r.Expiry - r.Now)
 		}
+	}
+	if r.Outcome == lease.OutcomeQueued {
+		out.Position = int32(r.Position)
+		out.WaitExpiryNs = int64(r.WaitExpiry)
 	}
 	return out
 }
