@@ -3,7 +3,9 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -12,7 +14,23 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// The test binary is also the child that runs a target's servers (see
+	// childProcess).
+	if name := os.Getenv("LEASEHOLD_BENCH_SERVER"); name != "" {
+		if err := ServeChild(context.Background(), name, os.Getenv("LEASEHOLD_BENCH_DIR"), os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	goleak.VerifyTestMain(m, etcdLeakIgnores()...)
+}
+
+// childProcess re-executes the test binary as a target's server process.
+func childProcess(target, dir string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "LEASEHOLD_BENCH_SERVER="+target, "LEASEHOLD_BENCH_DIR="+dir)
+	return cmd
 }
 
 // etcdLeakIgnores lists goroutines that the embedded etcd v3.7.3 leaves

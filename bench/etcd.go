@@ -134,6 +134,10 @@ func (t *etcdTarget) start(ctx context.Context, dataDir string) error {
 	return errors.Join(errs...)
 }
 
+// Endpoints and Attach let the cluster run in a child process (child.go).
+func (t *etcdTarget) Endpoints() []string       { return t.endpoints }
+func (t *etcdTarget) Attach(endpoints []string) { t.endpoints = endpoints }
+
 func (t *etcdTarget) maxTerm() uint64 {
 	var term uint64
 	for _, m := range t.members {

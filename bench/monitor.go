@@ -76,11 +76,11 @@ func (m *monitor) sample(ctx context.Context, t Target, rec *recorder) {
 	defer m.mu.Unlock()
 	if err != nil {
 		m.statsErrors++
-	} else {
-		m.lastStats = st
-		if st.HasQueueDepth {
-			rec.sampleQueue(rec.since(time.Now()), st.QueueDepth)
-		}
+		return // no RSS either: a child's would be taken for this process's
+	}
+	m.lastStats = st
+	if st.HasQueueDepth {
+		rec.sampleQueue(rec.since(time.Now()), st.QueueDepth)
 	}
 	rss := st.ServerRSSBytes
 	if rss == 0 {

@@ -163,6 +163,9 @@ func measure(cfg runConfig, name string, rec *recorder, before, after Stats, mon
 	mon.mu.Lock()
 	r.MaxRSSMB = float64(mon.maxRSS) / (1 << 20)
 	r.RSSScope = "servers"
+	if !mon.rssInProc {
+		r.Notes = append(r.Notes, "max_rss_mb is the peak RSS (VmHWM) of the child process that runs the 3 servers; clients and load generator not included")
+	}
 	if mon.rssInProc {
 		r.RSSScope = "process"
 		r.Notes = append(r.Notes, "servers run in the harness process: max_rss_mb is the whole process (3 servers + clients + load generator)")

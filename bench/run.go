@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"runtime"
 	"runtime/debug"
 	"sync"
@@ -62,6 +63,11 @@ type Options struct {
 	NoBulk bool
 	// Seed makes the agents' jitter reproducible; default 1.
 	Seed uint64
+	// ServerProcess, when set, runs each target's cluster in a child
+	// process made by it (see child.go): the command must run ServeChild
+	// for target with dataDir. Max RSS is then the servers' own. Targets
+	// that cannot be split (the test targets) stay in this process.
+	ServerProcess func(target, dataDir string) *exec.Cmd
 	// MaxRecords bounds the history kept for the correctness analysis
 	// (default 5,000,000, about 240 MB); beyond it the analysis is partial
 	// and the report says so.
@@ -199,6 +205,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	for i, f := range factories {
 		t := f()
+		if a, ok := t.(attachable); ok && opts.ServerProcess != nil {
+			t = &childTarget{inner: a, mk: opts.ServerProcess}
+		}
 		logf("bench: %s: %s, %d leases x %d claimants, %v leases renewed every %v, %v",
 			t.Name(), cfg.Scenario, cfg.Leases, cfg.Claimants, cfg.LeaseDuration, cfg.RenewEvery, cfg.Duration)
 		res, err := runTarget(ctx, cfg, t, opts, uint64(i))

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
@@ -24,9 +25,10 @@ func (e benchFailure) ExitCode() int { return 1 }
 
 func init() {
 	var (
-		o       bench.Options
-		targets []string
-		quiet   bool
+		o         bench.Options
+		targets   []string
+		quiet     bool
+		inProcess bool
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -51,6 +53,15 @@ renew several times.`,
 				}
 			}
 			o.Targets = targets
+			if !inProcess {
+				exe, err := os.Executable()
+				if err != nil {
+					return err
+				}
+				o.ServerProcess = func(target, dir string) *exec.Cmd {
+					return exec.Command(exe, "bench-server", "--target", target, "--dir", dir)
+				}
+			}
 			if o.Out == "" {
 				o.Out = "bench-out-" + time.Now().Format("20060102-150405")
 			}
@@ -106,7 +117,28 @@ renew several times.`,
 	f.BoolVar(&o.NoBulk, "no-bulk", false, "one call per op even for targets that take bulk calls")
 	f.StringVar(&o.DataDir, "data-dir", "", "where the clusters keep their data, removed after each target (default: the temp dir)")
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress bar or progress lines on stderr")
+	f.BoolVar(&inProcess, "in-process", false, "run the servers in this process (max RSS is then the whole process's) instead of one child process per target")
 	rootCmd.AddCommand(cmd)
+
+	// bench-server is the child side of bench: it runs one target's cluster
+	// and talks to the parent over stdin/stdout (see bench/child.go).
+	var target, dir string
+	srv := &cobra.Command{
+		Use:    "bench-server",
+		Short:  "Run one benchmark target's cluster for leasehold bench (internal)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := bench.ServeChild(cmd.Context(), target, dir, os.Stdin, os.Stdout); err != nil {
+				fmt.Fprintln(os.Stderr, "leasehold bench-server:", err)
+				return benchFailure{err}
+			}
+			return nil
+		},
+	}
+	srv.Flags().StringVar(&target, "target", "", "target name")
+	srv.Flags().StringVar(&dir, "dir", "", "data directory")
+	rootCmd.AddCommand(srv)
 }
 
 func isTerminal(f *os.File) bool {
