@@ -33,6 +33,9 @@ type Options struct {
 	Hooks     admission.Hooks
 	// WatchHistory and WatchBuffer size the watch hub (see server.NewWatchHub).
 	WatchHistory, WatchBuffer int
+	// OnEvents, if set, also receives every applied batch's events (after
+	// the watch hub), e.g. to count expiries. It must be quick.
+	OnEvents func([]lease.Event)
 }
 
 // Node implements server.Backend and server.Watcher on a raftnode.Node.
@@ -60,7 +63,15 @@ func New(r *raftnode.Node, opts Options) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{r: r, queue: q, mode: opts.Mode, WatchHub: server.NewWatchHub(opts.WatchHistory, opts.WatchBuffer)}
-	r.OnEvents(n.WatchHub.Publish)
+	if opts.OnEvents != nil {
+		r.OnEvents(func(evs []lease.Event) {
+			n.WatchHub.Publish(evs)
+			opts.OnEvents(evs)
+		})
+	} else {
+		r.OnEvents(n.WatchHub.Publish)
+	}
+	r.OnSettings(n.applySettings)
 	return n, nil
 }
 

@@ -1,6 +1,7 @@
 package raftnode
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -46,6 +47,11 @@ type Config struct {
 	SnapshotThreshold  uint64
 	SnapshotInterval   time.Duration
 	TrailingLogs       uint64
+
+	// TLS, when set, runs the Raft transport over mutual TLS (see
+	// ServerTLSConfig): servers must present a certificate the cluster CA
+	// signed, both when accepting and when dialing.
+	TLS *tls.Config
 
 	Logger *slog.Logger
 	// RaftLogOutput receives hashicorp/raft's own log (warnings and up); nil discards it.

@@ -34,6 +34,9 @@ type Node struct {
 	meta  *metadb.BoltMetaDB
 	clock leaderClock
 
+	tickNanos  atomic.Int64 // live tick interval (settings.go)
+	settingsFn atomic.Pointer[func(payload []byte)]
+
 	// proposeMu orders clock readings with appends, so entry stamps increase
 	// in log order.
 	proposeMu    sync.Mutex
@@ -55,6 +58,7 @@ func Open(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), sm: newStateMachine(cfg.Limits)}
+	n.initSettings()
 	n.clock.clock = cfg.Clock
 	n.clockEpoch = cfg.Clock.Now()
 	if err := n.open(); err != nil {
@@ -108,7 +112,12 @@ func (n *Node) open() error {
 			}
 			advertise = a
 		}
-		t, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, advertise, 4, 10*time.Second, hlog)
+		var t *raft.NetworkTransport
+		if cfg.TLS != nil {
+			t, err = newTLSTransport(cfg.RaftAddr, advertise, cfg.TLS, hlog)
+		} else {
+			t, err = raft.NewTCPTransportWithLogger(cfg.RaftAddr, advertise, 4, 10*time.Second, hlog)
+		}
 		if err != nil {
 			return fmt.Errorf("raftnode: raft transport: %w", err)
 		}
@@ -295,7 +304,7 @@ func (n *Node) registerMembers() {
 // ticks up.
 func (n *Node) tick() {
 	defer n.wg.Done()
-	interval := n.cfg.TickInterval
+	interval := n.tickInterval()
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -303,6 +312,11 @@ func (n *Node) tick() {
 		case <-n.ctx.Done():
 			return
 		case <-t.C:
+		}
+		// The interval is a live cluster setting.
+		if iv := n.tickInterval(); iv != interval {
+			interval = iv
+			t.Reset(interval)
 		}
 		if _, _, ok := n.clock.now(); !ok {
 			continue

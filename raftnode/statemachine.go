@@ -25,6 +25,9 @@ type stateMachine struct {
 	// onEvents, if set, receives the events of each applied batch, in log
 	// order, outside the lock. It must not block for long.
 	onEvents func([]lease.Event)
+	// onSettings, if set, receives the payload of the last settings entry of
+	// each applied batch (and of a restored snapshot), outside the lock.
+	onSettings func(payload []byte)
 }
 
 var (
@@ -61,12 +64,16 @@ func (s *stateMachine) ApplyBatch(logs []*raft.Log) []any {
 		}
 		entries[i] = e
 	}
+	var settingsPayload []byte
 	s.mu.Lock()
 	for i, l := range logs {
 		if l.Type != raft.LogCommand || out[i] != nil {
 			continue
 		}
 		out[i] = applyResult{results: s.m.Apply(l.Index, &entries[i])}
+		if entries[i].Kind == logentry.KindSettings {
+			settingsPayload = entries[i].Payload
+		}
 	}
 	var events []lease.Event
 	if s.onEvents != nil {
@@ -78,6 +85,9 @@ func (s *stateMachine) ApplyBatch(logs []*raft.Log) []any {
 	}
 	if len(events) > 0 {
 		s.onEvents(events)
+	}
+	if settingsPayload != nil && s.onSettings != nil {
+		s.onSettings(settingsPayload)
 	}
 	return out
 }
@@ -98,11 +108,16 @@ func (s *stateMachine) Restore(rc io.ReadCloser) error {
 		return err
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if err := s.m.Restore(data); err != nil {
+		s.mu.Unlock()
 		return err
 	}
 	s.applied.Store(s.m.Index())
+	payload := s.m.Settings()
+	s.mu.Unlock()
+	if payload != nil && s.onSettings != nil {
+		s.onSettings(payload)
+	}
 	return nil
 }
 

@@ -6,6 +6,9 @@ import (
 	"net"
 	"net/http"
 
+	"google.golang.org/grpc"
+
+	"github.com/leasehold/leasehold/metrics"
 	"github.com/leasehold/leasehold/node"
 	"github.com/leasehold/leasehold/raftnode"
 	"github.com/leasehold/leasehold/server"
@@ -28,6 +31,8 @@ type Server struct {
 	Raft *raftnode.Node
 	Node *node.Node
 	API  *server.Server
+	// Metrics are this server's collectors, on a registry of its own.
+	Metrics *metrics.Metrics
 
 	clientLis, httpLis net.Listener
 	http               *http.Server
@@ -55,6 +60,15 @@ func Start(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	cfg.Raft.ClientAddr, cfg.Raft.HTTPAddr = s.clientLis.Addr().String(), s.httpLis.Addr().String()
+	s.Metrics = metrics.New(func() server.Status { return s.Node.Status() })
+	if h := cfg.Node.Hooks; h.Depth == nil && h.Wait == nil && h.Entry == nil && h.Committed == nil && h.Rejected == nil {
+		cfg.Node.Hooks = s.Metrics.Hooks()
+	}
+	if cfg.Node.OnEvents == nil {
+		cfg.Node.OnEvents = s.Metrics.Events
+	}
+	cfg.Server.GRPCOptions = append(cfg.Server.GRPCOptions[:len(cfg.Server.GRPCOptions):len(cfg.Server.GRPCOptions)],
+		grpc.ChainUnaryInterceptor(s.Metrics.UnaryInterceptor()))
 	if s.Raft, err = raftnode.Open(cfg.Raft); err != nil {
 		s.closeListeners()
 		return nil, err
@@ -73,7 +87,9 @@ func Start(cfg Config) (*Server, error) {
 		s.closeListeners()
 		return nil, err
 	}
-	s.http = &http.Server{Handler: web.Handler(s.Node, nil)}
+	server.RegisterAdmin(s.API, s.Node)
+	s.Metrics.WatchLeader(s.Raft.Raft())
+	s.http = &http.Server{Handler: web.New(web.Options{Backend: s.Node, Metrics: s.Metrics.Handler(), Series: s.Metrics.Series})}
 	go s.API.Serve(s.clientLis)
 	go func() {
 		defer close(s.done)
@@ -102,5 +118,7 @@ func (s *Server) Close() error {
 	s.http.Close()
 	<-s.done
 	s.Node.Close()
-	return s.Raft.Close()
+	err := s.Raft.Close()
+	s.Metrics.Close()
+	return err
 }

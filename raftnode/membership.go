@@ -1,0 +1,137 @@
+package raftnode
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/leasehold/leasehold/fsm"
+	"github.com/leasehold/leasehold/lease"
+	"github.com/leasehold/leasehold/logentry"
+)
+
+// membershipTimeout bounds how long Raft may take to accept a
+// configuration change (it waits for the previous one to commit).
+const membershipTimeout = 10 * time.Second
+
+// AddMember adds a server to the Raft configuration, as a voter or a
+// non-voter, and registers its addresses in the member directory. Leader
+// only. Adding a server already present with the same address and suffrage
+// is a no-op, so a joining server may retry.
+func (n *Node) AddMember(ctx context.Context, m logentry.Member, raftAddr string, voter bool) error {
+	if _, ok := n.Now(); !ok {
+		return n.NotLeaderError()
+	}
+	var f raft.IndexFuture
+	if voter {
+		f = n.raft.AddVoter(raft.ServerID(m.ID), raft.ServerAddress(raftAddr), 0, membershipTimeout)
+	} else {
+		f = n.raft.AddNonvoter(raft.ServerID(m.ID), raft.ServerAddress(raftAddr), 0, membershipTimeout)
+	}
+	if err := n.waitFuture(ctx, f); err != nil {
+		return err
+	}
+	n.log.Info("member added", "member", m.ID, "raft", raftAddr, "voter", voter)
+	if m.ClientAddr == "" && m.HTTPAddr == "" {
+		return nil
+	}
+	return n.proposeEntry(&logentry.Entry{Kind: logentry.KindMember, Payload: logentry.EncodeMember(m)}).wait(ctx)
+}
+
+// RemoveMember removes a server from the Raft configuration. Leader only. A
+// leader removing itself steps down once the change commits.
+func (n *Node) RemoveMember(ctx context.Context, id string) error {
+	if _, ok := n.Now(); !ok {
+		return n.NotLeaderError()
+	}
+	known := false
+	for _, s := range n.State().Servers {
+		known = known || string(s.ID) == id
+	}
+	if !known {
+		return lease.InvalidArgument("id", "no member %q in the configuration", id)
+	}
+	if err := n.waitFuture(ctx, n.raft.RemoveServer(raft.ServerID(id), 0, membershipTimeout)); err != nil {
+		return err
+	}
+	n.log.Info("member removed", "member", id)
+	return nil
+}
+
+// waitFuture waits for a Raft future, mapping its error to the taxonomy.
+func (n *Node) waitFuture(ctx context.Context, f raft.Future) error {
+	errc := make(chan error, 1)
+	go func() { errc <- f.Error() }()
+	select {
+	case err := <-errc:
+		if err != nil {
+			return n.mapApplyError(err)
+		}
+		return nil
+	case <-ctx.Done():
+		return &lease.Error{Code: lease.CodeUnknown, Message: "gave up waiting; the change may still apply", Cause: ctx.Err()}
+	}
+}
+
+// Snapshot returns the state machine's snapshot bytes (fsm format) on the
+// leader, after confirming leadership so every acknowledged write is in it.
+func (n *Node) Snapshot(ctx context.Context) (data []byte, index uint64, err error) {
+	index, _, err = n.ReadConsistent(ctx, func(m *fsm.Machine, _ time.Duration) {
+		data = m.AppendSnapshot(nil)
+		index = m.Index()
+	})
+	return data, index, err
+}
+
+// RestoreSnapshot replaces the cluster's state with a snapshot saved by
+// Snapshot (disaster recovery into a new cluster). Leader only. Raft
+// installs it as a new snapshot and sends it to the followers. The
+// replicated clock then continues from the snapshot's time, so leases keep
+// the time they had left when it was taken.
+func (n *Node) RestoreSnapshot(ctx context.Context, data []byte) error {
+	probe := fsm.New(n.cfg.Limits)
+	if err := probe.Restore(data); err != nil {
+		return lease.InvalidArgument("snapshot", "%v", err)
+	}
+	// Hold proposals while the state is swapped, so no entry is stamped by
+	// the old clock after the restore.
+	n.proposeMu.Lock()
+	defer n.proposeMu.Unlock()
+	_, term, ok := n.clock.now()
+	if !ok {
+		return n.NotLeaderError()
+	}
+	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: int64(len(data))}
+	if err := n.raft.Restore(meta, bytes.NewReader(data), time.Minute); err != nil {
+		return fmt.Errorf("raftnode: restore: %w", err)
+	}
+	var base time.Duration
+	n.sm.read(func(m *fsm.Machine) { base = m.Now() })
+	if now, _, ok := n.clock.now(); ok && now > base {
+		base = now
+	}
+	n.clock.run(term, base)
+	n.log.Info("restored snapshot", "bytes", len(data), "replicated_time", base)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.registerMembers()
+	}()
+	return nil
+}
+
+// ReadSnapshotFile reads and checks a snapshot file.
+func ReadSnapshotFile(r io.Reader) ([]byte, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	if err := fsm.New(lease.DefaultLimits).Restore(data); err != nil {
+		return nil, err
+	}
+	return data, nil
+}
