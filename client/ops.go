@@ -25,11 +25,19 @@ type Result struct {
 	ExpiresIn time.Duration
 	// Start, Expiry and Now are replicated times; Now is when the op was applied.
 	Start, Expiry, Now time.Duration
+	// RenewAfter is the server's suggested renew interval (claim, extend;
+	// zero if the server gave none): longer when the leader is loaded.
+	RenewAfter time.Duration
+	// Position and WaitExpiry describe a queued claim (lease.OutcomeQueued):
+	// its 1-based place and when it is dropped unless refreshed (replicated time).
+	Position   int
+	WaitExpiry time.Duration
 }
 
 func result(r *pb.OpResult) Result {
 	return Result{Key: wire.Key(r.Key), Outcome: wire.Outcome(r.Outcome), Holder: r.Holder, Token: r.Token,
-		ExpiresIn: wire.FromMs(r.ExpiresInMs), Start: time.Duration(r.StartNs), Expiry: time.Duration(r.ExpiryNs), Now: time.Duration(r.NowNs)}
+		ExpiresIn: wire.FromMs(r.ExpiresInMs), Start: time.Duration(r.StartNs), Expiry: time.Duration(r.ExpiryNs), Now: time.Duration(r.NowNs),
+		RenewAfter: wire.FromMs(r.RenewAfterMs), Position: int(r.Position), WaitExpiry: time.Duration(r.WaitExpiryNs)}
 }
 
 func (c *Client) unaryWrite(ctx context.Context, call func(ctx context.Context, api pb.LeaseholdClient, opts ...grpc.CallOption) (*pb.OpResult, error)) (Result, error) {

@@ -60,13 +60,35 @@ func (b *budget) take() bool {
 // backoff is the full-jitter delay before retry n (1-based): uniform in
 // [0, min(max, base*2^(n-1))).
 func (c *Client) backoff(n int) time.Duration {
-	ceil := float64(c.cfg.BackoffBase) * math.Pow(2, float64(n-1))
-	ceil = math.Min(ceil, float64(c.cfg.BackoffMax))
 	c.randMu.Lock()
 	r := c.cfg.Rand()
 	c.randMu.Unlock()
+	return FullJitter(c.cfg.BackoffBase, c.cfg.BackoffMax, n, r)
+}
+
+// FullJitter is the full-jitter exponential backoff before retry n
+// (1-based) for a uniform r in [0, 1): r * min(max, base*2^(n-1)). The
+// lease manager uses the same rule for the retries it makes itself.
+func FullJitter(base, max time.Duration, n int, r float64) time.Duration {
+	ceil := float64(base) * math.Pow(2, float64(n-1))
+	ceil = math.Min(ceil, float64(max))
 	return time.Duration(r * ceil)
 }
+
+// Budget is the retry budget (the token bucket above) for callers that
+// retry on their own, such as the lease manager: Call on every first
+// attempt, Take before every retry.
+type Budget struct{ b budget }
+
+// NewBudget returns a budget that allows ratio retries per call, with up to
+// burst saved.
+func NewBudget(burst, ratio float64) *Budget { return &Budget{b: newBudget(burst, ratio)} }
+
+// Call records a first attempt, earning ratio retries.
+func (b *Budget) Call() { b.b.onCall() }
+
+// Take spends one retry; false when the budget is empty (do not retry).
+func (b *Budget) Take() bool { return b.b.take() }
 
 func defaultSleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)

@@ -54,15 +54,16 @@ func ParseRole(s string) (Role, error) {
 // methods added later (cluster operations), needs admin: a new method is
 // closed until someone opens it here.
 var agentMethods = map[string]bool{
-	pb.Leasehold_Claim_FullMethodName:  true,
-	pb.Leasehold_Extend_FullMethodName: true,
-	pb.Leasehold_Revoke_FullMethodName: true,
-	pb.Leasehold_Bulk_FullMethodName:   true, // pin/unpin ops inside are checked by the handler
-	pb.Leasehold_Get_FullMethodName:    true,
-	pb.Leasehold_List_FullMethodName:   true,
-	pb.Leasehold_Pinned_FullMethodName: true,
-	pb.Leasehold_Watch_FullMethodName:  true,
-	pb.Leasehold_Status_FullMethodName: true,
+	pb.Leasehold_Claim_FullMethodName:             true,
+	pb.Leasehold_Extend_FullMethodName:            true,
+	pb.Leasehold_Revoke_FullMethodName:            true,
+	pb.Leasehold_Bulk_FullMethodName:              true, // pin/unpin ops inside are checked by the handler
+	pb.Leasehold_Get_FullMethodName:               true,
+	pb.Leasehold_List_FullMethodName:              true,
+	pb.Leasehold_Pinned_FullMethodName:            true,
+	pb.Leasehold_Watch_FullMethodName:             true,
+	pb.Leasehold_WaitUntilReleased_FullMethodName: true,
+	pb.Leasehold_Status_FullMethodName:            true,
 }
 
 type roleKey struct{}

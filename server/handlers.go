@@ -36,7 +36,7 @@ func (s *Server) write(ctx context.Context, c lease.Command) (*pb.OpResult, erro
 	if err := res[0].Err(); err != nil {
 		return nil, statusErr(err)
 	}
-	return wire.ResultPB(c.Key, &res[0]), nil
+	return s.resultPB(c.Key, &res[0]), nil
 }
 
 func (s *Server) Claim(ctx context.Context, r *pb.ClaimRequest) (*pb.OpResult, error) {
@@ -98,7 +98,7 @@ func (s *Server) Bulk(ctx context.Context, r *pb.BulkRequest) (*pb.BulkResponse,
 			if err := res[j].Err(); err != nil {
 				out[i] = &pb.BulkResult{Error: wire.ErrorPB(err)}
 			} else {
-				out[i] = &pb.BulkResult{Result: wire.ResultPB(cmds[j].Key, &res[j])}
+				out[i] = &pb.BulkResult{Result: s.resultPB(cmds[j].Key, &res[j])}
 			}
 		}
 	}
