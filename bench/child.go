@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -71,6 +72,18 @@ func ServeChild(ctx context.Context, name, dir string, in io.Reader, out io.Writ
 		return fmt.Errorf("bench: target %s cannot run in a child process", name)
 	}
 	enc := json.NewEncoder(out)
+	// LEASEHOLD_BENCH_CPUPROFILE=FILE profiles the servers (leasehold bench
+	// --cpuprofile sets it), from start to stop.
+	if f := os.Getenv("LEASEHOLD_BENCH_CPUPROFILE"); f != "" {
+		pf, err := os.Create(f)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer func() { pprof.StopCPUProfile(); err = errors.Join(err, pf.Close()) }()
+	}
 	defer func() { err = errors.Join(err, t.Stop()) }()
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	err = t.Start(startCtx, dir)

@@ -256,6 +256,9 @@ func (r *Report) Markdown() string {
 	if c.TimeScale != 1 {
 		fmt.Fprintf(&b, " (time compressed %gx from %gs / %gs)", c.TimeScale, c.UnscaledLeaseS, c.UnscaledRenewS)
 	}
+	if c.Rate > 0 {
+		fmt.Fprintf(&b, " (saturation run: renewals offer %g ops/s)", c.Rate)
+	}
 	fmt.Fprintf(&b, ", %gs of load per target, %d sessions, call timeout %gs", c.DurationS, c.Sessions, c.OpTimeoutS)
 	switch r.Scenario {
 	case "herd":

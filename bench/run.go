@@ -63,6 +63,14 @@ type Options struct {
 	NoBulk bool
 	// Seed makes the agents' jitter reproducible; default 1.
 	Seed uint64
+	// Rate, when > 0, is a saturation run: holders renew every
+	// Leases/Rate seconds, so their renewals alone offer Rate ops/s (plus
+	// the contenders' claims), leases last max(4 renew intervals, 2 s), and
+	// time is not compressed (LeaseDuration, RenewEvery and TimeScale are
+	// ignored). Agents keep one call in flight each, so once latency passes
+	// the renew interval the load becomes closed-loop: the throughput then
+	// measured is the target's max under this many agents.
+	Rate float64
 	// ServerProcess, when set, runs each target's cluster in a child
 	// process made by it (see child.go): the command must run ServeChild
 	// for target with dataDir. Max RSS is then the servers' own. Targets
@@ -91,6 +99,7 @@ type runConfig struct {
 	RevokeChance   float64       `json:"revoke_chance"`
 	Seed           uint64        `json:"seed"`
 	NoBulk         bool          `json:"no_bulk"`
+	Rate           float64       `json:"rate,omitempty"`
 	MaxRecords     int           `json:"max_records"`
 	Ramp           time.Duration `json:"-"`
 	// The durations again, in seconds, for the JSON report.
@@ -109,7 +118,7 @@ func (o Options) config() (runConfig, error) {
 		LeaseDuration: o.LeaseDuration, RenewEvery: o.RenewEvery, Duration: o.Duration,
 		TimeScale: o.TimeScale, Sessions: o.Sessions, OpTimeout: o.OpTimeout,
 		BurstClaimants: o.BurstClaimants, EventAt: o.EventAt, RevokeChance: o.RevokeChance,
-		Seed: o.Seed, MaxRecords: o.MaxRecords, NoBulk: o.NoBulk,
+		Seed: o.Seed, MaxRecords: o.MaxRecords, NoBulk: o.NoBulk, Rate: o.Rate,
 	}
 	def := func(p *int, v int) {
 		if *p == 0 {
@@ -146,6 +155,17 @@ func (o Options) config() (runConfig, error) {
 	}
 	if c.Leases < 1 || c.Claimants < 1 || c.Sessions < 1 || c.LeaseDuration <= 0 || c.RenewEvery <= 0 || c.Duration <= 0 || c.TimeScale < 0 {
 		return c, errors.New("bench: leases, claimants, sessions, durations and time scale must be positive")
+	}
+	if c.Rate < 0 {
+		return c, errors.New("bench: rate must not be negative")
+	}
+	if c.Rate > 0 {
+		c.RenewEvery = time.Duration(float64(c.Leases) / c.Rate * float64(time.Second))
+		c.LeaseDuration = max(4*c.RenewEvery, 2*time.Second)
+		c.TimeScale = 1
+		if c.RenewEvery <= 0 {
+			return c, errors.New("bench: rate too high for this many leases")
+		}
 	}
 	if c.RenewEvery >= c.LeaseDuration {
 		return c, fmt.Errorf("bench: --renew-every %v must be shorter than --lease-duration %v", c.RenewEvery, c.LeaseDuration)

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"syscall"
@@ -25,10 +26,11 @@ func (e benchFailure) ExitCode() int { return 1 }
 
 func init() {
 	var (
-		o         bench.Options
-		targets   []string
-		quiet     bool
-		inProcess bool
+		o          bench.Options
+		targets    []string
+		quiet      bool
+		inProcess  bool
+		cpuProfile string
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -59,8 +61,23 @@ renew several times.`,
 					return err
 				}
 				o.ServerProcess = func(target, dir string) *exec.Cmd {
-					return exec.Command(exe, "bench-server", "--target", target, "--dir", dir)
+					c := exec.Command(exe, "bench-server", "--target", target, "--dir", dir)
+					if cpuProfile != "" {
+						c.Env = append(os.Environ(), "LEASEHOLD_BENCH_CPUPROFILE="+cpuProfile+"-"+target+"-servers.pprof")
+					}
+					return c
 				}
+			}
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile + "-harness.pprof")
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
 			}
 			if o.Out == "" {
 				o.Out = "bench-out-" + time.Now().Format("20060102-150405")
@@ -115,6 +132,8 @@ renew several times.`,
 	f.Float64Var(&o.RevokeChance, "revoke-chance", 0.02, "probability a holder releases instead of renewing (negative: never)")
 	f.Uint64Var(&o.Seed, "seed", 1, "seed for the agents' jitter")
 	f.BoolVar(&o.NoBulk, "no-bulk", false, "one call per op even for targets that take bulk calls")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write CPU profiles PREFIX-harness.pprof (clients and load) and PREFIX-TARGET-servers.pprof (each target's server process)")
+	f.Float64Var(&o.Rate, "rate", 0, "saturation run: holders renew every leases/rate seconds so renewals offer this many ops/s (leases last 4 renew intervals, >= 2s; no time compression)")
 	f.StringVar(&o.DataDir, "data-dir", "", "where the clusters keep their data, removed after each target (default: the temp dir)")
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress bar or progress lines on stderr")
 	f.BoolVar(&inProcess, "in-process", false, "run the servers in this process (max RSS is then the whole process's) instead of one child process per target")
