@@ -6,11 +6,16 @@
 // A Target is a system under test: it starts a fresh 3-node cluster on
 // loopback with fsync on, hands out Sessions (client connections), and
 // reports a few server-side counters (leader changes, Raft applied index,
-// queue depth, ops applied after their deadline). Targets register
-// themselves by name with Register; `etcd` (a 3-member embedded etcd v3.7
-// cluster doing the job with its lease API, see etcd.go) lives here, and the
-// Leasehold targets (`leasehold`, and `naive`: one op per log entry, no
-// admission control) register from their own files.
+// queue depth). Targets register themselves by name with Register:
+// `leasehold` (a 3-node Leasehold cluster from package cluster, driven by
+// the Go client with bulk calls), `naive` (the same with node.Naive: one op
+// per log entry, no admission control; same client, so only the server side
+// differs) in leasehold.go, and `etcd` (a 3-member embedded etcd v3.7
+// cluster doing the job with its lease API) in etcd.go.
+//
+// With Options.ServerProcess (the CLI's default; --in-process turns it off)
+// each target's cluster runs in a child process, `leasehold bench-server`,
+// so that max RSS is the servers' own (see child.go).
 //
 // # Agent model (the Juju harness, scaled)
 //
@@ -65,13 +70,25 @@
 //     it otherwise, whichever is first. Fencing tokens group a holder's calls
 //     into tenures and must increase in real-time order of grants (fencing
 //     violations otherwise).
+//   - applied after deadline: a claim answered with a "not applied" code
+//     (deadline_exceeded, overloaded, unavailable, not_leader, denied) whose
+//     tenure the holder later finds (an extend, or a claim answered
+//     "extended", carrying a fencing token it was never given, with no
+//     unknown-outcome claim that could explain it). Counted for every
+//     target; see Correctness.AppliedAfterDeadline for the exact rule.
 //
 // From the target: entries = Raft applied-index growth during the load, so
 // ops_per_entry = answered calls / entries (etcd renewals never touch the
-// log, so its figure mixes log and non-log ops); leader changes; ops applied
-// after their deadline, where the target can audit it (etcd cannot: 0, with
-// a note). Max RSS is sampled every 250 ms; for in-process targets it is the
-// whole process (servers + clients + load generator), and the report says so.
+// log, so its figure mixes log and non-log ops; Leasehold's index also
+// counts the idle leader's tick entries); leader changes (Raft term growth).
+// Max RSS is the peak RSS (VmHWM) of the servers' child process; with
+// --in-process it is the whole process (servers + clients + load generator)
+// sampled every 250 ms, and the report says so.
+//
+// Saturation (Options.Rate, --rate R): holders renew every Leases/R seconds
+// without time compression, so renewals offer R ops/s; each agent has one
+// call in flight, so past saturation the load is closed-loop and the
+// throughput measured is the target's maximum for that many agents.
 //
 // # Output
 //
