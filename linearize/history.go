@@ -78,6 +78,11 @@ type Output struct {
 	Now     time.Duration
 	Found   bool
 	Pinned  bool
+	// NoTime marks an answer that did not say the replicated time it was
+	// applied at: over gRPC, Denied and NotHeld are errors that carry the
+	// holder but no now_ns, token, start or expiry. Such an op is known to
+	// have had no effect, and is left out of the checks like AppliedNo ops.
+	NoTime bool
 }
 
 // FromResult converts a state machine result.
@@ -133,7 +138,12 @@ func (o *Operation) Applied() Applied {
 		return AppliedMaybe
 	}
 	switch o.Output.Code {
-	case lease.CodeOK, lease.CodeDenied, lease.CodeNotHeld:
+	case lease.CodeDenied, lease.CodeNotHeld:
+		if o.Output.NoTime {
+			return AppliedNo
+		}
+		return AppliedYes
+	case lease.CodeOK:
 		return AppliedYes
 	case lease.CodeUnknown, lease.CodeCanceled:
 		return AppliedMaybe

@@ -1,0 +1,69 @@
+package faults
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// hashicorp/raft's TCP transport and raft-wal may still be unwinding
+		// right after Shutdown returns (as in package cluster).
+		goleak.IgnoreAnyFunction("github.com/hashicorp/raft.(*NetworkTransport).listen"),
+		goleak.IgnoreAnyFunction("github.com/hashicorp/raft.(*netConn).Read"),
+	)
+}
+
+// long reports whether the long suite was asked for:
+//
+//	LEASEHOLD_FAULTS_LONG=1 go test ./faults -run TestFaults -timeout 60m -v
+func long() bool { return os.Getenv("LEASEHOLD_FAULTS_LONG") != "" }
+
+// TestFaults runs every fault kind against a real 3-node cluster under a
+// contending workload and checks the seven invariants plus real-time lease
+// lengths. By default each kind runs one short slice; the long suite runs
+// slices until each kind has at least 10,000 checked ops.
+func TestFaults(t *testing.T) {
+	for _, k := range Kinds {
+		t.Run(k.Name, func(t *testing.T) {
+			if k.Restarts && os.Getenv("LEASEHOLD_FAULTS_WAL_BUG") == "" {
+				// raft-wal v0.4.0 marks the tail segment sealed on a tail
+				// truncation without writing its index block (hashicorp/raft-wal
+				// #31, fixed upstream by #33 but not in any version the module
+				// proxy serves here); a server that truncated its log tail then
+				// panics on restart with "sealed segment has no index block".
+				t.Skip("restarting a server hits raft-wal #31 (see docs/faults.md); set LEASEHOLD_FAULTS_WAL_BUG=1 to run")
+			}
+			target, slice := 1, 4*time.Second
+			w := Workload{Clients: 9, Keys: 4}
+			if long() {
+				target, slice = 10000, 20*time.Second
+				w.Keys = 6
+			}
+			total, runs := 0, 0
+			for total < target {
+				w.Duration = slice
+				out, err := Run(context.Background(), t.TempDir(), k, w)
+				if out != nil {
+					t.Logf("%s run %d: %s", k.Name, runs, out)
+					total += out.Ops
+					if !out.OK() {
+						t.Errorf("violations under %s:\n%s", k.Name, out)
+					}
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				runs++
+				if out.Report.Definite == 0 {
+					t.Fatalf("no op succeeded under %s", k.Name)
+				}
+			}
+			t.Logf("FAULTKIND %s ops=%d runs=%d", k.Name, total, runs)
+		})
+	}
+}

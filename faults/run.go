@@ -1,0 +1,97 @@
+package faults
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Run starts a cluster in dir, runs w against it while kind's fault cycles
+// over and over, heals everything, lets the cluster settle, and checks the
+// history against the replicas' final states.
+func Run(ctx context.Context, dir string, kind Kind, w Workload) (*Outcome, error) {
+	e, err := StartEnv(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer e.Close()
+	h := newHistory()
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	defer stopLoad()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	var faultErr error
+	go func() {
+		defer wg.Done()
+		// Let the load start before the first fault.
+		hold(loadCtx, 300*time.Millisecond)
+		for loadCtx.Err() == nil {
+			if err := kind.Cycle(loadCtx, e); err != nil && loadCtx.Err() == nil {
+				faultErr = err
+				return
+			}
+		}
+	}()
+	loadErr := w.Run(loadCtx, h, e.NewClient)
+	stopLoad()
+	wg.Wait()
+	if err := e.settle(ctx); err != nil {
+		return nil, err
+	}
+	if open := h.rec.Open(); open != 0 {
+		return nil, fmt.Errorf("%d calls never returned", open)
+	}
+	out := Check(kind.Name, h, e.Replicas(), kind.Bounds)
+	if faultErr != nil {
+		return out, fmt.Errorf("fault %s: %w", kind.Name, faultErr)
+	}
+	return out, loadErr
+}
+
+// settle heals every fault, restarts stopped servers and waits until every
+// replica has applied what the leader has.
+func (e *Env) settle(ctx context.Context) error {
+	for _, d := range e.disks {
+		d.Release()
+	}
+	for _, c := range e.clocks {
+		c.SetRate(1)
+	}
+	e.Net.Heal()
+	e.Clients.Heal()
+	for i, m := range e.C.Members {
+		if !m.Running() {
+			if err := e.C.Restart(i); err != nil {
+				return err
+			}
+		}
+	}
+	l, err := e.WaitLeader(ctx, 20*time.Second)
+	if err != nil {
+		return fmt.Errorf("no leader after healing: %w", err)
+	}
+	target := l.Raft().State().CommitIndex
+	deadline := time.Now().Add(20 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		caught := true
+		for _, m := range e.C.Members {
+			if r := m.Raft(); r == nil || r.State().AppliedIndex < target {
+				caught = false
+			}
+		}
+		if caught {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("replicas did not catch up to index %d", target)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
