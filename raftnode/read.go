@@ -37,6 +37,10 @@ func (n *Node) ReadConsistent(ctx context.Context, fn func(m *fsm.Machine, at ti
 	}
 	n.sm.read(func(m *fsm.Machine) {
 		index = n.sm.applied.Load()
+		// Never evaluate behind the applied state: a clock that stepped
+		// back (against the Clock contract) would otherwise show leases
+		// acknowledged at a later replicated time as absent.
+		at = max(at, m.Now())
 		fn(m, at)
 	})
 	return index, at, nil
