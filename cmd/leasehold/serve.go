@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -12,76 +13,110 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/leasehold/leasehold/lease"
 	"github.com/leasehold/leasehold/raftnode"
 	"github.com/leasehold/leasehold/server"
 	"github.com/leasehold/leasehold/service"
 )
 
-type serveFlags struct {
-	id, dataDir                    string
-	clientAddr, raftAddr, httpAddr string
-	bootstrap                      string
-	tokensFile                     string
-	tlsCert, tlsKey, tlsClientCA   string
-	tick                           time.Duration
-	logLevel                       string
-}
-
 func init() {
-	var f serveFlags
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run one Leasehold server",
 		Long: `Run one Leasehold server. Restarting it with the same --data-dir recovers its
 state. To create a new cluster, start every server with the same --bootstrap
-list; later restarts ignore it.`,
+list; later restarts ignore it. To add a server to a running cluster, start it
+with --join pointing at any member's client address.
+
+Settings come from the JSON --config file, then the flags given on the
+command line, then the environment (LEASEHOLD_TOKENS_FILE, and
+LEASEHOLD_TOKENS="ROLE:TOKEN,..." for inline tokens). See docs/operations.md.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runServer(cmd.Context(), f) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := resolveServerConfig(cmd.Flags(), os.Getenv)
+			if err != nil {
+				return usageError{err}
+			}
+			return runServer(cmd.Context(), cfg)
+		},
 	}
-	fs := cmd.Flags()
-	fs.StringVar(&f.id, "id", "", "server ID, unique in the cluster (required)")
-	fs.StringVar(&f.dataDir, "data-dir", "", "data directory (required)")
-	fs.StringVar(&f.clientAddr, "client-addr", "127.0.0.1:7101", "gRPC API address")
-	fs.StringVar(&f.raftAddr, "raft-addr", "127.0.0.1:7201", "Raft address (must be reachable by the other servers)")
-	fs.StringVar(&f.httpAddr, "http-addr", "127.0.0.1:7301", "HTTP address: health, metrics, status page")
-	fs.StringVar(&f.bootstrap, "bootstrap", "", "bootstrap a new cluster: ID=RAFTADDR,ID=RAFTADDR,... (must include this server)")
-	fs.StringVar(&f.tokensFile, "tokens-file", "", "file of bearer tokens, one \"ROLE TOKEN\" per line (role agent or admin); without it the API is open")
-	fs.StringVar(&f.tlsCert, "tls-cert", "", "serve the API over TLS with this certificate (PEM)")
-	fs.StringVar(&f.tlsKey, "tls-key", "", "private key of --tls-cert (PEM)")
-	fs.StringVar(&f.tlsClientCA, "tls-client-ca", "", "require client certificates signed by this CA (PEM)")
-	fs.DurationVar(&f.tick, "tick", 250*time.Millisecond, "how often an idle leader advances replicated time")
-	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	addServerFlags(cmd.Flags())
 	rootCmd.AddCommand(cmd)
 }
 
-func runServer(ctx context.Context, f serveFlags) error {
-	if f.id == "" || f.dataDir == "" {
-		return fmt.Errorf("--id and --data-dir are required")
-	}
-	logger, err := newLogger(f.logLevel)
+// usageError is a configuration error: exit code 2.
+type usageError struct{ error }
+
+func (e usageError) ExitCode() int {
+	fmt.Fprintln(os.Stderr, "leasehold server:", e.error)
+	return 2
+}
+
+// buildService turns the resolved configuration into a service.Config.
+func buildService(c serverConfig, logger *slog.Logger) (service.Config, error) {
+	peers, err := parseBootstrap(c.Bootstrap)
 	if err != nil {
-		return err
-	}
-	peers, err := parseBootstrap(f.bootstrap)
-	if err != nil {
-		return err
+		return service.Config{}, err
 	}
 	cfg := service.Config{
 		Raft: raftnode.Config{
-			ID: f.id, DataDir: f.dataDir, RaftAddr: f.raftAddr,
-			ClientAddr: f.clientAddr, HTTPAddr: f.httpAddr,
-			Bootstrap: peers, TickInterval: f.tick,
+			ID: c.ID, DataDir: c.DataDir, RaftAddr: c.RaftAddr,
+			ClientAddr: c.ClientAddr, HTTPAddr: c.HTTPAddr,
+			Bootstrap: peers, TickInterval: time.Duration(c.Tick),
+			Limits:            lease.Limits{MinDuration: time.Duration(c.MinDuration), MaxDuration: time.Duration(c.MaxDuration)},
+			SnapshotThreshold: c.SnapshotThreshold, SnapshotInterval: time.Duration(c.SnapshotInterval),
+			TrailingLogs: c.TrailingLogs,
 		},
 		Logger: logger,
 	}
-	if f.tokensFile != "" {
-		if cfg.Server.Tokens, err = readTokens(f.tokensFile); err != nil {
-			return err
+	if c.TokensFile != "" {
+		if cfg.Server.Tokens, err = readTokens(c.TokensFile); err != nil {
+			return cfg, err
 		}
 	}
-	if f.tlsCert != "" || f.tlsKey != "" {
-		if cfg.Server.TLS, err = server.TLSConfig(f.tlsCert, f.tlsKey, f.tlsClientCA); err != nil {
-			return err
+	for _, t := range c.Tokens {
+		role, tok, _ := strings.Cut(t, ":")
+		r, err := server.ParseRole(role)
+		if err != nil {
+			return cfg, err
+		}
+		if cfg.Server.Tokens == nil {
+			cfg.Server.Tokens = map[string]server.Role{}
+		}
+		cfg.Server.Tokens[tok] = r
+	}
+	if c.TLSCert != "" {
+		if cfg.Server.TLS, err = server.TLSConfig(c.TLSCert, c.TLSKey, c.TLSClientCA); err != nil {
+			return cfg, err
+		}
+	}
+	if c.RaftTLSCert != "" {
+		if cfg.Raft.TLS, err = raftnode.ServerTLSConfig(c.RaftTLSCert, c.RaftTLSKey, c.RaftTLSCA); err != nil {
+			return cfg, err
+		}
+	}
+	return cfg, nil
+}
+
+func runServer(ctx context.Context, c serverConfig) error {
+	logger, err := newLogger(c.LogLevel)
+	if err != nil {
+		return err
+	}
+	cfg, err := buildService(c, logger)
+	if err != nil {
+		return usageError{err}
+	}
+	var restore []byte
+	if c.RestoreSnapshot != "" {
+		fh, err := os.Open(c.RestoreSnapshot)
+		if err != nil {
+			return usageError{err}
+		}
+		restore, err = raftnode.ReadSnapshotFile(fh)
+		fh.Close()
+		if err != nil {
+			return usageError{fmt.Errorf("restore_snapshot: %w", err)}
 		}
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
@@ -94,9 +129,22 @@ func runServer(ctx context.Context, f serveFlags) error {
 	if len(cfg.Server.Tokens) > 0 {
 		auth = fmt.Sprintf("%d bearer tokens", len(cfg.Server.Tokens))
 	}
-	logger.Info("serving", "id", f.id, "client", srv.ClientAddr(), "raft", srv.Raft.RaftAddr(), "http", srv.HTTPAddr(), "auth", auth, "tls", cfg.Server.TLS != nil)
+	logger.Info("serving", "id", c.ID, "client", srv.ClientAddr(), "raft", srv.Raft.RaftAddr(), "http", srv.HTTPAddr(),
+		"auth", auth, "tls", cfg.Server.TLS != nil, "raft_tls", cfg.Raft.TLS != nil)
+	if c.Join != "" {
+		if err := joinCluster(ctx, srv, c, logger); err != nil {
+			srv.Close()
+			return err
+		}
+	}
+	if restore != nil {
+		if err := restoreOnce(ctx, srv, c.DataDir, restore, logger); err != nil {
+			srv.Close()
+			return err
+		}
+	}
 	<-ctx.Done()
-	logger.Info("shutting down")
+	logger.Info("shutting down (leadership is handed over first when this server leads)")
 	return srv.Close()
 }
 
