@@ -1,0 +1,93 @@
+package service_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/leasehold/leasehold/client"
+	"github.com/leasehold/leasehold/cluster"
+	"github.com/leasehold/leasehold/raftnode"
+	"github.com/leasehold/leasehold/server"
+)
+
+func testCA(t *testing.T) (*x509.CertPool, func(name string) tls.Certificate) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	serial := int64(1)
+	issue := func(name string) tls.Certificate {
+		serial++
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		ct := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+			IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
+		d, err := x509.CreateCertificate(rand.Reader, ct, ca, &key.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tls.Certificate{Certificate: [][]byte{d}, PrivateKey: key}
+	}
+	return pool, issue
+}
+
+func TestTLSBetweenServersAndOnTheAPI(t *testing.T) {
+	pool, issue := testCA(t)
+	serverCert := issue("server")
+	apiTLS := &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12}
+	c := startCluster(t, cluster.Options{
+		Raft: func(cfg *raftnode.Config) {
+			fastRaft(cfg)
+			cfg.TLS = raftnode.PeerTLSConfig(issue(cfg.ID), pool)
+		},
+		Server: server.Options{TLS: apiTLS},
+	})
+	var addrs []string
+	for _, m := range c.Members {
+		addrs = append(addrs, m.ClientAddr)
+	}
+	clientTLS := &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{issue("cli")}, MinVersion: tls.VersionTLS12}
+	cl := newClient(t, client.Config{TLS: clientTLS}, addrs...)
+	k := mustKey("app/tls/one")
+	if _, err := cl.Claim(ctxT(t), k, "h", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	// Replication ran over TLS: every server applied the claim.
+	for _, m := range c.Members {
+		waitFor(t, 5*time.Second, m.ID+" applies over TLS", func() bool { return m.Raft().State().Leases == 1 })
+	}
+	// A client without a certificate is refused by the API.
+	bad := newClient(t, client.Config{TLS: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, MaxAttempts: 1}, addrs[0])
+	if _, err := bad.Claim(ctxT(t), k, "h", time.Minute); err == nil {
+		t.Fatal("claim without a client certificate succeeded")
+	}
+	// A Raft peer with a certificate from another CA is refused.
+	_, otherIssue := testCA(t)
+	conn, err := tls.Dial("tcp", c.Members[0].RaftAddr, raftnode.PeerTLSConfig(otherIssue("intruder"), pool))
+	if err == nil {
+		// TLS 1.3 reports the server's refusal on the first read.
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		_, err = conn.Read(make([]byte, 1))
+		conn.Close()
+	}
+	if err == nil {
+		t.Fatal("raft transport accepted a certificate from another CA")
+	}
+}
