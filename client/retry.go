@@ -78,11 +78,19 @@ func FullJitter(base, max time.Duration, n int, r float64) time.Duration {
 // Budget is the retry budget (the token bucket above) for callers that
 // retry on their own, such as the lease manager: Call on every first
 // attempt, Take before every retry.
-type Budget struct{ b budget }
+type Budget struct{ b *budget }
 
 // NewBudget returns a budget that allows ratio retries per call, with up to
 // burst saved.
-func NewBudget(burst, ratio float64) *Budget { return &Budget{b: newBudget(burst, ratio)} }
+func NewBudget(burst, ratio float64) *Budget {
+	b := newBudget(burst, ratio)
+	return &Budget{b: &b}
+}
+
+// RetryBudget returns the client's own retry budget, so a layer above that
+// retries too (the lease manager) draws from the same bucket and the two
+// layers together stay within it.
+func (c *Client) RetryBudget() *Budget { return &Budget{b: &c.budget} }
 
 // Call records a first attempt, earning ratio retries.
 func (b *Budget) Call() { b.b.onCall() }

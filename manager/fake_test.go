@@ -1,0 +1,263 @@
+package manager
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/leasehold/leasehold/client"
+	"github.com/leasehold/leasehold/fsm"
+	"github.com/leasehold/leasehold/lease"
+	"github.com/leasehold/leasehold/logentry"
+)
+
+// fakeClock fires timers only when the test advances it.
+type fakeClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	timers []*fakeTimer
+	// started records the duration of every timer made, in order.
+	started []time.Duration
+}
+
+type fakeTimer struct {
+	c    *fakeClock
+	at   time.Time
+	ch   chan time.Time
+	done bool
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1_000_000, 0)} }
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+
+func (c *fakeClock) NewTimer(d time.Duration) Timer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := &fakeTimer{c: c, at: c.now.Add(d), ch: make(chan time.Time, 1)}
+	c.started = append(c.started, d)
+	if d <= 0 {
+		t.done = true
+		t.ch <- c.now
+		return t
+	}
+	c.timers = append(c.timers, t)
+	return t
+}
+
+func (t *fakeTimer) C() <-chan time.Time { return t.ch }
+
+func (t *fakeTimer) Stop() bool {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	was := !t.done
+	t.done = true
+	return was
+}
+
+// Advance moves the clock on and fires the timers due, in order.
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	sort.SliceStable(c.timers, func(i, j int) bool { return c.timers[i].at.Before(c.timers[j].at) })
+	keep := c.timers[:0]
+	for _, t := range c.timers {
+		switch {
+		case t.done:
+		case !t.at.After(c.now):
+			t.done = true
+			t.ch <- t.at
+		default:
+			keep = append(keep, t)
+		}
+	}
+	c.timers = keep
+	c.mu.Unlock()
+}
+
+// pending is the number of live timers.
+func (c *fakeClock) pending() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, t := range c.timers {
+		if !t.done {
+			n++
+		}
+	}
+	return n
+}
+
+func (c *fakeClock) durations() []time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]time.Duration(nil), c.started...)
+}
+
+// eventually waits (in real time, bounded) for cond.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// fakeTransport is a one-replica cluster: an fsm.Machine whose replicated
+// time is the fake clock's elapsed time.
+type fakeTransport struct {
+	clock *fakeClock
+	epoch time.Time
+
+	mu      sync.Mutex
+	m       *fsm.Machine
+	index   uint64
+	calls   int
+	ops     int
+	streams map[*fakeStream]struct{}
+	// fail, if set, is asked before every bulk call; a non-nil error fails
+	// the whole call. block, if set, is waited on (with the call's ctx).
+	fail  func(call int, cmds []lease.Command) error
+	block func(cmds []lease.Command) chan struct{}
+}
+
+func newFakeTransport(c *fakeClock) *fakeTransport {
+	m := fsm.New(lease.DefaultLimits)
+	m.RecordEvents(true)
+	return &fakeTransport{clock: c, epoch: c.Now(), m: m, streams: map[*fakeStream]struct{}{}}
+}
+
+func (f *fakeTransport) now() time.Duration { return f.clock.Now().Sub(f.epoch) }
+
+// apply applies cmds directly (as another client would) and publishes events.
+func (f *fakeTransport) apply(cmds ...lease.Command) []lease.Result {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.applyLocked(cmds)
+}
+
+func (f *fakeTransport) applyLocked(cmds []lease.Command) []lease.Result {
+	now := f.now()
+	for i := range cmds {
+		if cmds[i].Deadline == 0 {
+			cmds[i].Deadline = now + time.Minute
+		}
+	}
+	f.index++
+	res := f.m.Apply(f.index, &logentry.Entry{Kind: logentry.KindBatch, Time: now, Commands: cmds})
+	if evs := f.m.TakeEvents(); len(evs) > 0 {
+		for s := range f.streams {
+			s.ch <- evs
+		}
+	}
+	return res
+}
+
+func (f *fakeTransport) tick() { f.apply() }
+
+func (f *fakeTransport) counts() (calls, ops int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls, f.ops
+}
+
+func (f *fakeTransport) Bulk(ctx context.Context, cmds []lease.Command) ([]client.BulkResult, error) {
+	f.mu.Lock()
+	f.calls++
+	f.ops += len(cmds)
+	call, fail, block := f.calls, f.fail, f.block
+	f.mu.Unlock()
+	if fail != nil {
+		if err := fail(call, cmds); err != nil {
+			return nil, err
+		}
+	}
+	if block != nil {
+		if ch := block(cmds); ch != nil {
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				return nil, &lease.Error{Code: lease.CodeUnknown, Message: "call ended", Cause: ctx.Err()}
+			}
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	res := f.applyLocked(append([]lease.Command(nil), cmds...))
+	out := make([]client.BulkResult, len(res))
+	for i := range res {
+		if err := res[i].Err(); err != nil {
+			out[i].Err = err
+			continue
+		}
+		r := res[i]
+		out[i].Result = client.Result{Key: cmds[i].Key, Outcome: r.Outcome, Holder: r.Holder, Token: r.Token,
+			Start: r.Start, Expiry: r.Expiry, Now: r.Now, Position: r.Position, WaitExpiry: r.WaitExpiry}
+	}
+	return out, nil
+}
+
+func (f *fakeTransport) Get(ctx context.Context, k lease.Key) (*lease.Info, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	info, ok := f.m.Get(k, f.now())
+	if !ok {
+		return nil, nil
+	}
+	return &info, nil
+}
+
+func (f *fakeTransport) List(ctx context.Context, ns, group string) ([]lease.Info, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.m.List(ns, group, lease.Key{}, 0, f.now()), nil
+}
+
+type fakeStream struct {
+	f    *fakeTransport
+	ns   string
+	ch   chan []lease.Event
+	done chan struct{}
+	once sync.Once
+}
+
+func (f *fakeTransport) Watch(ctx context.Context, ns string) (EventStream, error) {
+	s := &fakeStream{f: f, ns: ns, ch: make(chan []lease.Event, 1024), done: make(chan struct{})}
+	f.mu.Lock()
+	f.streams[s] = struct{}{}
+	f.mu.Unlock()
+	return s, nil
+}
+
+func (s *fakeStream) Next() ([]lease.Event, error) {
+	for {
+		select {
+		case evs := <-s.ch:
+			var out []lease.Event
+			for _, e := range evs {
+				if e.Key.Namespace == s.ns {
+					out = append(out, e)
+				}
+			}
+			if len(out) > 0 {
+				return out, nil
+			}
+		case <-s.done:
+			return nil, lease.Errorf(lease.CodeCanceled, "watch closed")
+		}
+	}
+}
+
+func (s *fakeStream) Close() {
+	s.once.Do(func() {
+		s.f.mu.Lock()
+		delete(s.f.streams, s)
+		s.f.mu.Unlock()
+		close(s.done)
+	})
+}

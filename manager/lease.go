@@ -1,0 +1,195 @@
+package manager
+
+import (
+	"sync"
+	"time"
+
+	"github.com/leasehold/leasehold/client"
+	"github.com/leasehold/leasehold/lease"
+)
+
+// Lease is a lease this manager holds for a holder, kept by a renewal loop
+// until it is revoked, lost or the manager closes.
+type Lease struct {
+	Key    lease.Key
+	Holder string
+
+	m        *Manager
+	mu       sync.Mutex
+	token    uint64
+	duration time.Duration
+	start    time.Time     // start of the last successful claim/extend call
+	safe     time.Time     // start + duration: held at least until then
+	renew    time.Duration // the server's suggestion from the last answer
+	err      error
+	lost     chan struct{}
+	done     chan struct{} // revoked or released by the caller: stop renewing
+	doneOnce sync.Once
+}
+
+// Token is the fencing token.
+func (l *Lease) Token() uint64 { l.mu.Lock(); defer l.mu.Unlock(); return l.token }
+
+// SafeUntil is the local monotonic instant until which the lease is
+// guaranteed held: the start of the last successful claim or extend call
+// plus the duration. Act as holder only before it.
+func (l *Lease) SafeUntil() time.Time { l.mu.Lock(); defer l.mu.Unlock(); return l.safe }
+
+// Lost is closed when the lease is lost (not held, or a renewal could not
+// be confirmed before SafeUntil). Err says why.
+func (l *Lease) Lost() <-chan struct{} { return l.lost }
+
+// Err is why the lease was lost (nil while held).
+func (l *Lease) Err() error { l.mu.Lock(); defer l.mu.Unlock(); return l.err }
+
+// Held reports whether the lease is still guaranteed at local time now.
+func (l *Lease) Held(now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err == nil && now.Before(l.safe)
+}
+
+func (l *Lease) update(start time.Time, r client.Result) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.token = r.Token
+	if s := start.Add(l.duration); s.After(l.safe) {
+		l.start, l.safe = start, s
+	}
+	l.renew = r.RenewAfter
+}
+
+type heldKey struct {
+	k      lease.Key
+	holder string
+}
+
+// hold records a successful claim (or extend) made by a call that started
+// at start and starts the renewal loop, or refreshes the lease already held.
+func (m *Manager) hold(k lease.Key, holder string, d time.Duration, start time.Time, r client.Result) *Lease {
+	hk := heldKey{k, holder}
+	m.waits.mu.Lock()
+	l := m.waits.held[hk]
+	if l != nil && l.Err() == nil && l.Token() == r.Token {
+		m.waits.mu.Unlock()
+		l.mu.Lock()
+		l.duration = max(l.duration, d)
+		l.mu.Unlock()
+		l.update(start, r)
+		return l
+	}
+	if l != nil {
+		l.release()
+	}
+	l = &Lease{Key: k, Holder: holder, m: m, duration: d, lost: make(chan struct{}), done: make(chan struct{})}
+	l.update(start, r)
+	m.waits.held[hk] = l
+	m.waits.mu.Unlock()
+	m.wg.Add(1)
+	go m.renewLoop(l)
+	return l
+}
+
+// release stops l's renewals without reporting a loss.
+func (l *Lease) release() { l.doneOnce.Do(func() { close(l.done) }) }
+
+func (m *Manager) forget(l *Lease) {
+	m.waits.mu.Lock()
+	if m.waits.held[heldKey{l.Key, l.Holder}] == l {
+		delete(m.waits.held, heldKey{l.Key, l.Holder})
+	}
+	m.waits.mu.Unlock()
+}
+
+func (m *Manager) lose(l *Lease, err error) {
+	l.mu.Lock()
+	if l.err != nil {
+		l.mu.Unlock()
+		return
+	}
+	l.err = err
+	l.mu.Unlock()
+	close(l.lost)
+	m.forget(l)
+	m.st.lost.Add(1)
+	if m.cfg.OnLost != nil {
+		m.cfg.OnLost(l, err)
+	}
+}
+
+// nextRenewal is when l should next be renewed.
+func (m *Manager) nextRenewal(l *Lease) time.Time {
+	l.mu.Lock()
+	start, d, renew, safe := l.start, l.duration, l.renew, l.safe
+	l.mu.Unlock()
+	iv := renew
+	if iv <= 0 || iv >= d {
+		iv = time.Duration(m.cfg.RenewFraction * float64(d))
+	}
+	if !m.cfg.Naive {
+		// Only ever earlier: a later renewal would eat the retry window.
+		iv -= time.Duration(m.cfg.RenewJitter * m.rand() * float64(iv))
+	}
+	at := start.Add(iv)
+	// Whatever the server said, leave at least a tenth of the lease to retry in.
+	if latest := safe.Add(-d / 10); at.After(latest) {
+		at = latest
+	}
+	return at
+}
+
+func (m *Manager) renewLoop(l *Lease) {
+	defer m.wg.Done()
+	failures := 0
+	for {
+		wait := m.nextRenewal(l).Sub(m.cfg.Clock.Now())
+		t := m.cfg.Clock.NewTimer(max(wait, 0))
+		select {
+		case <-t.C():
+		case <-l.done:
+			t.Stop()
+			return
+		case <-m.stop:
+			t.Stop()
+			return
+		}
+		l.mu.Lock()
+		d, safe := l.duration, l.safe
+		l.mu.Unlock()
+		start := m.cfg.Clock.Now()
+		if !start.Before(safe) {
+			m.lose(l, lease.Errorf(lease.CodeUnknown, "renewal could not be confirmed before the lease's safe time"))
+			return
+		}
+		// stopBy, not a context deadline: safe is on the manager's clock.
+		res, err := m.do(m.ctx, lease.Command{Op: lease.OpExtend, Key: l.Key, Holder: l.Holder, Duration: d}, safe)
+		select {
+		case <-l.done:
+			return // revoked meanwhile: whatever the answer, stop
+		case <-m.stop:
+			return
+		default:
+		}
+		if err == nil {
+			failures = 0
+			l.update(start, res)
+			continue
+		}
+		if lease.CodeOf(err) == lease.CodeNotHeld || lease.CodeOf(err) == lease.CodeInvalidArgument {
+			m.lose(l, err)
+			return
+		}
+		if !m.cfg.Clock.Now().Before(safe) {
+			m.lose(l, err)
+			return
+		}
+		// Transient and still safe: try again after a backoff that never
+		// drops below BackoffBase (an empty retry budget answers at once,
+		// and must not turn this into a hot loop), until safe passes.
+		failures++
+		pause := max(m.cfg.BackoffBase, client.FullJitter(m.cfg.BackoffBase, m.cfg.BackoffMax, failures, m.rand()))
+		if err := m.sleep(m.ctx, pause); err != nil {
+			return
+		}
+	}
+}
