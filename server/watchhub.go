@@ -47,13 +47,21 @@ func (h *WatchHub) Publish(events []lease.Event) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if need := len(h.history) + len(events); need > cap(h.history) {
+		// Grow to twice the kept window, so after a trim (a reslice) the
+		// next copy of the live events is a full window of publishes away.
+		nh := make([]lease.Event, len(h.history), max(need, 2*h.maxHistory))
+		copy(nh, h.history)
+		h.history = nh
+	}
 	h.history = append(h.history, events...)
 	if over := len(h.history) - h.maxHistory; over > 0 {
 		h.trimmed = h.history[over-1].Index
 		// Reslice, never copy: copying the whole history on every publish
 		// once it is full cost O(history) per applied entry (a third of the
 		// leader's CPU at saturation). append reallocates, copying only the
-		// live window, when the capacity runs out: amortized O(1).
+		// live window into room for twice it, when the capacity runs out:
+		// amortized O(1).
 		h.history = h.history[over:]
 	}
 	for w := range h.watchers {
