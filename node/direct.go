@@ -65,8 +65,11 @@ func (n *Node) writeNaive(ctx context.Context, cmds []lease.Command) ([]lease.Re
 				}
 				results[i] = res[0]
 			case <-ctx.Done():
+				err := proposedContextError(ctx.Err())
 				mu.Lock()
-				firstErr = firstOf(firstErr, proposedContextError(ctx.Err()))
+				firstErr = firstOf(firstErr, err)
+				// A zero Result reads as CodeOK: say what is known instead.
+				results[i] = lease.Result{Code: lease.CodeOf(err), Message: err.Error()}
 				mu.Unlock()
 			}
 		}()
