@@ -257,9 +257,10 @@ func TestWatchOrder(t *testing.T) {
 	a, b := key("watch", "a"), key("watch", "b")
 	steps := []func() error{
 		func() error { _, err := c.Claim(ctx, a, "u/0", 30*time.Second); return err },
-		func() error { _, err := c.Claim(ctx, b, "u/1", time.Second); return err },
 		func() error { _, err := c.Extend(ctx, a, "u/0", 40*time.Second); return err },
 		func() error { _, err := c.Revoke(ctx, a, "u/0"); return err },
+		// Last, so a slow machine cannot make it expire between the others.
+		func() error { _, err := c.Claim(ctx, b, "u/1", time.Second); return err },
 	}
 	for i, s := range steps {
 		if err := s(); err != nil {
@@ -269,7 +270,7 @@ func TestWatchOrder(t *testing.T) {
 	want := []struct {
 		kind lease.EventKind
 		key  lease.Key
-	}{{lease.EventClaimed, a}, {lease.EventClaimed, b}, {lease.EventExtended, a}, {lease.EventRevoked, a}, {lease.EventExpired, b}}
+	}{{lease.EventClaimed, a}, {lease.EventExtended, a}, {lease.EventRevoked, a}, {lease.EventClaimed, b}, {lease.EventExpired, b}}
 	var got []lease.Event
 	for len(got) < len(want) {
 		evs, err := w.Next()
