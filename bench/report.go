@@ -48,9 +48,9 @@ type Result struct {
 	// denied, not_held): a target that times out most calls has a high
 	// ops_per_sec and a low goodput.
 	GoodOpsPerSec float64 `json:"good_ops_per_sec"`
-	P50Ms     float64 `json:"p50_ms"`
-	P99Ms     float64 `json:"p99_ms"`
-	MaxMs     float64 `json:"max_ms"`
+	P50Ms         float64 `json:"p50_ms"`
+	P99Ms         float64 `json:"p99_ms"`
+	MaxMs         float64 `json:"max_ms"`
 	// Entries is the Raft applied-index growth during the load; OpsPerEntry
 	// = Ops / Entries (0 when the target does not report its index).
 	Entries     uint64  `json:"entries"`
