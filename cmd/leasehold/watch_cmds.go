@@ -92,9 +92,28 @@ func watchErr(err error) error {
 
 // waitRelease reads the lease and, while it is held, watches it from just
 // after that read until it is revoked or expires, so no release can slip
-// between the read and the watch. With holder set it then claims the lease,
-// and goes back to waiting if another claimant got it first.
+// between the read and the watch. With holder set it uses the server's
+// claim-on-release: the claim is queued in the state machine and granted in
+// arrival order when the lease is released (one claimant woken per
+// release); against a server without it, it claims after each release and
+// goes back to waiting if another claimant got it first.
 func waitRelease(ctx context.Context, c *client.Client, f *clientFlags, p *printer, k lease.Key, holder string, d time.Duration) error {
+	if holder != "" {
+		r, err := c.ClaimOnRelease(ctx, k, holder, d, 0, func(q client.Result) {
+			if !p.json {
+				fmt.Fprintf(p.stderr, "queued behind %s at position %d\n", q.Holder, q.Position)
+			}
+		})
+		switch {
+		case err == nil:
+			p.result(r, "holder", holder)
+			return nil
+		case ctx.Err() == context.DeadlineExceeded:
+			return &lease.Error{Code: lease.CodeDeadlineExceeded, Message: "gave up waiting (--max-wait)", Cause: err}
+		case !errors.Is(err, errors.ErrUnsupported):
+			return err
+		}
+	}
 	for {
 		how, err := waitOnce(ctx, c, f, k)
 		if err != nil {
