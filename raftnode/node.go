@@ -23,6 +23,10 @@ import (
 	"github.com/leasehold/leasehold/logentry"
 )
 
+// logCacheEntries is how many recent log entries stay in memory for
+// replication (entries hold up to MaxOpsPerEntry commands each).
+const logCacheEntries = 512
+
 // Node is one running Raft replica of the lease state.
 type Node struct {
 	cfg   Config
@@ -94,6 +98,11 @@ func (n *Node) open() error {
 	var logs raft.LogStore = w
 	if cfg.WrapLogStore != nil {
 		logs = cfg.WrapLogStore(logs)
+	}
+	// Followers are fed from recent entries; serve those from memory rather
+	// than re-reading and re-decoding them from disk for every replica.
+	if logs, err = raft.NewLogCache(logCacheEntries, logs); err != nil {
+		return err
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hlog)
 	if err != nil {
