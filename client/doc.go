@@ -25,4 +25,12 @@
 // Unauthenticated and PermissionDenied are never retried. Redirects to a
 // hinted leader and moves away from an unreachable server are routing, not
 // retries: they cost no budget and no backoff.
+//
+// WaitUntilReleased and ClaimOnRelease are server streams: the server
+// watches the applied log (no polling, no fixed delay) and, for
+// ClaimOnRelease, queues the claim in the state machine, which grants it in
+// arrival order on release. Result.RenewAfter is the server's suggested
+// renew interval, longer when its admission queue is loaded. FullJitter and
+// Budget (RetryBudget shares the client's own) let a layer above, such as
+// the lease manager, retry by the same rules without doubling the budget.
 package client
