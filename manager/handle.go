@@ -71,13 +71,11 @@ func (h *Handle) Check(ctx context.Context, name string, token uint64) error {
 	k := h.key(name)
 	now := h.m.cfg.Clock.Now()
 	h.m.waits.mu.Lock()
-	for hk, l := range h.m.waits.held {
-		if hk.k == k && l.Token() == token && l.Held(now) {
-			h.m.waits.mu.Unlock()
-			return nil
-		}
-	}
+	l := h.m.waits.byToken[tokenKey{k, token}]
 	h.m.waits.mu.Unlock()
+	if l != nil && l.Held(now) {
+		return nil
+	}
 	info, err := h.m.get(ctx, k)
 	if err != nil {
 		return err

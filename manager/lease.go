@@ -64,6 +64,11 @@ type heldKey struct {
 	holder string
 }
 
+type tokenKey struct {
+	k     lease.Key
+	token uint64
+}
+
 // hold records a successful claim (or extend) made by a call that started
 // at start and starts the renewal loop, or refreshes the lease already held.
 func (m *Manager) hold(k lease.Key, holder string, d time.Duration, start time.Time, r client.Result) *Lease {
@@ -80,10 +85,12 @@ func (m *Manager) hold(k lease.Key, holder string, d time.Duration, start time.T
 	}
 	if l != nil {
 		l.release()
+		m.forgetLocked(l)
 	}
 	l = &Lease{Key: k, Holder: holder, m: m, duration: d, lost: make(chan struct{}), done: make(chan struct{})}
 	l.update(start, r)
 	m.waits.held[hk] = l
+	m.waits.byToken[tokenKey{k, r.Token}] = l
 	m.waits.mu.Unlock()
 	m.wg.Add(1)
 	go m.renewLoop(l)
@@ -95,10 +102,17 @@ func (l *Lease) release() { l.doneOnce.Do(func() { close(l.done) }) }
 
 func (m *Manager) forget(l *Lease) {
 	m.waits.mu.Lock()
+	m.forgetLocked(l)
+	m.waits.mu.Unlock()
+}
+
+func (m *Manager) forgetLocked(l *Lease) {
 	if m.waits.held[heldKey{l.Key, l.Holder}] == l {
 		delete(m.waits.held, heldKey{l.Key, l.Holder})
 	}
-	m.waits.mu.Unlock()
+	if tk := (tokenKey{l.Key, l.Token()}); m.waits.byToken[tk] == l {
+		delete(m.waits.byToken, tk)
+	}
 }
 
 func (m *Manager) lose(l *Lease, err error) {

@@ -14,6 +14,7 @@ type waitState struct {
 	mu       sync.Mutex
 	closed   bool
 	held     map[heldKey]*Lease
+	byToken  map[tokenKey]*Lease // the same leases, for Check
 	released map[lease.Key]map[chan struct{}]struct{}
 	grants   map[heldKey]chan lease.Event
 	denied   map[lease.Key]denial
@@ -36,6 +37,7 @@ type nsWatch struct {
 
 func (w *waitState) init() {
 	w.held = make(map[heldKey]*Lease)
+	w.byToken = make(map[tokenKey]*Lease)
 	w.released = make(map[lease.Key]map[chan struct{}]struct{})
 	w.grants = make(map[heldKey]chan lease.Event)
 	w.denied = make(map[lease.Key]denial)
