@@ -1,7 +1,8 @@
 // Package raftnode runs one Leasehold server's Raft replica: hashicorp/raft
-// with raft-wal as log and stable store, file snapshots and a TCP transport,
-// the adapter that feeds committed entries to the pure state machine (package
-// fsm), and the leader's replicated clock.
+// with a bbolt file (package boltstore, DataDir/raft.db) as log and stable
+// store, file snapshots and a TCP transport, the adapter that feeds committed
+// entries to the pure state machine (package fsm), and the leader's
+// replicated clock.
 //
 // The clock. Only the leader advances replicated time. When a node becomes
 // leader it first waits on a Raft barrier, so every entry of earlier terms is

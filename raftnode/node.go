@@ -15,12 +15,11 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	wal "github.com/hashicorp/raft-wal"
-	"github.com/hashicorp/raft-wal/metadb"
 
 	"github.com/leasehold/leasehold/fsm"
 	"github.com/leasehold/leasehold/lease"
 	"github.com/leasehold/leasehold/logentry"
+	"github.com/leasehold/leasehold/raftnode/boltstore"
 )
 
 // logCacheEntries is how many recent log entries stay in memory for
@@ -34,8 +33,7 @@ type Node struct {
 	raft  *raft.Raft
 	sm    *stateMachine
 	trans raft.Transport
-	wal   *wal.WAL
-	meta  *metadb.BoltMetaDB
+	store *boltstore.Store // log and stable store
 	clock leaderClock
 
 	tickNanos  atomic.Int64 // live tick interval (settings.go)
@@ -78,7 +76,7 @@ func Open(cfg Config) (*Node, error) {
 
 func (n *Node) open() error {
 	cfg := n.cfg
-	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "wal"), 0o700); err != nil {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return err
 	}
 	out := cfg.RaftLogOutput
@@ -87,14 +85,17 @@ func (n *Node) open() error {
 	}
 	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft-" + cfg.ID, Level: hclog.Warn, Output: out})
 
-	// raft-wal v0.4.0's Close leaves its meta database open (and its file
-	// locked), so the node owns the meta store and closes it itself.
-	n.meta = &metadb.BoltMetaDB{}
-	w, err := wal.Open(filepath.Join(cfg.DataDir, "wal"), wal.WithMetaStore(n.meta), wal.WithLogger(hlog))
+	// The log and the stable store (term, vote) live in one bbolt file; see
+	// boltstore's doc for why not raft-wal (hashicorp/raft-wal#31).
+	dbPath := filepath.Join(cfg.DataDir, "raft.db")
+	if err := refuseOldWAL(cfg.DataDir, dbPath); err != nil {
+		return err
+	}
+	w, err := boltstore.Open(dbPath)
 	if err != nil {
 		return fmt.Errorf("raftnode: open log: %w", err)
 	}
-	n.wal = w
+	n.store = w
 	var logs raft.LogStore = w
 	if cfg.WrapLogStore != nil {
 		logs = cfg.WrapLogStore(logs)
@@ -179,12 +180,24 @@ func (n *Node) closeStores() {
 		t.CloseStreams()
 		t.Close()
 	}
-	if n.wal != nil {
-		n.wal.Close()
+	if n.store != nil {
+		n.store.Close()
 	}
-	if n.meta != nil {
-		n.meta.Close()
+}
+
+// refuseOldWAL fails when dir holds a raft-wal log from an earlier version
+// but no raft.db: starting on an empty log and stable store would forget the
+// node's term and vote, and a node that can vote twice in a term can help
+// elect two leaders.
+func refuseOldWAL(dir, dbPath string) error {
+	if _, err := os.Stat(dbPath); err == nil {
+		return nil
 	}
+	old, err := os.ReadDir(filepath.Join(dir, "wal"))
+	if err != nil || len(old) == 0 {
+		return nil
+	}
+	return fmt.Errorf("raftnode: %s holds a raft-wal log from an earlier version, which this version cannot read; rebuild this server from an empty data directory (remove it from the cluster, clear the directory, add it back)", dir)
 }
 
 // Close stops the node. A leader first hands leadership to another voter so
