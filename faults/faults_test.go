@@ -11,8 +11,8 @@ import (
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m,
-		// hashicorp/raft's TCP transport and raft-wal may still be unwinding
-		// right after Shutdown returns (as in package cluster).
+		// hashicorp/raft's TCP transport may still be unwinding right after
+		// Shutdown returns (as in package cluster).
 		goleak.IgnoreAnyFunction("github.com/hashicorp/raft.(*NetworkTransport).listen"),
 		goleak.IgnoreAnyFunction("github.com/hashicorp/raft.(*netConn).Read"),
 	)
@@ -30,14 +30,6 @@ func long() bool { return os.Getenv("LEASEHOLD_FAULTS_LONG") != "" }
 func TestFaults(t *testing.T) {
 	for _, k := range Kinds {
 		t.Run(k.Name, func(t *testing.T) {
-			if k.Restarts && os.Getenv("LEASEHOLD_FAULTS_WAL_BUG") == "" {
-				// raft-wal v0.4.0 marks the tail segment sealed on a tail
-				// truncation without writing its index block (hashicorp/raft-wal
-				// #31, fixed upstream by #33 but not in any version the module
-				// proxy serves here); a server that truncated its log tail then
-				// panics on restart with "sealed segment has no index block".
-				t.Skip("restarting a server hits raft-wal #31 (see docs/faults.md); set LEASEHOLD_FAULTS_WAL_BUG=1 to run")
-			}
 			target, slice := 1, 4*time.Second
 			w := Workload{Clients: 9, Keys: 4}
 			if long() {
