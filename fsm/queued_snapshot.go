@@ -1,6 +1,8 @@
 package fsm
 
 import (
+	"github.com/leasehold/leasehold/internal/binenc"
+
 	"cmp"
 	"encoding/binary"
 	"slices"
@@ -24,12 +26,12 @@ func (m *Machine) appendQueues(b []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(len(keys)))
 	for _, k := range keys {
 		q := m.queues[k]
-		b = appendString(b, k.Namespace)
-		b = appendString(b, k.Group)
-		b = appendString(b, k.Name)
+		b = binenc.AppendString(b, k.Namespace)
+		b = binenc.AppendString(b, k.Group)
+		b = binenc.AppendString(b, k.Name)
 		b = binary.AppendUvarint(b, uint64(len(q.waiters)))
 		for _, w := range q.waiters {
-			b = appendString(b, w.holder)
+			b = binenc.AppendString(b, w.holder)
 			b = binary.AppendVarint(b, int64(w.duration))
 			b = binary.AppendVarint(b, int64(w.expiry))
 		}
@@ -38,23 +40,23 @@ func (m *Machine) appendQueues(b []byte) []byte {
 }
 
 func (m *Machine) readQueues(d *reader) {
-	nq := d.count(5)
-	for i := 0; i < nq && d.err == nil; i++ {
-		k := lease.Key{Namespace: d.string(), Group: d.string(), Name: d.string()}
-		nw := d.count(3)
-		if d.err != nil {
+	nq := d.Count(5)
+	for i := 0; i < nq && d.Err == nil; i++ {
+		k := lease.Key{Namespace: d.Str(), Group: d.Str(), Name: d.Str()}
+		nw := d.Count(3)
+		if d.Err != nil {
 			return
 		}
 		if _, dup := m.queues[k]; dup || nw == 0 {
-			d.fail("queue")
+			d.Fail("queue")
 			return
 		}
 		q := &waitQueue{key: k, waiters: make([]*waiter, 0, nw)}
 		m.queues[k] = q
-		for j := 0; j < nw && d.err == nil; j++ {
-			w := &waiter{q: q, holder: d.string(), duration: time.Duration(d.varint()), expiry: time.Duration(d.varint())}
+		for j := 0; j < nw && d.Err == nil; j++ {
+			w := &waiter{q: q, holder: d.Str(), duration: time.Duration(d.Varint()), expiry: time.Duration(d.Varint())}
 			if slices.ContainsFunc(q.waiters, func(o *waiter) bool { return o.holder == w.holder }) {
-				d.fail("queued claimant")
+				d.Fail("queued claimant")
 				return
 			}
 			q.waiters = append(q.waiters, w)

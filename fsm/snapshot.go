@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/leasehold/leasehold/internal/binenc"
 	"github.com/leasehold/leasehold/lease"
 	"github.com/leasehold/leasehold/logentry"
 )
@@ -44,11 +45,11 @@ func (m *Machine) AppendSnapshot(b []byte) []byte {
 	b = binary.AppendVarint(b, int64(m.now))
 	b = binary.AppendUvarint(b, m.index)
 	b = binary.AppendUvarint(b, m.tokenSeq)
-	b = appendBytes(b, m.settings)
+	b = binenc.AppendBytes(b, m.settings)
 	members := m.Members()
 	b = binary.AppendUvarint(b, uint64(len(members)))
 	for _, mem := range members {
-		b = appendBytes(b, logentry.EncodeMember(mem))
+		b = binenc.AppendBytes(b, logentry.EncodeMember(mem))
 	}
 
 	gks := make([]groupKey, 0, len(m.groups))
@@ -60,8 +61,8 @@ func (m *Machine) AppendSnapshot(b []byte) []byte {
 	var names []string
 	for _, gk := range gks {
 		g := m.groups[gk]
-		b = appendString(b, gk.ns)
-		b = appendString(b, gk.group)
+		b = binenc.AppendString(b, gk.ns)
+		b = binenc.AppendString(b, gk.group)
 		names = names[:0]
 		for name := range g.leases {
 			names = append(names, name)
@@ -70,8 +71,8 @@ func (m *Machine) AppendSnapshot(b []byte) []byte {
 		b = binary.AppendUvarint(b, uint64(len(names)))
 		for _, name := range names {
 			r := g.leases[name]
-			b = appendString(b, name)
-			b = appendString(b, r.holder())
+			b = binenc.AppendString(b, name)
+			b = binenc.AppendString(b, r.holder())
 			b = binary.AppendUvarint(b, r.token)
 			b = binary.AppendVarint(b, int64(r.start))
 			b = binary.AppendVarint(b, int64(r.expiry-r.start))
@@ -91,9 +92,9 @@ func (m *Machine) AppendSnapshot(b []byte) []byte {
 	})
 	b = binary.AppendUvarint(b, uint64(len(keys)))
 	for _, k := range keys {
-		b = appendString(b, k.Namespace)
-		b = appendString(b, k.Group)
-		b = appendString(b, k.Name)
+		b = binenc.AppendString(b, k.Namespace)
+		b = binenc.AppendString(b, k.Group)
+		b = binenc.AppendString(b, k.Name)
 		set := m.pins[k]
 		es := make([]string, 0, len(set))
 		for e := range set {
@@ -102,21 +103,11 @@ func (m *Machine) AppendSnapshot(b []byte) []byte {
 		slices.Sort(es)
 		b = binary.AppendUvarint(b, uint64(len(es)))
 		for _, e := range es {
-			b = appendString(b, e)
+			b = binenc.AppendString(b, e)
 		}
 	}
 	b = m.appendQueues(b)
 	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b[start:], castagnoli))
-}
-
-func appendString(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
-func appendBytes(b, p []byte) []byte {
-	b = binary.AppendUvarint(b, uint64(len(p)))
-	return append(b, p...)
 }
 
 // Restore replaces the machine's state with the snapshot in data. On error
@@ -139,78 +130,78 @@ func decodeSnapshot(data []byte, limits lease.Limits) (*Machine, error) {
 	if crc32.Checksum(body, castagnoli) != sum {
 		return nil, fmt.Errorf("%w: checksum mismatch", ErrBadSnapshot)
 	}
-	d := reader{b: body[len(snapshotMagic):]}
-	version := d.uvarint()
-	if d.err == nil && version != 1 && version != SnapshotVersion {
+	d := reader{B: body[len(snapshotMagic):], Corrupt: ErrBadSnapshot}
+	version := d.Uvarint()
+	if d.Err == nil && version != 1 && version != SnapshotVersion {
 		return nil, fmt.Errorf("%w: unknown version %d (this build reads 1 and %d)", ErrBadSnapshot, version, SnapshotVersion)
 	}
 	m := New(limits)
-	m.now = time.Duration(d.varint())
-	m.index = d.uvarint()
-	m.tokenSeq = d.uvarint()
-	if s := d.bytes(); len(s) > 0 {
+	m.now = time.Duration(d.Varint())
+	m.index = d.Uvarint()
+	m.tokenSeq = d.Uvarint()
+	if s := d.Bytes(); len(s) > 0 {
 		m.settings = s
 		m.adoptSettingsLimits()
 	}
-	nmem := d.count(4)
-	for i := 0; i < nmem && d.err == nil; i++ {
-		mem, err := logentry.DecodeMember(d.bytes())
+	nmem := d.Count(4)
+	for i := 0; i < nmem && d.Err == nil; i++ {
+		mem, err := logentry.DecodeMember(d.Bytes())
 		if err != nil || m.members[mem.ID].ID != "" {
-			d.fail("member")
+			d.Fail("member")
 			break
 		}
 		m.members[mem.ID] = mem
 	}
-	ngroups := d.count(2)
+	ngroups := d.Count(2)
 	var all []*record
-	for i := 0; i < ngroups && d.err == nil; i++ {
-		gk := groupKey{d.string(), d.string()}
-		nl := d.count(5)
-		if d.err != nil {
+	for i := 0; i < ngroups && d.Err == nil; i++ {
+		gk := groupKey{d.Str(), d.Str()}
+		nl := d.Count(5)
+		if d.Err != nil {
 			break
 		}
 		if _, dup := m.groups[gk]; dup || nl == 0 {
-			d.fail("group")
+			d.Fail("group")
 			break
 		}
 		g := &group{key: gk, leases: make(map[string]*record, nl)}
 		m.groups[gk] = g
-		for j := 0; j < nl && d.err == nil; j++ {
-			name, holder := d.raw(), d.raw()
-			token := d.uvarint()
-			start := time.Duration(d.varint())
+		for j := 0; j < nl && d.Err == nil; j++ {
+			name, holder := d.Raw(), d.Raw()
+			token := d.Uvarint()
+			start := time.Duration(d.Varint())
 			// string(name) + string(holder) makes one allocation, not three.
 			r := &record{g: g, nameHolder: string(name) + string(holder), nameLen: uint32(len(name)),
-				token: token, start: start, expiry: start + time.Duration(d.varint())}
+				token: token, start: start, expiry: start + time.Duration(d.Varint())}
 			if _, dup := g.leases[r.name()]; dup || r.token == 0 || r.token > m.tokenSeq {
-				d.fail("lease")
+				d.Fail("lease")
 			}
 			g.leases[r.name()] = r
 			all = append(all, r)
 		}
 		m.count += nl
 	}
-	npins := d.count(4)
-	for i := 0; i < npins && d.err == nil; i++ {
-		k := lease.Key{Namespace: d.string(), Group: d.string(), Name: d.string()}
-		ne := d.count(1)
+	npins := d.Count(4)
+	for i := 0; i < npins && d.Err == nil; i++ {
+		k := lease.Key{Namespace: d.Str(), Group: d.Str(), Name: d.Str()}
+		ne := d.Count(1)
 		if ne == 0 {
-			d.fail("pin")
+			d.Fail("pin")
 		}
 		set := make(map[string]struct{}, ne)
-		for j := 0; j < ne && d.err == nil; j++ {
-			set[d.string()] = struct{}{}
+		for j := 0; j < ne && d.Err == nil; j++ {
+			set[d.Str()] = struct{}{}
 		}
 		m.pins[k] = set
 	}
 	if version >= 2 {
 		m.readQueues(&d)
 	}
-	if d.err == nil && len(d.b) != 0 {
-		d.fail("trailing bytes")
+	if d.Err == nil && len(d.B) != 0 {
+		d.Fail("trailing bytes")
 	}
-	if d.err != nil {
-		return nil, d.err
+	if d.Err != nil {
+		return nil, d.Err
 	}
 	// Rebuild the expiry index: leases held past expiry by pins stay out of it.
 	m.heap = make(expiryHeap, 0, len(all))
@@ -228,75 +219,5 @@ func decodeSnapshot(data []byte, limits lease.Limits) (*Machine, error) {
 	return m, nil
 }
 
-type reader struct {
-	b   []byte
-	err error
-}
-
-func (d *reader) fail(what string) {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: bad %s", ErrBadSnapshot, what)
-	}
-}
-
-func (d *reader) uvarint() uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail("uvarint")
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *reader) varint() int64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail("varint")
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-// count reads an element count, refusing any larger than the remaining
-// input could hold at minSize bytes an element.
-func (d *reader) count(minSize int) int {
-	n := d.uvarint()
-	if d.err == nil && n > uint64(len(d.b)/minSize) {
-		d.fail("count")
-		return 0
-	}
-	return int(n)
-}
-
-// raw reads a length-prefixed byte string without copying it.
-func (d *reader) raw() []byte {
-	n := d.uvarint()
-	if d.err != nil {
-		return nil
-	}
-	if n > uint64(len(d.b)) {
-		d.fail("length")
-		return nil
-	}
-	p := d.b[:n:n]
-	d.b = d.b[n:]
-	return p
-}
-
-func (d *reader) bytes() []byte {
-	p := d.raw()
-	if p == nil {
-		return nil
-	}
-	return append([]byte(nil), p...)
-}
-
-func (d *reader) string() string { return string(d.bytes()) }
+// reader decodes snapshots; its errors wrap ErrBadSnapshot.
+type reader = binenc.Reader

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/leasehold/leasehold/internal/binenc"
 	"github.com/leasehold/leasehold/lease"
 )
 
@@ -77,11 +78,11 @@ func appendCommand(b []byte, c, prev *lease.Command, t time.Duration) []byte {
 	}
 	b = append(b, h)
 	if !same {
-		b = appendString(b, c.Key.Namespace)
-		b = appendString(b, c.Key.Group)
+		b = binenc.AppendString(b, c.Key.Namespace)
+		b = binenc.AppendString(b, c.Key.Group)
 	}
-	b = appendString(b, c.Key.Name)
-	b = appendString(b, c.Holder)
+	b = binenc.AppendString(b, c.Key.Name)
+	b = binenc.AppendString(b, c.Holder)
 	if hasDuration(c.Op) {
 		b = binary.AppendVarint(b, int64(c.Duration))
 	}
@@ -95,11 +96,6 @@ func hasDuration(op lease.Op) bool {
 	return op == lease.OpClaim || op == lease.OpExtend || op == lease.OpQueueClaim
 }
 
-func appendString(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
 // CommandSize is an upper bound of the encoded size of c, used by the
 // admission queue to bound entry size without encoding twice.
 func CommandSize(c *lease.Command) int {
@@ -109,7 +105,7 @@ func CommandSize(c *lease.Command) int {
 
 // Decode parses an entry. The returned strings do not alias data.
 func Decode(data []byte) (Entry, error) {
-	d := decoder{b: data}
+	d := newDecoder(data)
 	var e Entry
 	if len(data) < 2 {
 		return e, fmt.Errorf("%w: %d bytes", ErrCorrupt, len(data))
@@ -118,28 +114,28 @@ func Decode(data []byte) (Entry, error) {
 		return e, fmt.Errorf("%w: unknown version %d", ErrCorrupt, data[0])
 	}
 	e.Kind = Kind(data[1])
-	d.b = data[2:]
-	e.Time = time.Duration(d.varint())
+	d.B = data[2:]
+	e.Time = time.Duration(d.Varint())
 	switch e.Kind {
 	case KindSettings, KindMember:
-		n := d.uvarint()
-		if d.err == nil && n > uint64(len(d.b)) {
-			d.fail("payload length")
+		n := d.Uvarint()
+		if d.Err == nil && n > uint64(len(d.B)) {
+			d.Fail("payload length")
 		}
-		if d.err == nil {
-			e.Payload = append([]byte(nil), d.b[:n]...)
-			d.b = d.b[n:]
+		if d.Err == nil {
+			e.Payload = append([]byte(nil), d.B[:n]...)
+			d.B = d.B[n:]
 		}
 	case KindBatch:
-		n := d.uvarint()
+		n := d.Uvarint()
 		// Every command takes at least 4 bytes; never allocate past the input.
-		if d.err == nil && n > uint64(len(d.b))/4 {
-			d.fail("command count")
+		if d.Err == nil && n > uint64(len(d.B))/4 {
+			d.Fail("command count")
 		}
-		if d.err == nil && n > 0 {
+		if d.Err == nil && n > 0 {
 			e.Commands = make([]lease.Command, n)
 		}
-		for i := 0; d.err == nil && i < len(e.Commands); i++ {
+		for i := 0; d.Err == nil && i < len(e.Commands); i++ {
 			var prev *lease.Command
 			if i > 0 {
 				prev = &e.Commands[i-1]
@@ -149,95 +145,49 @@ func Decode(data []byte) (Entry, error) {
 	default:
 		return Entry{}, fmt.Errorf("%w: unknown kind %d", ErrCorrupt, e.Kind)
 	}
-	if d.err == nil && len(d.b) != 0 {
-		d.fail("trailing bytes")
+	if d.Err == nil && len(d.B) != 0 {
+		d.Fail("trailing bytes")
 	}
-	if d.err != nil {
-		return Entry{}, d.err
+	if d.Err != nil {
+		return Entry{}, d.Err
 	}
 	return e, nil
 }
 
-type decoder struct {
-	b   []byte
-	err error
-}
+// decoder reads entries; its errors wrap ErrCorrupt.
+type decoder struct{ binenc.Reader }
 
-func (d *decoder) fail(what string) {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: bad %s", ErrCorrupt, what)
-	}
-}
-
-func (d *decoder) uvarint() uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail("uvarint")
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) varint() int64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail("varint")
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) string() string {
-	n := d.uvarint()
-	if d.err != nil {
-		return ""
-	}
-	if n > uint64(len(d.b)) {
-		d.fail("string length")
-		return ""
-	}
-	s := string(d.b[:n])
-	d.b = d.b[n:]
-	return s
-}
+func newDecoder(b []byte) *decoder { return &decoder{binenc.Reader{B: b, Corrupt: ErrCorrupt}} }
 
 func (d *decoder) command(c *lease.Command, prev *lease.Command, t time.Duration) {
-	if len(d.b) == 0 {
-		d.fail("command header")
+	if len(d.B) == 0 {
+		d.Fail("command header")
 		return
 	}
-	h := d.b[0]
-	d.b = d.b[1:]
+	h := d.B[0]
+	d.B = d.B[1:]
 	c.Op = lease.Op(h & 0x0f)
 	if !c.Op.Valid() || h&0x70 != 0 {
-		d.fail("op")
+		d.Fail("op")
 		return
 	}
 	if h&sameGroupFlag != 0 {
 		if prev == nil {
-			d.fail("group reference")
+			d.Fail("group reference")
 			return
 		}
 		c.Key.Namespace, c.Key.Group = prev.Key.Namespace, prev.Key.Group
 	} else {
-		c.Key.Namespace = d.string()
-		c.Key.Group = d.string()
+		c.Key.Namespace = d.Str()
+		c.Key.Group = d.Str()
 	}
-	c.Key.Name = d.string()
-	c.Holder = d.string()
+	c.Key.Name = d.Str()
+	c.Holder = d.Str()
 	if hasDuration(c.Op) {
-		c.Duration = time.Duration(d.varint())
+		c.Duration = time.Duration(d.Varint())
 	}
 	if c.Op == lease.OpQueueClaim {
-		c.Wait = time.Duration(d.varint())
+		c.Wait = time.Duration(d.Varint())
 	}
-	c.Deadline = t + time.Duration(d.varint())
+	c.Deadline = t + time.Duration(d.Varint())
 }

@@ -1,6 +1,10 @@
 package logentry
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/leasehold/leasehold/internal/binenc"
+)
 
 // Member is one server's entry in the replicated member directory.
 type Member struct {
@@ -12,20 +16,20 @@ type Member struct {
 // EncodeMember encodes m as a KindMember payload.
 func EncodeMember(m Member) []byte {
 	var b []byte
-	b = appendString(b, m.ID)
-	b = appendString(b, m.ClientAddr)
-	return appendString(b, m.HTTPAddr)
+	b = binenc.AppendString(b, m.ID)
+	b = binenc.AppendString(b, m.ClientAddr)
+	return binenc.AppendString(b, m.HTTPAddr)
 }
 
 // DecodeMember decodes a KindMember payload.
 func DecodeMember(p []byte) (Member, error) {
-	d := decoder{b: p}
-	m := Member{ID: d.string(), ClientAddr: d.string(), HTTPAddr: d.string()}
-	if d.err == nil && len(d.b) != 0 {
-		d.fail("member")
+	d := newDecoder(p)
+	m := Member{ID: d.Str(), ClientAddr: d.Str(), HTTPAddr: d.Str()}
+	if d.Err == nil && len(d.B) != 0 {
+		d.Fail("member")
 	}
-	if d.err == nil && m.ID == "" {
-		d.err = fmt.Errorf("%w: member without ID", ErrCorrupt)
+	if d.Err == nil && m.ID == "" {
+		d.Err = fmt.Errorf("%w: member without ID", ErrCorrupt)
 	}
-	return m, d.err
+	return m, d.Err
 }
