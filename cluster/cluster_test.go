@@ -8,26 +8,15 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/leasehold/leasehold/fsm"
+	"github.com/leasehold/leasehold/internal/testutil"
 	"github.com/leasehold/leasehold/lease"
-	"github.com/leasehold/leasehold/raftnode"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// hashicorp/raft's TCP transport pool and raft-wal's background
-		// segment work may still be unwinding right after Shutdown returns.
-		goleak.IgnoreAnyFunction("github.com/hashicorp/raft.(*NetworkTransport).listen"),
-		goleak.IgnoreAnyFunction("github.com/hashicorp/raft.(*netConn).Read"),
-	)
+	goleak.VerifyTestMain(m, testutil.LeakOptions()...)
 }
 
-// fastRaft shortens Raft timeouts so failover tests run quickly on loopback.
-func fastRaft(c *raftnode.Config) {
-	c.HeartbeatTimeout = 300 * time.Millisecond
-	c.ElectionTimeout = 300 * time.Millisecond
-	c.LeaderLeaseTimeout = 150 * time.Millisecond
-	c.TickInterval = 50 * time.Millisecond
-}
+var fastRaft = testutil.FastRaft
 
 func startCluster(t *testing.T) *Cluster {
 	t.Helper()
@@ -44,19 +33,7 @@ func startCluster(t *testing.T) *Cluster {
 	return c
 }
 
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		<-tick.C
-	}
-}
+var waitFor = testutil.WaitFor
 
 func claim(t *testing.T, c *Cluster, name, holder string, d time.Duration) lease.Result {
 	t.Helper()

@@ -12,27 +12,17 @@ import (
 
 	"github.com/leasehold/leasehold/client"
 	"github.com/leasehold/leasehold/cluster"
+	"github.com/leasehold/leasehold/internal/testutil"
 	"github.com/leasehold/leasehold/lease"
 	"github.com/leasehold/leasehold/logentry"
 	"github.com/leasehold/leasehold/raftnode"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// hashicorp/raft's TCP transport pool may still be unwinding right
-		// after Shutdown returns (as in cluster/cluster_test.go).
-		goleak.IgnoreAnyFunction("github.com/hashicorp/raft.(*NetworkTransport).listen"),
-		goleak.IgnoreAnyFunction("github.com/hashicorp/raft.(*netConn).Read"),
-	)
+	goleak.VerifyTestMain(m, testutil.LeakOptions()...)
 }
 
-// fastRaft shortens Raft timeouts so failover runs quickly on loopback.
-func fastRaft(c *raftnode.Config) {
-	c.HeartbeatTimeout = 300 * time.Millisecond
-	c.ElectionTimeout = 300 * time.Millisecond
-	c.LeaderLeaseTimeout = 150 * time.Millisecond
-	c.TickInterval = 50 * time.Millisecond
-}
+var fastRaft = testutil.FastRaft
 
 // env is a running cluster with a probe on every member's log store.
 type env struct {
@@ -116,19 +106,7 @@ func key(group, name string) lease.Key {
 	return lease.Key{Namespace: "e2e", Group: group, Name: name}
 }
 
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		<-tick.C
-	}
-}
+var waitFor = testutil.WaitFor
 
 // codeOf is the taxonomy code of a call's error; every error a client call
 // returns must be a *lease.Error, so anything else fails the test.

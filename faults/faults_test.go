@@ -7,15 +7,12 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/leasehold/leasehold/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// hashicorp/raft's TCP transport may still be unwinding right after
-		// Shutdown returns (as in package cluster).
-		goleak.IgnoreAnyFunction("github.com/hashicorp/raft.(*NetworkTransport).listen"),
-		goleak.IgnoreAnyFunction("github.com/hashicorp/raft.(*netConn).Read"),
-	)
+	goleak.VerifyTestMain(m, testutil.LeakOptions()...)
 }
 
 // long reports whether the long suite was asked for:

@@ -17,6 +17,7 @@ import (
 	pb "github.com/leasehold/leasehold/api/leaseholdv1"
 	"github.com/leasehold/leasehold/client"
 	"github.com/leasehold/leasehold/cluster"
+	"github.com/leasehold/leasehold/internal/testutil"
 	"github.com/leasehold/leasehold/lease"
 	"github.com/leasehold/leasehold/manager"
 	"github.com/leasehold/leasehold/raftnode"
@@ -24,10 +25,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		goleak.IgnoreAnyFunction("github.com/hashicorp/raft.(*NetworkTransport).listen"),
-		goleak.IgnoreAnyFunction("github.com/hashicorp/raft.(*netConn).Read"),
-	)
+	goleak.VerifyTestMain(m, testutil.LeakOptions()...)
 }
 
 const ns = "application-leadership"

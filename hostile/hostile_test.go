@@ -19,15 +19,13 @@ import (
 
 	pb "github.com/leasehold/leasehold/api/leaseholdv1"
 	"github.com/leasehold/leasehold/cluster"
+	"github.com/leasehold/leasehold/internal/testutil"
 	"github.com/leasehold/leasehold/raftnode"
 	"github.com/leasehold/leasehold/server"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		goleak.IgnoreAnyFunction("github.com/hashicorp/raft.(*NetworkTransport).listen"),
-		goleak.IgnoreAnyFunction("github.com/hashicorp/raft.(*netConn).Read"),
-	)
+	goleak.VerifyTestMain(m, testutil.LeakOptions()...)
 }
 
 const (

@@ -9,24 +9,17 @@ import (
 
 	"github.com/leasehold/leasehold/client"
 	"github.com/leasehold/leasehold/cluster"
-	"github.com/leasehold/leasehold/raftnode"
+	"github.com/leasehold/leasehold/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		goleak.IgnoreAnyFunction("github.com/hashicorp/raft.(*NetworkTransport).listen"),
-		goleak.IgnoreAnyFunction("github.com/hashicorp/raft.(*netConn).Read"),
+	goleak.VerifyTestMain(m, testutil.LeakOptions(
 		goleak.IgnoreAnyFunction("crypto/tls.(*Conn).Read"),
 		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
-	)
+	)...)
 }
 
-func fastRaft(c *raftnode.Config) {
-	c.HeartbeatTimeout = 300 * time.Millisecond
-	c.ElectionTimeout = 300 * time.Millisecond
-	c.LeaderLeaseTimeout = 150 * time.Millisecond
-	c.TickInterval = 50 * time.Millisecond
-}
+var fastRaft = testutil.FastRaft
 
 func startCluster(t *testing.T, opts cluster.Options) *cluster.Cluster {
 	t.Helper()
@@ -58,19 +51,7 @@ func newClient(t *testing.T, cfg client.Config, addrs ...string) *client.Client 
 	return cl
 }
 
-// waitFor polls cond until it holds or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		<-tick.C
-	}
-}
+var waitFor = testutil.WaitFor
 
 func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
