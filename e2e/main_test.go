@@ -138,6 +138,10 @@ type probeStore struct {
 	stalled  atomic.Bool
 	stallMu  sync.Mutex
 	released chan struct{}
+	// writeDelay (ns) is added to every log write: a slower disk, so that
+	// the log's capacity, not how fast this machine happens to be, bounds
+	// throughput in tests that must overload it.
+	writeDelay atomic.Int64
 }
 
 func (p *probeStore) wrap(s raft.LogStore) raft.LogStore {
@@ -145,8 +149,8 @@ func (p *probeStore) wrap(s raft.LogStore) raft.LogStore {
 	return p
 }
 
-// IsMonotonic forwards raft-wal's promise, so Raft treats the wrapped
-// store exactly as the real one.
+// IsMonotonic forwards the real store's promise (if any), so Raft treats
+// the wrapped store exactly as the real one.
 func (p *probeStore) IsMonotonic() bool {
 	m, ok := p.LogStore.(raft.MonotonicLogStore)
 	return ok && m.IsMonotonic()
@@ -155,6 +159,9 @@ func (p *probeStore) IsMonotonic() bool {
 func (p *probeStore) StoreLog(l *raft.Log) error { return p.StoreLogs([]*raft.Log{l}) }
 
 func (p *probeStore) StoreLogs(logs []*raft.Log) error {
+	if d := p.writeDelay.Load(); d > 0 {
+		time.Sleep(time.Duration(d)) // emulated disk latency, not a wait for a condition
+	}
 	if p.stalled.Load() {
 		p.stallMu.Lock()
 		ch := p.released
