@@ -18,7 +18,7 @@ func init() {
 }
 
 // leaseholdTarget is a fresh 3-node Leasehold cluster on loopback (package
-// cluster: free ports, raft-wal with fsync on, production Raft timeouts).
+// cluster: free ports, the bbolt log store with fsync on, production Raft timeouts).
 // "leasehold" runs the production write path (admission queue, many ops per
 // entry); "naive" runs node.Naive: one op per log entry, no admission
 // control. Both are driven through the Go client, with bulk calls, so the

@@ -15,7 +15,7 @@ import (
 	"github.com/leasehold/leasehold/raftnode"
 )
 
-// BenchmarkSaturation saturates a 3-node loopback cluster (raft-wal, fsync
+// BenchmarkSaturation saturates a 3-node loopback cluster (bbolt log store, fsync
 // on, production Raft timeouts) with concurrent bulk extends of held leases
 // and reports, per write mode in the same run:
 //

@@ -1,6 +1,6 @@
 // Package e2e holds end-to-end tests and benchmarks of Leasehold on real
 // in-process 3-node clusters (package cluster: Raft over TCP on loopback,
-// raft-wal with fsync, the gRPC API) driven through the Go client.
+// the bbolt log store with fsync, the gRPC API) driven through the Go client.
 //
 // The tests prove over the real stack what the unit tests of server, client
 // and admission prove against fakes: round trips, leader routing by hint,
