@@ -18,7 +18,24 @@ func TestMain(m *testing.M) {
 // long reports whether the long suite was asked for:
 //
 //	LEASEHOLD_FAULTS_LONG=1 go test ./faults -run TestFaults -timeout 60m -v
+//
+// LEASEHOLD_FAULTS_BUDGET=25m bounds it (CI uses this).
 func long() bool { return os.Getenv("LEASEHOLD_FAULTS_LONG") != "" }
+
+// budgetPerKind bounds the long suite's time per fault kind when
+// LEASEHOLD_FAULTS_BUDGET (a duration for the whole suite) is set, so CI can
+// run as much of it as fits; a kind that runs out reports how far it got.
+func budgetPerKind(t *testing.T) time.Duration {
+	v := os.Getenv("LEASEHOLD_FAULTS_BUDGET")
+	if v == "" {
+		return 0
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		t.Fatalf("LEASEHOLD_FAULTS_BUDGET: %v", err)
+	}
+	return d / time.Duration(len(Kinds))
+}
 
 // TestFaults runs every fault kind against a real 3-node cluster under a
 // contending workload and checks the seven invariants plus real-time lease
@@ -34,7 +51,15 @@ func TestFaults(t *testing.T) {
 				w.Keys = 6
 			}
 			total, runs := 0, 0
+			var stopBy time.Time
+			if b := budgetPerKind(t); b > 0 {
+				stopBy = time.Now().Add(b)
+			}
 			for total < target {
+				if !stopBy.IsZero() && runs > 0 && time.Now().Add(slice).After(stopBy) {
+					t.Logf("FAULTKIND %s budget spent after %d runs: %d of %d ops", k.Name, runs, total, target)
+					break
+				}
 				w.Duration = slice
 				out, err := Run(context.Background(), t.TempDir(), k, w)
 				if out != nil {
