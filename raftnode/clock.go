@@ -10,6 +10,7 @@ type leaderClock struct {
 	clock Clock
 
 	mu    sync.Mutex
+	gen   uint64 // bumped by stop, so a stale establish cannot restart the clock
 	ready bool
 	term  uint64
 	base  time.Duration // state machine time when this node's leadership became ready
@@ -23,10 +24,26 @@ func (c *leaderClock) run(term uint64, base time.Duration) {
 	c.mu.Unlock()
 }
 
-func (c *leaderClock) stop() {
+// stop stops the clock and returns the new generation: only runIf with
+// that generation may start it again.
+func (c *leaderClock) stop() uint64 {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.ready = false
-	c.mu.Unlock()
+	c.gen++
+	return c.gen
+}
+
+// runIf starts the clock like run, unless it was stopped since generation
+// gen was handed out (leadership changed while the term was being readied).
+func (c *leaderClock) runIf(gen, term uint64, base time.Duration) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen != gen {
+		return false
+	}
+	c.ready, c.term, c.base, c.start = true, term, base, c.clock.Now()
+	return true
 }
 
 // now reads the clock; ok is false unless this node is a ready leader.

@@ -263,7 +263,7 @@ func (n *Node) watchLeadership() {
 			return
 		case isLeader := <-n.raft.LeaderCh():
 			cancelEstablish()
-			n.clock.stop()
+			gen := n.clock.stop()
 			if !isLeader {
 				n.log.Info("lost leadership")
 				continue
@@ -273,15 +273,17 @@ func (n *Node) watchLeadership() {
 			n.wg.Add(1)
 			go func() {
 				defer n.wg.Done()
-				n.establish(ctx)
+				n.establish(ctx, gen)
 			}()
 		}
 	}
 }
 
 // establish readies the clock for a new term: a barrier applies every
-// earlier entry, then the clock runs from the state machine's time.
-func (n *Node) establish(ctx context.Context) {
+// earlier entry, then the clock runs from the state machine's time. gen is
+// the clock generation of this leadership: if leadership is lost meanwhile,
+// the clock stays stopped.
+func (n *Node) establish(ctx context.Context, gen uint64) {
 	term := n.raft.CurrentTerm()
 	for ctx.Err() == nil && n.raft.State() == raft.Leader {
 		if err := n.raft.Barrier(n.cfg.ElectionTimeout * 5).Error(); err != nil {
@@ -293,7 +295,9 @@ func (n *Node) establish(ctx context.Context) {
 		}
 		var base time.Duration
 		n.sm.read(func(m *fsm.Machine) { base = m.Now() })
-		n.clock.run(term, base)
+		if !n.clock.runIf(gen, term, base) {
+			return
+		}
 		n.log.Info("leader ready", "term", term, "replicated_time", base)
 		n.registerMembers()
 		return
