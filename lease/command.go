@@ -159,8 +159,10 @@ func (r *Result) Err() error {
 		return nil
 	}
 	e := &Error{Code: r.Code, Message: r.Message, Field: r.Field}
+	if r.Code == CodeDenied || r.Code == CodeNotHeld {
+		e.Holder, e.Token, e.Start, e.Expiry, e.Now = r.Holder, r.Token, r.Start, r.Expiry, r.Now
+	}
 	if r.Code == CodeDenied {
-		e.Holder = r.Holder
 		e.ExpiresIn = r.Expiry - r.Now
 	}
 	return e

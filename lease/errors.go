@@ -114,9 +114,18 @@ type Error struct {
 	Message string
 	// Field names the invalid input (CodeInvalidArgument).
 	Field string
-	// Holder and ExpiresIn describe the current holder (CodeDenied).
+	// Holder and ExpiresIn describe the current holder (CodeDenied; Holder
+	// also for CodeNotHeld when another holder has the lease).
 	Holder    string
 	ExpiresIn time.Duration
+	// Token, Start and Expiry are the current holder's lease and Now the
+	// replicated time the refused command was applied at (CodeDenied,
+	// CodeNotHeld): with them a checker can place the answer in the log's
+	// time. Now is 0 when unknown (an error not made by the state machine).
+	Token  uint64
+	Start  time.Duration
+	Expiry time.Duration
+	Now    time.Duration
 	// LeaderID and LeaderAddr are the hint for CodeNotLeader; empty when no leader is known.
 	LeaderID   string
 	LeaderAddr string

@@ -164,14 +164,19 @@ func TestResultErr(t *testing.T) {
 	if !errors.As(err, &le) || le.Holder != "u/1" || le.ExpiresIn != 30*time.Second || !errors.Is(err, ErrDenied) {
 		t.Fatalf("denied result gave %#v", err)
 	}
+	denied = Result{Code: CodeDenied, Holder: "u/1", Token: 7, Start: 5 * time.Second, Expiry: 40 * time.Second, Now: 10 * time.Second}
+	if errors.As(denied.Err(), &le); le.Token != 7 || le.Start != 5*time.Second || le.Expiry != 40*time.Second || le.Now != 10*time.Second {
+		t.Fatalf("denied result lost the holder's lease or the time: %#v", le)
+	}
 	inv := Result{Code: CodeInvalidArgument, Field: "holder", Message: "holder is empty"}
 	err = inv.Err()
 	if !errors.As(err, &le) || le.Field != "holder" || err.Error() != "holder is empty" {
 		t.Fatalf("invalid result gave %#v", err)
 	}
-	nh := Result{Code: CodeNotHeld, Holder: "u/1", Expiry: time.Minute}
+	nh := Result{Code: CodeNotHeld, Holder: "u/1", Token: 3, Start: time.Second, Expiry: time.Minute, Now: 2 * time.Second}
 	err = nh.Err()
-	if !errors.As(err, &le) || le.Holder != "" || le.ExpiresIn != 0 || !errors.Is(err, ErrNotHeld) {
+	if !errors.As(err, &le) || le.Holder != "u/1" || le.Token != 3 || le.Start != time.Second || le.Expiry != time.Minute ||
+		le.Now != 2*time.Second || le.ExpiresIn != 0 || !errors.Is(err, ErrNotHeld) {
 		t.Fatalf("not-held result gave %#v", err)
 	}
 	de := Result{Code: CodeDeadlineExceeded}

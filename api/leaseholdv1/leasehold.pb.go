@@ -974,16 +974,23 @@ func (x *BulkResult) GetError() *Error {
 // Error is a Leasehold error as data (the same fields as the RPC error's
 // ErrorInfo metadata).
 type Error struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Code          string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"` // "denied", "not_held", "invalid_argument", ...
-	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
-	Retryable     bool                   `protobuf:"varint,3,opt,name=retryable,proto3" json:"retryable,omitempty"`
-	Field         string                 `protobuf:"bytes,4,opt,name=field,proto3" json:"field,omitempty"`
-	Holder        string                 `protobuf:"bytes,5,opt,name=holder,proto3" json:"holder,omitempty"`
-	ExpiresInMs   int64                  `protobuf:"varint,6,opt,name=expires_in_ms,json=expiresInMs,proto3" json:"expires_in_ms,omitempty"`
-	LeaderId      string                 `protobuf:"bytes,7,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
-	LeaderAddr    string                 `protobuf:"bytes,8,opt,name=leader_addr,json=leaderAddr,proto3" json:"leader_addr,omitempty"`
-	RetryAfterMs  int64                  `protobuf:"varint,9,opt,name=retry_after_ms,json=retryAfterMs,proto3" json:"retry_after_ms,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Code         string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"` // "denied", "not_held", "invalid_argument", ...
+	Message      string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	Retryable    bool                   `protobuf:"varint,3,opt,name=retryable,proto3" json:"retryable,omitempty"`
+	Field        string                 `protobuf:"bytes,4,opt,name=field,proto3" json:"field,omitempty"`
+	Holder       string                 `protobuf:"bytes,5,opt,name=holder,proto3" json:"holder,omitempty"`
+	ExpiresInMs  int64                  `protobuf:"varint,6,opt,name=expires_in_ms,json=expiresInMs,proto3" json:"expires_in_ms,omitempty"`
+	LeaderId     string                 `protobuf:"bytes,7,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	LeaderAddr   string                 `protobuf:"bytes,8,opt,name=leader_addr,json=leaderAddr,proto3" json:"leader_addr,omitempty"`
+	RetryAfterMs int64                  `protobuf:"varint,9,opt,name=retry_after_ms,json=retryAfterMs,proto3" json:"retry_after_ms,omitempty"`
+	// For denied and not_held: the current holder's lease (token 0 when the
+	// key is absent) and the replicated time the op was applied at (now_ns 0
+	// when unknown), so an answer can be placed in the log's time.
+	Token         uint64 `protobuf:"varint,10,opt,name=token,proto3" json:"token,omitempty"`
+	StartNs       int64  `protobuf:"varint,11,opt,name=start_ns,json=startNs,proto3" json:"start_ns,omitempty"`
+	ExpiryNs      int64  `protobuf:"varint,12,opt,name=expiry_ns,json=expiryNs,proto3" json:"expiry_ns,omitempty"`
+	NowNs         int64  `protobuf:"varint,13,opt,name=now_ns,json=nowNs,proto3" json:"now_ns,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1077,6 +1084,34 @@ func (x *Error) GetLeaderAddr() string {
 func (x *Error) GetRetryAfterMs() int64 {
 	if x != nil {
 		return x.RetryAfterMs
+	}
+	return 0
+}
+
+func (x *Error) GetToken() uint64 {
+	if x != nil {
+		return x.Token
+	}
+	return 0
+}
+
+func (x *Error) GetStartNs() int64 {
+	if x != nil {
+		return x.StartNs
+	}
+	return 0
+}
+
+func (x *Error) GetExpiryNs() int64 {
+	if x != nil {
+		return x.ExpiryNs
+	}
+	return 0
+}
+
+func (x *Error) GetNowNs() int64 {
+	if x != nil {
+		return x.NowNs
 	}
 	return 0
 }
@@ -2290,7 +2325,7 @@ const file_leaseholdv1_leasehold_proto_rawDesc = "" +
 	"\n" +
 	"BulkResult\x12.\n" +
 	"\x06result\x18\x01 \x01(\v2\x16.leasehold.v1.OpResultR\x06result\x12)\n" +
-	"\x05error\x18\x02 \x01(\v2\x13.leasehold.v1.ErrorR\x05error\"\x89\x02\n" +
+	"\x05error\x18\x02 \x01(\v2\x13.leasehold.v1.ErrorR\x05error\"\xee\x02\n" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1c\n" +
@@ -2301,7 +2336,12 @@ const file_leaseholdv1_leasehold_proto_rawDesc = "" +
 	"\tleader_id\x18\a \x01(\tR\bleaderId\x12\x1f\n" +
 	"\vleader_addr\x18\b \x01(\tR\n" +
 	"leaderAddr\x12$\n" +
-	"\x0eretry_after_ms\x18\t \x01(\x03R\fretryAfterMs\"u\n" +
+	"\x0eretry_after_ms\x18\t \x01(\x03R\fretryAfterMs\x12\x14\n" +
+	"\x05token\x18\n" +
+	" \x01(\x04R\x05token\x12\x19\n" +
+	"\bstart_ns\x18\v \x01(\x03R\astartNs\x12\x1b\n" +
+	"\texpiry_ns\x18\f \x01(\x03R\bexpiryNs\x12\x15\n" +
+	"\x06now_ns\x18\r \x01(\x03R\x05nowNs\"u\n" +
 	"\bReadMeta\x12#\n" +
 	"\rapplied_index\x18\x01 \x01(\x04R\fappliedIndex\x12\x10\n" +
 	"\x03lag\x18\x02 \x01(\x04R\x03lag\x12\x15\n" +

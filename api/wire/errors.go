@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/status"
@@ -27,7 +28,20 @@ const (
 	mdLeaderAddr = "leader_addr"
 	mdRetryAfter = "retry_after_ms"
 	mdRetryable  = "retryable"
+	// The holder's lease and the replicated time of a denied or not_held
+	// answer (lease.Error Token, Start, Expiry, Now), nanoseconds like the
+	// _ns fields of results.
+	mdToken  = "token"
+	mdStart  = "start_ns"
+	mdExpiry = "expiry_ns"
+	mdNow    = "now_ns"
 )
+
+// carriesLease reports whether e's code states the holder's lease and the
+// replicated time (set by the state machine for denied and not_held).
+func carriesLease(e *lease.Error) bool {
+	return (e.Code == lease.CodeDenied || e.Code == lease.CodeNotHeld) && e.Now != 0
+}
 
 // AsError converts any error into a *lease.Error. Context errors become
 // CodeCanceled or, for a deadline, CodeUnknown: a server whose own context
@@ -66,6 +80,12 @@ func Status(err error) *status.Status {
 	setIf(mdLeaderAddr, e.LeaderAddr)
 	if e.Code == lease.CodeDenied {
 		md[mdExpiresIn] = strconv.FormatInt(ceilMs(e.ExpiresIn), 10)
+	}
+	if carriesLease(e) {
+		md[mdToken] = strconv.FormatUint(e.Token, 10)
+		md[mdStart] = strconv.FormatInt(int64(e.Start), 10)
+		md[mdExpiry] = strconv.FormatInt(int64(e.Expiry), 10)
+		md[mdNow] = strconv.FormatInt(int64(e.Now), 10)
 	}
 	details := []protoadapt.MessageV1{info}
 	if e.RetryAfter > 0 {
@@ -110,6 +130,14 @@ func FromStatus(st *status.Status) (e *lease.Error, ok bool) {
 	if v, err := strconv.ParseInt(md[mdExpiresIn], 10, 64); err == nil {
 		e.ExpiresIn = FromMs(v)
 	}
+	// All four or none: a partial set would place the answer wrongly.
+	tok, terr := strconv.ParseUint(md[mdToken], 10, 64)
+	start, serr := strconv.ParseInt(md[mdStart], 10, 64)
+	expiry, xerr := strconv.ParseInt(md[mdExpiry], 10, 64)
+	now, nerr := strconv.ParseInt(md[mdNow], 10, 64)
+	if terr == nil && serr == nil && xerr == nil && nerr == nil {
+		e.Token, e.Start, e.Expiry, e.Now = tok, time.Duration(start), time.Duration(expiry), time.Duration(now)
+	}
 	if retry != nil && retry.GetRetryDelay() != nil {
 		e.RetryAfter = retry.GetRetryDelay().AsDuration()
 	} else if v, err := strconv.ParseInt(md[mdRetryAfter], 10, 64); err == nil {
@@ -126,6 +154,9 @@ func ErrorPB(err error) *pb.Error {
 	if e.Code == lease.CodeDenied {
 		out.ExpiresInMs = ceilMs(e.ExpiresIn)
 	}
+	if carriesLease(e) {
+		out.Token, out.StartNs, out.ExpiryNs, out.NowNs = e.Token, int64(e.Start), int64(e.Expiry), int64(e.Now)
+	}
 	return out
 }
 
@@ -137,5 +168,6 @@ func Error(p *pb.Error) *lease.Error {
 	}
 	return &lease.Error{Code: code, Message: p.GetMessage(), Field: p.GetField(), Holder: p.GetHolder(),
 		ExpiresIn: FromMs(p.GetExpiresInMs()), LeaderID: p.GetLeaderId(), LeaderAddr: p.GetLeaderAddr(),
-		RetryAfter: FromMs(p.GetRetryAfterMs())}
+		RetryAfter: FromMs(p.GetRetryAfterMs()), Token: p.GetToken(), Start: time.Duration(p.GetStartNs()),
+		Expiry: time.Duration(p.GetExpiryNs()), Now: time.Duration(p.GetNowNs())}
 }
