@@ -30,11 +30,16 @@ func TestRoundTrip(t *testing.T) {
 	if !errors.Is(err, lease.ErrDenied) || !errors.As(err, &le) || le.Holder != "unit/0" || le.ExpiresIn <= 10*time.Second {
 		t.Fatalf("denied: %#v", err)
 	}
+	// The denial states the holder's lease and the replicated time exactly.
+	if le.Token != r.Token || le.Start != r2.Start || le.Expiry != r2.Expiry || le.Now < r2.Now || le.ExpiresIn < le.Expiry-le.Now {
+		t.Fatalf("denied lease %#v, want token %d [%v, %v] after %v", le, r.Token, r2.Start, r2.Expiry, r2.Now)
+	}
 	if r, err := cl.Extend(ctx, key, "unit/0", 30*time.Second); err != nil || r.Outcome != lease.OutcomeExtended {
 		t.Fatalf("extend: %+v %v", r, err)
 	}
-	if _, err := cl.Extend(ctx, key, "unit/1", 30*time.Second); !errors.Is(err, lease.ErrNotHeld) {
-		t.Fatalf("extend by other: %v", err)
+	if _, err := cl.Extend(ctx, key, "unit/1", 30*time.Second); !errors.Is(err, lease.ErrNotHeld) ||
+		!errors.As(err, &le) || le.Holder != "unit/0" || le.Token != r.Token || le.Now == 0 || le.Now < le.Start {
+		t.Fatalf("extend by other: %#v", err)
 	}
 	l, meta, err := cl.Get(ctx, key)
 	if err != nil || l == nil || l.Holder != "unit/0" || l.Token != r.Token || meta.ServerID != "n1" || meta.AppliedIndex == 0 {
@@ -103,7 +108,8 @@ func TestBulkMixedResults(t *testing.T) {
 	c, cl, _ := setup(t, 1, server.Options{}, nil)
 	ctx := ctxT(t)
 	other := lease.Key{Namespace: "ns", Group: "g", Name: "other"}
-	if _, err := cl.Claim(ctx, other, "someone", time.Minute); err != nil {
+	otherLease, err := cl.Claim(ctx, other, "someone", time.Minute)
+	if err != nil {
 		t.Fatal(err)
 	}
 	before := c.Index()
@@ -122,11 +128,12 @@ func TestBulkMixedResults(t *testing.T) {
 		t.Errorf("op 0: %+v", res[0])
 	}
 	var le *lease.Error
-	if !errors.As(res[1].Err, &le) || le.Code != lease.CodeDenied || le.Holder != "someone" || le.ExpiresIn <= 0 {
-		t.Errorf("op 1: %+v", res[1])
+	if !errors.As(res[1].Err, &le) || le.Code != lease.CodeDenied || le.Holder != "someone" || le.ExpiresIn <= 0 ||
+		le.Token != otherLease.Token || le.Start != otherLease.Start || le.Expiry != otherLease.Expiry || le.Now < otherLease.Now {
+		t.Errorf("op 1: %#v, want the lease %+v", res[1].Err, otherLease)
 	}
-	if !errors.Is(res[2].Err, lease.ErrNotHeld) {
-		t.Errorf("op 2: %+v", res[2])
+	if !errors.As(res[2].Err, &le) || le.Code != lease.CodeNotHeld || le.Holder != "" || le.Token != 0 || le.Now < otherLease.Now {
+		t.Errorf("op 2: %#v", res[2].Err)
 	}
 	if !errors.As(res[3].Err, &le) || le.Code != lease.CodeInvalidArgument || le.Field != "name" {
 		t.Errorf("op 3: %+v", res[3])
