@@ -143,7 +143,13 @@ func runServer(ctx context.Context, c serverConfig) error {
 			return err
 		}
 	}
+	registered := make(chan struct{})
+	go func() {
+		defer close(registered)
+		registerSelf(ctx, srv, c, logger)
+	}()
 	<-ctx.Done()
+	<-registered
 	logger.Info("shutting down (leadership is handed over first when this server leads)")
 	return srv.Close()
 }

@@ -6,9 +6,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/leasehold/leasehold/client"
+	"github.com/leasehold/leasehold/logentry"
+	"github.com/leasehold/leasehold/server"
 	"github.com/leasehold/leasehold/service"
 )
 
@@ -20,23 +25,7 @@ func joinCluster(ctx context.Context, srv *service.Server, c serverConfig, logge
 		logger.Info("already a cluster member; --join ignored")
 		return nil
 	}
-	tok := ""
-	if len(c.Tokens) > 0 {
-		_, tok, _ = cut(c.Tokens[0])
-	}
-	if v := os.Getenv("LEASEHOLD_TOKEN"); v != "" {
-		tok = v // an admin token for the cluster joined
-	}
-	cfg := client.Config{Endpoints: []string{c.Join}, Token: tok}
-	if c.TLSCert != "" {
-		// The cluster's API uses the same CA as ours.
-		t, err := client.TLSConfig(c.TLSClientCA, c.TLSCert, c.TLSKey, "")
-		if err != nil {
-			return err
-		}
-		cfg.TLS = t
-	}
-	cl, err := client.New(cfg)
+	cl, err := clusterClient(c, c.Join)
 	if err != nil {
 		return err
 	}
@@ -57,6 +46,112 @@ func joinCluster(ctx context.Context, srv *service.Server, c serverConfig, logge
 		case <-time.After(min(time.Duration(attempt)*time.Second, 10*time.Second)):
 		}
 	}
+}
+
+// clusterClient is a client of the cluster this server belongs to, for the
+// admin calls it makes on its own behalf (join, registering its addresses).
+// Its token is LEASEHOLD_TOKEN when set, else an admin token of this
+// server's own configuration: the servers of a cluster share their tokens.
+func clusterClient(c serverConfig, endpoint string) (*client.Client, error) {
+	cfg := client.Config{Endpoints: []string{endpoint}, Token: adminToken(c)}
+	if c.TLSCert != "" {
+		// The other servers' API certificates come from our PKI: verify them
+		// with the client CA when there is one, else with the CA of the
+		// servers' Raft certificates (deploy/leasehold.json uses the same
+		// certificate for both and has no tls_client_ca; with neither, the
+		// system roots, which a private CA is not in).
+		ca := c.TLSClientCA
+		if ca == "" {
+			ca = c.RaftTLSCA
+		}
+		t, err := client.TLSConfig(ca, c.TLSCert, c.TLSKey, "")
+		if err != nil {
+			return nil, err
+		}
+		cfg.TLS = t
+	}
+	return client.New(cfg)
+}
+
+func adminToken(c serverConfig) string {
+	if v := os.Getenv("LEASEHOLD_TOKEN"); v != "" {
+		return v
+	}
+	var toks []string
+	for _, t := range c.Tokens {
+		if role, tok, _ := cut(t); role == "admin" {
+			toks = append(toks, tok)
+		}
+	}
+	if c.TokensFile != "" {
+		if m, err := readTokens(c.TokensFile); err == nil {
+			for tok, role := range m {
+				if role == server.RoleAdmin {
+					toks = append(toks, tok)
+				}
+			}
+		}
+	}
+	if len(toks) == 0 {
+		return ""
+	}
+	return slices.Min(toks) // any admin token works; the same one every time
+}
+
+// registerSelf writes this server's client and HTTP addresses into the
+// member directory when the directory lacks them. A leader registers only
+// itself (when it takes over), so without this the other servers of a
+// bootstrapped cluster, or one restarted on new addresses, are listed
+// without client addresses (`member list`, leader hints) until each leads
+// once. It asks the leader, through its own client address and leader hint,
+// to add this server again with its addresses and current suffrage, which
+// leaves the Raft configuration as it is. It returns once registered.
+func registerSelf(ctx context.Context, srv *service.Server, c serverConfig, logger *slog.Logger) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for attempt := 0; ; attempt++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		st := srv.Raft.State()
+		want := logentry.Member{ID: c.ID, ClientAddr: srv.ClientAddr(), HTTPAddr: srv.HTTPAddr()}
+		if slices.Contains(st.Directory, want) {
+			return
+		}
+		if st.LeaderID == "" || st.LeaderID == c.ID {
+			continue // the leader registers itself
+		}
+		var me *raft.Server
+		for i := range st.Servers {
+			if string(st.Servers[i].ID) == c.ID {
+				me = &st.Servers[i]
+			}
+		}
+		if me == nil {
+			continue // not (yet) a member
+		}
+		if err := addSelf(ctx, c, st.LeaderAddr, client.MemberSpec{ID: c.ID, RaftAddr: string(me.Address),
+			ClientAddr: want.ClientAddr, HTTPAddr: want.HTTPAddr, NonVoter: me.Suffrage != raft.Voter}); err != nil && attempt%10 == 0 {
+			logger.Warn("registering this server's addresses failed; retrying", "err", err)
+		}
+	}
+}
+
+func addSelf(ctx context.Context, c serverConfig, leaderAddr string, spec client.MemberSpec) error {
+	if leaderAddr == "" {
+		return fmt.Errorf("no leader address known yet")
+	}
+	cl, err := clusterClient(c, leaderAddr)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err = cl.AddMember(actx, spec)
+	return err
 }
 
 func cut(roleTok string) (string, string, bool) {
