@@ -168,6 +168,8 @@ type Outcome struct {
 	Report   *linearize.Report
 	RealTime []RealTimeViolation
 	Ops      int
+	// Note says what the fault did, when its kind counts that.
+	Note string
 }
 
 // OK reports whether no check failed.
@@ -176,6 +178,9 @@ func (o *Outcome) OK() bool { return o.Report.OK() && len(o.RealTime) == 0 }
 func (o *Outcome) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: %d ops; %s", o.Kind, o.Ops, o.Report)
+	if o.Note != "" {
+		b.WriteString("\n  " + o.Note)
+	}
 	if len(o.RealTime) > 0 {
 		fmt.Fprintf(&b, "\n  %d real-time early expiries:", len(o.RealTime))
 		for i, v := range o.RealTime {

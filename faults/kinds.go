@@ -17,6 +17,11 @@ type Kind struct {
 	Restarts bool
 	// Cycle injects the fault once, holds it, heals it; ctx bounds it.
 	Cycle func(ctx context.Context, e *Env) error
+	// Procs, set instead of Cycle, is the cycle of a fault that needs the
+	// servers as separate processes (ProcEnv; Linux only).
+	Procs func(ctx context.Context, e *ProcEnv) error
+	// MinSlice is the shortest load slice the fault plays out in.
+	MinSlice time.Duration
 }
 
 // hold waits d or until ctx is done.

@@ -11,6 +11,9 @@ import (
 // over and over, heals everything, lets the cluster settle, and checks the
 // history against the replicas' final states.
 func Run(ctx context.Context, dir string, kind Kind, w Workload) (*Outcome, error) {
+	if kind.Procs != nil {
+		return runProcs(ctx, dir, kind, w)
+	}
 	e, err := StartEnv(ctx, dir)
 	if err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package faults
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -171,13 +172,27 @@ func (w *Workload) do(ctx context.Context, h *History, id int, c *client.Client,
 		return
 	}
 	if err != nil {
-		out := linearize.FromError(err)
-		// Denied and NotHeld come back as errors without the replicated
-		// time (a gap of the wire format): no effect, nothing to check.
-		out.NoTime = out.Code == lease.CodeDenied || out.Code == lease.CodeNotHeld
-		h.rec.Return(id, out)
+		h.rec.Return(id, errorOutput(err))
 		return
 	}
 	h.rec.Return(id, linearize.Output{Code: lease.CodeOK, Outcome: res.Outcome, Holder: res.Holder,
 		Token: res.Token, Start: res.Start, Expiry: res.Expiry, Now: res.Now})
+}
+
+// errorOutput records a failed call. A Denied or NotHeld answer states the
+// holder's lease and the replicated time it was applied at, so it is
+// checked like a success; one that does not (Now 0: not made by the state
+// machine) had no effect and is left out of the checks.
+func errorOutput(err error) linearize.Output {
+	out := linearize.FromError(err)
+	if out.Code != lease.CodeDenied && out.Code != lease.CodeNotHeld {
+		return out
+	}
+	var le *lease.Error
+	if !errors.As(err, &le) || le.Now == 0 {
+		out.NoTime = true
+		return out
+	}
+	out.Holder, out.Token, out.Start, out.Expiry, out.Now = le.Holder, le.Token, le.Start, le.Expiry, le.Now
+	return out
 }
