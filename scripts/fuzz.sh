@@ -18,13 +18,15 @@ if [ ${#pkgs[@]} -eq 0 ]; then
 fi
 failed=0
 ran=0
+# files counts the inputs in a corpus directory (0 when it does not exist).
+files() { if [ -d "$1" ]; then find "$1" -type f | wc -l; else echo 0; fi; }
 for pkg in $(go list "${pkgs[@]}"); do
 	targets=$(go test -list 'Fuzz.*' "$pkg" 2>/dev/null | grep '^Fuzz' || true)
 	for t in $targets; do
 		ran=$((ran + 1))
 		echo "== $pkg $t ($fuzztime)"
 		dir="$(go list -f '{{.Dir}}' "$pkg")/testdata/fuzz/$t"
-		before=$(ls "$dir" 2>/dev/null | wc -l)
+		before=$(files "$dir")
 		# A failure that writes no new input to testdata is the fuzz engine
 		# itself timing out (it reports "context deadline exceeded" on a
 		# loaded machine), not a crash of our code: try again, up to 3 times.
@@ -35,7 +37,7 @@ for pkg in $(go list "${pkgs[@]}"); do
 				ok=1
 				break
 			fi
-			if [ "$(ls "$dir" 2>/dev/null | wc -l)" -gt "$before" ]; then
+			if [ "$(files "$dir")" -gt "$before" ]; then
 				break # a real crasher was written
 			fi
 			echo "-- $pkg $t: the fuzz engine failed without a crasher (attempt $attempt); retrying"
