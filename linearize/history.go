@@ -78,10 +78,11 @@ type Output struct {
 	Now     time.Duration
 	Found   bool
 	Pinned  bool
-	// NoTime marks an answer that did not say the replicated time it was
-	// applied at: over gRPC, Denied and NotHeld are errors that carry the
-	// holder but no now_ns, token, start or expiry. Such an op is known to
-	// have had no effect, and is left out of the checks like AppliedNo ops.
+	// NoTime marks a Denied or NotHeld answer that did not say the
+	// replicated time it was applied at (a lease.Error with Now 0, not made
+	// by the state machine; over gRPC they carry token, start, expiry and
+	// now_ns). Such an op is known to have had no effect, and is left out
+	// of the checks like AppliedNo ops.
 	NoTime bool
 }
 
