@@ -45,6 +45,11 @@ type Node struct {
 	lastProposal atomic.Int64 // monotonic nanoseconds since clockEpoch of the last proposal
 	clockEpoch   time.Time
 
+	// futures counts Raft futures being waited on; closing refuses new ones.
+	futMu   sync.Mutex
+	closing bool
+	futures sync.WaitGroup
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -206,16 +211,57 @@ func (n *Node) Close() error {
 	if !n.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	n.futMu.Lock()
+	n.closing = true // no new proposals or reads from here on
+	n.futMu.Unlock()
 	if n.raft.State() == raft.Leader && n.voters() > 1 {
 		if err := n.raft.LeadershipTransfer().Error(); err != nil {
 			n.log.Warn("leadership transfer before shutdown failed", "err", err)
 		}
 	}
+	n.awaitFutures(closeWait)
 	n.cancel()
 	err := n.raft.Shutdown().Error()
 	n.wg.Wait()
 	n.closeStores()
 	return err
+}
+
+// closeWait bounds how long Close waits for proposals and reads already
+// handed to Raft to be answered.
+const closeWait = 5 * time.Second
+
+// startFuture registers a Raft future about to be waited on, unless the node
+// is closing. hashicorp/raft never answers futures still queued in its
+// buffered channels when it shuts down, so Close lets registered ones finish
+// first instead of leaving their waiters blocked forever.
+func (n *Node) startFuture() bool {
+	n.futMu.Lock()
+	defer n.futMu.Unlock()
+	if n.closing {
+		return false
+	}
+	n.futures.Add(1)
+	return true
+}
+
+func (n *Node) awaitFutures(limit time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		n.futures.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		n.log.Warn("raft requests still unanswered at shutdown", "waited", limit)
+	}
+}
+
+func errShuttingDown() error {
+	return lease.Errorf(lease.CodeUnavailable, "server shutting down; not applied")
 }
 
 func (n *Node) voters() int {

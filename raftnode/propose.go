@@ -82,6 +82,10 @@ func (n *Node) proposeEntry(e *logentry.Entry) *Proposal {
 		n.proposeMu.Unlock()
 		return failedProposal(n.NotLeaderError())
 	}
+	if !n.startFuture() {
+		n.proposeMu.Unlock()
+		return failedProposal(errShuttingDown())
+	}
 	e.Time = t
 	f := n.raft.Apply(e.Marshal(), enqueueTimeout)
 	n.lastProposal.Store(int64(n.cfg.Clock.Since(n.clockEpoch)))
@@ -89,6 +93,7 @@ func (n *Node) proposeEntry(e *logentry.Entry) *Proposal {
 
 	p := &Proposal{done: make(chan struct{})}
 	go func() {
+		defer n.futures.Done()
 		defer close(p.done)
 		if err := f.Error(); err != nil {
 			p.err = n.mapApplyError(err)

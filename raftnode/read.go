@@ -20,9 +20,15 @@ func (n *Node) ReadConsistent(ctx context.Context, fn func(m *fsm.Machine, at ti
 	if _, _, ok := n.clock.now(); !ok {
 		return 0, 0, n.NotLeaderError()
 	}
+	if !n.startFuture() {
+		return 0, 0, errShuttingDown()
+	}
 	f := n.raft.VerifyLeader()
 	errc := make(chan error, 1)
-	go func() { errc <- f.Error() }()
+	go func() {
+		defer n.futures.Done()
+		errc <- f.Error()
+	}()
 	select {
 	case err := <-errc:
 		if err != nil {
