@@ -26,13 +26,13 @@ func (n *Node) AddMember(ctx context.Context, m logentry.Member, raftAddr string
 	if _, ok := n.Now(); !ok {
 		return n.NotLeaderError()
 	}
-	var f raft.IndexFuture
-	if voter {
-		f = n.raft.AddVoter(raft.ServerID(m.ID), raft.ServerAddress(raftAddr), 0, membershipTimeout)
-	} else {
-		f = n.raft.AddNonvoter(raft.ServerID(m.ID), raft.ServerAddress(raftAddr), 0, membershipTimeout)
+	add := func() raft.Future {
+		if voter {
+			return n.raft.AddVoter(raft.ServerID(m.ID), raft.ServerAddress(raftAddr), 0, membershipTimeout)
+		}
+		return n.raft.AddNonvoter(raft.ServerID(m.ID), raft.ServerAddress(raftAddr), 0, membershipTimeout)
 	}
-	if err := n.waitFuture(ctx, f); err != nil {
+	if err := n.waitFuture(ctx, add); err != nil {
 		return err
 	}
 	n.log.Info("member added", "member", m.ID, "raft", raftAddr, "voter", voter)
@@ -55,17 +55,21 @@ func (n *Node) RemoveMember(ctx context.Context, id string) error {
 	if !known {
 		return lease.InvalidArgument("id", "no member %q in the configuration", id)
 	}
-	if err := n.waitFuture(ctx, n.raft.RemoveServer(raft.ServerID(id), 0, membershipTimeout)); err != nil {
+	remove := func() raft.Future { return n.raft.RemoveServer(raft.ServerID(id), 0, membershipTimeout) }
+	if err := n.waitFuture(ctx, remove); err != nil {
 		return err
 	}
 	n.log.Info("member removed", "member", id)
 	return nil
 }
 
-// waitFuture waits for a Raft future, mapping its error to the taxonomy.
-func (n *Node) waitFuture(ctx context.Context, f raft.Future) error {
-	errc := make(chan error, 1)
-	go func() { errc <- f.Error() }()
+// waitFuture issues a Raft request and waits for it, mapping its error to
+// the taxonomy.
+func (n *Node) waitFuture(ctx context.Context, issue func() raft.Future) error {
+	errc, ok := n.track(issue)
+	if !ok {
+		return errShuttingDown()
+	}
 	select {
 	case err := <-errc:
 		if err != nil {

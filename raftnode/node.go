@@ -245,6 +245,22 @@ func (n *Node) startFuture() bool {
 	return true
 }
 
+// track issues a Raft request and returns a channel that receives its
+// answer, or false when the node is closing. Every waited-on Raft request
+// goes through here (or startFuture), so Close can let them finish.
+func (n *Node) track(issue func() raft.Future) (<-chan error, bool) {
+	if !n.startFuture() {
+		return nil, false
+	}
+	f := issue()
+	errc := make(chan error, 1)
+	go func() {
+		defer n.futures.Done()
+		errc <- f.Error()
+	}()
+	return errc, true
+}
+
 func (n *Node) awaitFutures(limit time.Duration) {
 	done := make(chan struct{})
 	go func() {
@@ -332,7 +348,17 @@ func (n *Node) watchLeadership() {
 func (n *Node) establish(ctx context.Context, gen uint64) {
 	term := n.raft.CurrentTerm()
 	for ctx.Err() == nil && n.raft.State() == raft.Leader {
-		if err := n.raft.Barrier(n.cfg.ElectionTimeout * 5).Error(); err != nil {
+		errc, ok := n.track(func() raft.Future { return n.raft.Barrier(n.cfg.ElectionTimeout * 5) })
+		if !ok {
+			return // closing
+		}
+		var err error
+		select {
+		case err = <-errc:
+		case <-ctx.Done():
+			return
+		}
+		if err != nil {
 			n.log.Warn("leader barrier failed; retrying", "err", err)
 			continue
 		}

@@ -20,15 +20,10 @@ func (n *Node) ReadConsistent(ctx context.Context, fn func(m *fsm.Machine, at ti
 	if _, _, ok := n.clock.now(); !ok {
 		return 0, 0, n.NotLeaderError()
 	}
-	if !n.startFuture() {
+	errc, ok := n.track(n.raft.VerifyLeader)
+	if !ok {
 		return 0, 0, errShuttingDown()
 	}
-	f := n.raft.VerifyLeader()
-	errc := make(chan error, 1)
-	go func() {
-		defer n.futures.Done()
-		errc <- f.Error()
-	}()
 	select {
 	case err := <-errc:
 		if err != nil {
@@ -37,7 +32,7 @@ func (n *Node) ReadConsistent(ctx context.Context, fn func(m *fsm.Machine, at ti
 	case <-ctx.Done():
 		return 0, 0, contextError(ctx.Err())
 	}
-	at, _, ok := n.clock.now()
+	at, _, ok = n.clock.now()
 	if !ok {
 		return 0, 0, n.NotLeaderError()
 	}
