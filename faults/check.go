@@ -59,7 +59,10 @@ func FillDeadlines(ops []linearize.Operation, h *History, b Bounds) {
 			bound := best + rate*float64(dl) + float64(b.Jump+deadlineSlack)
 			op.Input.Deadline = time.Duration(math.Ceil(bound))
 		}
-		if op.Applied() == linearize.AppliedYes && op.Output.Now > 0 {
+		// A stale read reports its replica's applied time, which may be
+		// far behind the clock (a restarted follower catching up) and was
+		// not read after the call: it bounds nothing.
+		if op.Applied() == linearize.AppliedYes && op.Output.Now > 0 && !op.Input.Stale {
 			best = min(best, float64(op.Output.Now)-rate*float64(op.Call))
 		}
 	}
