@@ -1,6 +1,7 @@
 package admission
 
 import (
+	"errors"
 	"math"
 	"time"
 
@@ -140,6 +141,10 @@ func (c *Core) Len() int { return c.depth[LaneRenewal] + c.depth[LaneClaim] }
 // the item's remaining deadline or the hard cap would be passed (the cap
 // rejects the whole call), CodeDeadlineExceeded when the deadline is already
 // too close to make it even through an empty queue.
+// errQueueFull is the cause of rejections by the hard cap, so metrics can
+// tell them from drain-time rejections without reading the message.
+var errQueueFull = errors.New("hard cap on queued ops reached")
+
 func (c *Core) Admit(now time.Time, items ...*Item) []*lease.Error {
 	var errs []*lease.Error
 	reject := func(i int, e *lease.Error) {
@@ -153,7 +158,7 @@ func (c *Core) Admit(now time.Time, items ...*Item) []*lease.Error {
 		it.lane = LaneOf(it.Cmd.Op)
 	}
 	if over := c.Len() + len(items) - c.s.MaxQueuedOps; over > 0 {
-		e := &lease.Error{Code: lease.CodeOverloaded, Message: "admission queue full",
+		e := &lease.Error{Code: lease.CodeOverloaded, Message: "admission queue full", Cause: errQueueFull,
 			RetryAfter: clampRetry(c.est.opsTime(float64(over), c.rate()))}
 		for i := range items {
 			reject(i, e)

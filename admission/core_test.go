@@ -454,3 +454,26 @@ func errorsAs(err error, le **lease.Error) bool {
 	*le = e
 	return ok
 }
+
+// Rejections by the hard cap are counted as queue_full, drain-time ones as
+// overloaded: the runner tells them apart by cause, not by message text.
+func TestRejectReasons(t *testing.T) {
+	c := newCore(t, func(s *Settings) { s.MaxOpsPerEntry = 10; s.MaxQueuedOps = 10 })
+	var full []*Item
+	for i := range 11 {
+		full = append(full, item(lease.OpExtend, fmt.Sprint("x", i)))
+	}
+	errs := c.Admit(t0, full...)
+	if errs == nil || errs[0] == nil {
+		t.Fatal("over the hard cap but admitted")
+	}
+	if r := reasonOf(errs[0]); r != ReasonQueueFull {
+		t.Fatalf("hard cap rejection counted as %v", r)
+	}
+	if r := reasonOf(&lease.Error{Code: lease.CodeOverloaded, Message: "admission queue full"}); r != ReasonOverloaded {
+		t.Fatalf("a drain-time rejection with the same text counted as %v", r)
+	}
+	if r := reasonOf(&lease.Error{Code: lease.CodeDeadlineExceeded}); r != ReasonDeadline {
+		t.Fatalf("deadline rejection counted as %v", r)
+	}
+}

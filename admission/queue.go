@@ -190,7 +190,7 @@ func reasonOf(e *lease.Error) Reason {
 	switch {
 	case e.Code == lease.CodeDeadlineExceeded:
 		return ReasonDeadline
-	case e.Message == "admission queue full":
+	case errors.Is(e, errQueueFull):
 		return ReasonQueueFull
 	default:
 		return ReasonOverloaded

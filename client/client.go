@@ -3,11 +3,9 @@ package client
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +17,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	pb "github.com/leasehold/leasehold/api/leaseholdv1"
+	"github.com/leasehold/leasehold/internal/pemfile"
 	"github.com/leasehold/leasehold/lease"
 )
 
@@ -344,13 +343,9 @@ func (bearer) RequireTransportSecurity() bool { return false }
 func TLSConfig(caFile, certFile, keyFile, serverName string) (*tls.Config, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
 	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
+		pool, err := pemfile.CertPool(caFile)
 		if err != nil {
-			return nil, fmt.Errorf("client: read CA: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("client: no certificates in %s", caFile)
+			return nil, fmt.Errorf("client: %w", err)
 		}
 		cfg.RootCAs = pool
 	}

@@ -370,22 +370,7 @@ func runProcs(ctx context.Context, dir string, kind Kind, w Workload) (*Outcome,
 	}
 	defer e.Close()
 	h := newHistory()
-	loadCtx, stopLoad := context.WithCancel(ctx)
-	defer stopLoad()
-	faultErr := make(chan error, 1)
-	go func() {
-		hold(loadCtx, 300*time.Millisecond)
-		for loadCtx.Err() == nil {
-			if err := kind.Procs(loadCtx, e); err != nil && loadCtx.Err() == nil {
-				faultErr <- err
-				return
-			}
-		}
-		faultErr <- nil
-	}()
-	loadErr := w.Run(loadCtx, h, e.NewClient)
-	stopLoad()
-	ferr := <-faultErr
+	ferr, loadErr := drive(ctx, h, w, e.NewClient, func(ctx context.Context) error { return kind.Procs(ctx, e) })
 	if err := e.settle(ctx); err != nil {
 		return nil, err
 	}

@@ -3,8 +3,9 @@ package faults
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
+
+	"github.com/leasehold/leasehold/client"
 )
 
 // Run starts a cluster in dir, runs w against it while kind's fault cycles
@@ -20,25 +21,7 @@ func Run(ctx context.Context, dir string, kind Kind, w Workload) (*Outcome, erro
 	}
 	defer e.Close()
 	h := newHistory()
-	loadCtx, stopLoad := context.WithCancel(ctx)
-	defer stopLoad()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	var faultErr error
-	go func() {
-		defer wg.Done()
-		// Let the load start before the first fault.
-		hold(loadCtx, 300*time.Millisecond)
-		for loadCtx.Err() == nil {
-			if err := kind.Cycle(loadCtx, e); err != nil && loadCtx.Err() == nil {
-				faultErr = err
-				return
-			}
-		}
-	}()
-	loadErr := w.Run(loadCtx, h, e.NewClient)
-	stopLoad()
-	wg.Wait()
+	faultErr, loadErr := drive(ctx, h, w, e.NewClient, func(ctx context.Context) error { return kind.Cycle(ctx, e) })
 	if err := e.settle(ctx); err != nil {
 		return nil, err
 	}
@@ -50,6 +33,29 @@ func Run(ctx context.Context, dir string, kind Kind, w Workload) (*Outcome, erro
 		return out, fmt.Errorf("fault %s: %w", kind.Name, faultErr)
 	}
 	return out, loadErr
+}
+
+// drive runs the workload against the cluster while cycle injects its fault
+// over and over (from 300 ms after the load starts, so the load is under
+// way), and stops both when the workload ends. It returns the first fault
+// error and the workload's error.
+func drive(ctx context.Context, h *History, w Workload, mkClient func(int) (*client.Client, error), cycle func(context.Context) error) (faultErr, loadErr error) {
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	defer stopLoad()
+	done := make(chan error, 1)
+	go func() {
+		hold(loadCtx, 300*time.Millisecond)
+		for loadCtx.Err() == nil {
+			if err := cycle(loadCtx); err != nil && loadCtx.Err() == nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	loadErr = w.Run(loadCtx, h, mkClient)
+	stopLoad()
+	return <-done, loadErr
 }
 
 // settle heals every fault, restarts stopped servers and waits until every

@@ -6,11 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+
+	"github.com/leasehold/leasehold/internal/pemfile"
 )
 
 // tlsStreamLayer is a raft.StreamLayer over mutual TLS: servers present
@@ -62,13 +63,9 @@ func ServerTLSConfig(certFile, keyFile, caFile string) (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raft TLS: load key pair: %w", err)
 	}
-	pem, err := os.ReadFile(caFile)
+	pool, err := pemfile.CertPool(caFile)
 	if err != nil {
-		return nil, fmt.Errorf("raft TLS: read CA: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("raft TLS: no certificates in %s", caFile)
+		return nil, fmt.Errorf("raft TLS: %w", err)
 	}
 	return PeerTLSConfig(cert, pool), nil
 }

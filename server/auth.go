@@ -4,9 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
-	"os"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -14,6 +12,7 @@ import (
 
 	pb "github.com/leasehold/leasehold/api/leaseholdv1"
 	"github.com/leasehold/leasehold/api/wire"
+	"github.com/leasehold/leasehold/internal/pemfile"
 	"github.com/leasehold/leasehold/lease"
 )
 
@@ -152,13 +151,9 @@ func TLSConfig(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
 	}
 	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	if clientCAFile != "" {
-		pem, err := os.ReadFile(clientCAFile)
+		pool, err := pemfile.CertPool(clientCAFile)
 		if err != nil {
-			return nil, fmt.Errorf("server: read client CA: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("server: no certificates in %s", clientCAFile)
+			return nil, fmt.Errorf("server: client CA: %w", err)
 		}
 		cfg.ClientCAs = pool
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
