@@ -41,19 +41,33 @@ func classify(err error) (class, *lease.Error) {
 // do runs cmd with retries until a final answer, the attempt cap, an empty
 // retry budget, ctx's end or stopBy (zero: none) passes. The error is always
 // a *lease.Error.
+//
+// Once an attempt's outcome is unknown, the op may have applied, so the call
+// can no longer answer "not applied": every later error except an answer
+// about the lease's current state (denied, not held) becomes Unknown.
 func (m *Manager) do(ctx context.Context, cmd lease.Command, stopBy time.Time) (client.Result, error) {
 	m.st.first.Add(1)
 	m.cfg.Budget.Call()
+	unknown := false
+	answer := func(res client.Result, e *lease.Error) (client.Result, error) {
+		if !unknown || e.Code == lease.CodeUnknown || e.Code == lease.CodeDenied || e.Code == lease.CodeNotHeld {
+			return res, e
+		}
+		// No Cause: errors.Is would find the "not applied" code through it.
+		return res, &lease.Error{Code: lease.CodeUnknown,
+			Message: "an earlier attempt's outcome is unknown (it may have applied); last attempt: " + e.Error()}
+	}
 	for attempt := 1; ; attempt++ {
 		res, err := m.send(ctx, cmd)
 		if err == nil {
 			return res, nil
 		}
 		cl, e := classify(err)
+		unknown = unknown || e.Code == lease.CodeUnknown
 		if cl == final {
-			return res, e
+			return answer(res, e)
 		}
-		giveUp := func() (client.Result, error) { m.st.gaveUp.Add(1); return res, e }
+		giveUp := func() (client.Result, error) { m.st.gaveUp.Add(1); return answer(res, e) }
 		if attempt >= m.cfg.MaxAttempts {
 			return giveUp()
 		}
@@ -71,7 +85,8 @@ func (m *Manager) do(ctx context.Context, cmd lease.Command, stopBy time.Time) (
 			return giveUp()
 		}
 		if err := m.sleep(ctx, delay); err != nil {
-			return res, err
+			_, e := classify(err)
+			return answer(res, e)
 		}
 		m.st.retries.Add(1)
 	}
