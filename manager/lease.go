@@ -17,9 +17,9 @@ type Lease struct {
 	m        *Manager
 	mu       sync.Mutex
 	token    uint64
-	duration time.Duration
-	start    time.Time     // start of the last successful claim/extend call
-	safe     time.Time     // start + duration: held at least until then
+	duration time.Duration // what renewals ask for
+	start    time.Time     // start of the call that set safe
+	safe     time.Time     // that call's start + the time it left on the lease
 	renew    time.Duration // the server's suggestion from the last answer
 	err      error
 	lost     chan struct{}
@@ -31,8 +31,11 @@ type Lease struct {
 func (l *Lease) Token() uint64 { l.mu.Lock(); defer l.mu.Unlock(); return l.token }
 
 // SafeUntil is the local monotonic instant until which the lease is
-// guaranteed held: the start of the last successful claim or extend call
-// plus the duration. Act as holder only before it.
+// guaranteed held: the start of a successful claim or extend call plus the
+// time the server's answer left on the lease (its expiry less the time it
+// applied the call: what it applied, which can be less than asked when it
+// clamps or truncates a duration, or more when the lease was already
+// longer). The latest such instant counts. Act as holder only before it.
 func (l *Lease) SafeUntil() time.Time { l.mu.Lock(); defer l.mu.Unlock(); return l.safe }
 
 // Lost is closed when the lease is lost (not held, or a renewal could not
@@ -49,11 +52,17 @@ func (l *Lease) Held(now time.Time) bool {
 	return l.err == nil && now.Before(l.safe)
 }
 
+// update records a successful claim or extend of l's tenure by a call that
+// started at start. The call applied at some instant after start, so the
+// lease is held at least until start + (Expiry - Now), both replicated times
+// of the answer, exact to the nanosecond (ExpiresIn is rounded up, and the
+// requested duration may not be what was applied). Keeping the latest such
+// instant is safe because a tenure's expiry never moves earlier.
 func (l *Lease) update(start time.Time, r client.Result) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.token = r.Token
-	if s := start.Add(l.duration); s.After(l.safe) {
+	if s := start.Add(max(r.Expiry-r.Now, 0)); s.After(l.safe) {
 		l.start, l.safe = start, s
 	}
 	l.renew = r.RenewAfter
