@@ -284,3 +284,15 @@ func (s *fakeStream) Close() {
 		close(s.done)
 	})
 }
+
+// next is the instant the earliest live timer fires (ok false if none).
+func (c *fakeClock) next() (at time.Time, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, t := range c.timers {
+		if !t.done && (!ok || t.at.Before(at)) {
+			at, ok = t.at, true
+		}
+	}
+	return at, ok
+}

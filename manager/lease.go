@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"errors"
 	"sync"
 	"time"
 
@@ -53,19 +54,32 @@ func (l *Lease) Held(now time.Time) bool {
 }
 
 // update records a successful claim or extend of l's tenure by a call that
-// started at start. The call applied at some instant after start, so the
-// lease is held at least until start + (Expiry - Now), both replicated times
-// of the answer, exact to the nanosecond (ExpiresIn is rounded up, and the
-// requested duration may not be what was applied). Keeping the latest such
-// instant is safe because a tenure's expiry never moves earlier.
-func (l *Lease) update(start time.Time, r client.Result) {
+// started at start and asked for requested. The call applied at some instant
+// after start, so the lease is held at least until start + (Expiry - Now),
+// both replicated times of the answer, exact to the nanosecond (ExpiresIn is
+// rounded up, and the requested duration may not be what was applied).
+// Keeping the latest such instant is safe because a tenure's expiry never
+// moves earlier. Renewals are timed from the latest call, whether or not it
+// moved safe.
+//
+// An answer that left less than was asked means the server applied a
+// shorter duration (it clamps extends to a lowered max_duration, and the wire
+// carries whole milliseconds): renewals ask for what was applied from then
+// on, so they come early enough to keep the lease.
+func (l *Lease) update(start time.Time, requested time.Duration, r client.Result) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.token = r.Token
-	if s := start.Add(max(r.Expiry-r.Now, 0)); s.After(l.safe) {
-		l.start, l.safe = start, s
+	applied := max(r.Expiry-r.Now, 0)
+	if s := start.Add(applied); s.After(l.safe) {
+		l.safe = s
 	}
-	l.renew = r.RenewAfter
+	if !start.Before(l.start) {
+		l.start, l.renew = start, r.RenewAfter
+	}
+	if a := applied.Truncate(time.Millisecond); applied < requested && a > 0 && a < l.duration {
+		l.duration = a
+	}
 }
 
 type heldKey struct {
@@ -89,7 +103,7 @@ func (m *Manager) hold(k lease.Key, holder string, d time.Duration, start time.T
 		l.mu.Lock()
 		l.duration = max(l.duration, d)
 		l.mu.Unlock()
-		l.update(start, r)
+		l.update(start, d, r)
 		return l
 	}
 	if l != nil {
@@ -97,7 +111,7 @@ func (m *Manager) hold(k lease.Key, holder string, d time.Duration, start time.T
 		m.forgetLocked(l)
 	}
 	l = &Lease{Key: k, Holder: holder, m: m, duration: d, lost: make(chan struct{}), done: make(chan struct{})}
-	l.update(start, r)
+	l.update(start, d, r)
 	m.waits.held[hk] = l
 	m.waits.byToken[tokenKey{k, r.Token}] = l
 	m.waits.mu.Unlock()
@@ -164,18 +178,22 @@ func (m *Manager) nextRenewal(l *Lease) time.Time {
 func (m *Manager) renewLoop(l *Lease) {
 	defer m.wg.Done()
 	failures := 0
+	now := false // renew at once: a shorter duration is to be tried
 	for {
-		wait := m.nextRenewal(l).Sub(m.cfg.Clock.Now())
-		t := m.cfg.Clock.NewTimer(max(wait, 0))
-		select {
-		case <-t.C():
-		case <-l.done:
-			t.Stop()
-			return
-		case <-m.stop:
-			t.Stop()
-			return
+		if !now {
+			wait := m.nextRenewal(l).Sub(m.cfg.Clock.Now())
+			t := m.cfg.Clock.NewTimer(max(wait, 0))
+			select {
+			case <-t.C():
+			case <-l.done:
+				t.Stop()
+				return
+			case <-m.stop:
+				t.Stop()
+				return
+			}
 		}
+		now = false
 		l.mu.Lock()
 		d, safe := l.duration, l.safe
 		l.mu.Unlock()
@@ -195,7 +213,16 @@ func (m *Manager) renewLoop(l *Lease) {
 		}
 		if err == nil {
 			failures = 0
-			l.update(start, res)
+			l.update(start, d, res)
+			continue
+		}
+		if shorter, ok := shorterDuration(err, d); ok {
+			// A server that refuses rather than clamps a duration above a
+			// lowered max_duration still holds the lease: ask for less.
+			l.mu.Lock()
+			l.duration = min(l.duration, shorter)
+			l.mu.Unlock()
+			now = true
 			continue
 		}
 		if lease.CodeOf(err) == lease.CodeNotHeld || lease.CodeOf(err) == lease.CodeInvalidArgument {
@@ -215,4 +242,17 @@ func (m *Manager) renewLoop(l *Lease) {
 			return
 		}
 	}
+}
+
+// shorterDuration is the duration to retry an extend of d with after err:
+// half of d when err refuses the duration itself, while that half is still
+// a valid lease duration in every cluster (at least the default minimum).
+// Halving finds any lowered maximum in a few calls, once per lease.
+func shorterDuration(err error, d time.Duration) (time.Duration, bool) {
+	var e *lease.Error
+	if !errors.As(err, &e) || e.Code != lease.CodeInvalidArgument || e.Field != "duration" {
+		return 0, false
+	}
+	half := (d / 2).Truncate(time.Millisecond)
+	return half, half >= lease.DefaultLimits.MinDuration
 }
