@@ -20,7 +20,9 @@
 // unavailable, overloaded, deadline exceeded, unknown) are retried with
 // full-jitter backoff (never sooner than a server's retry-after), an attempt
 // cap and a retry budget shared with the client's own, so the two layers
-// together retry at most about a tenth of their calls. No error stops the
+// together retry at most about a tenth of their calls. A renewal that keeps
+// failing retries within the same budget and retry-after: only its scheduled
+// renewal counts as a new call. No error stops the
 // manager: the worst an op gets is its final error.
 //
 // Waiting uses one watch stream per manager: WaitUntilReleased returns when

@@ -203,7 +203,8 @@ func (m *Manager) renewLoop(l *Lease) {
 			return
 		}
 		// stopBy, not a context deadline: safe is on the manager's clock.
-		res, err := m.do(m.ctx, lease.Command{Op: lease.OpExtend, Key: l.Key, Holder: l.Holder, Duration: d}, safe)
+		// After a failure this is a retry: it spends the retry budget.
+		res, err := m.attempts(m.ctx, lease.Command{Op: lease.OpExtend, Key: l.Key, Holder: l.Holder, Duration: d}, safe, failures > 0)
 		select {
 		case <-l.done:
 			return // revoked meanwhile: whatever the answer, stop
@@ -235,9 +236,13 @@ func (m *Manager) renewLoop(l *Lease) {
 		}
 		// Transient and still safe: try again after a backoff that never
 		// drops below BackoffBase (an empty retry budget answers at once,
-		// and must not turn this into a hot loop), until safe passes.
+		// and must not turn this into a hot loop) nor below the server's
+		// retry-after, until safe passes.
 		failures++
 		pause := max(m.cfg.BackoffBase, client.FullJitter(m.cfg.BackoffBase, m.cfg.BackoffMax, failures, m.rand()))
+		if e := (*lease.Error)(nil); errors.As(err, &e) {
+			pause = max(pause, e.RetryAfter)
+		}
 		if err := m.sleep(m.ctx, pause); err != nil {
 			return
 		}

@@ -46,15 +46,34 @@ func classify(err error) (class, *lease.Error) {
 // can no longer answer "not applied": every later error except an answer
 // about the lease's current state (denied, not held) becomes Unknown.
 func (m *Manager) do(ctx context.Context, cmd lease.Command, stopBy time.Time) (client.Result, error) {
-	m.st.first.Add(1)
-	m.cfg.Budget.Call()
+	return m.attempts(ctx, cmd, stopBy, false)
+}
+
+// errNoBudget answers a retry that was not sent: the retry budget is empty.
+var errNoBudget = lease.Errorf(lease.CodeUnavailable, "retry budget empty; not sent")
+
+// attempts is do; retried says the call retries an op an earlier call gave
+// up on (a renewal trying again), so even its first attempt is a retry: it
+// spends the budget (errNoBudget, nothing sent, when empty) and adds nothing
+// to it. Counting it as a new call would refill the budget with every retry.
+func (m *Manager) attempts(ctx context.Context, cmd lease.Command, stopBy time.Time, retried bool) (client.Result, error) {
+	if retried {
+		if !m.cfg.Naive && !m.cfg.Budget.Take() {
+			m.st.gaveUp.Add(1)
+			return client.Result{}, errNoBudget
+		}
+		m.st.retries.Add(1)
+	} else {
+		m.st.first.Add(1)
+		m.cfg.Budget.Call()
+	}
 	unknown := false
 	answer := func(res client.Result, e *lease.Error) (client.Result, error) {
 		if !unknown || e.Code == lease.CodeUnknown || e.Code == lease.CodeDenied || e.Code == lease.CodeNotHeld {
 			return res, e
 		}
 		// No Cause: errors.Is would find the "not applied" code through it.
-		return res, &lease.Error{Code: lease.CodeUnknown,
+		return res, &lease.Error{Code: lease.CodeUnknown, RetryAfter: e.RetryAfter,
 			Message: "an earlier attempt's outcome is unknown (it may have applied); last attempt: " + e.Error()}
 	}
 	for attempt := 1; ; attempt++ {
