@@ -38,8 +38,12 @@
 // about rate x deadline, and a caller gets a definite answer at once instead
 // of a timeout later. RetryAfter is the excess (how long until the backlog
 // ahead of it would have drained), clamped to [10 ms, 30 s]. A hard cap
-// (MaxQueuedOps) bounds memory even if the estimate is wrong, and rejects
-// a whole call so a call is never cut by it.
+// (MaxQueuedOps) bounds memory even if the estimate is wrong. Claims may
+// fill only part of it (half, or less to keep room for a full entry of
+// claims): the estimate admits a cap's worth of claims while commit latency
+// is low, and a cap full of claims would refuse every renewal, which costs
+// holders their leases. The cap refuses all of a call's ops in a lane
+// together, so it never cuts a lane's part of a call.
 //
 // The drain rate comes from Little's law, not from measured throughput:
 // when the log is the bottleneck, MaxInFlight full entries are always in
