@@ -154,11 +154,7 @@ func (c *Core) Admit(now time.Time, items ...*Item) []*lease.Error {
 		errs[i] = e
 		items[i].state = stateRejected
 	}
-	var n [numLanes]int
-	for _, it := range items {
-		it.lane = LaneOf(it.Cmd.Op)
-		n[it.lane]++
-	}
+	n := assignLanes(items)
 	var full [numLanes]*lease.Error
 	for l, over := range c.overCap(n) {
 		if over > 0 {
@@ -203,6 +199,38 @@ func (c *Core) Admit(now time.Time, items ...*Item) []*lease.Error {
 		f.groupBytes += it.bytes
 	}
 	return errs
+}
+
+// assignLanes puts each item in its op's lane and counts them per lane.
+// Lanes are served out of arrival order, so a call's ops on one key in both
+// lanes ([claim K, extend K]) could apply reordered (the extend first,
+// answered NotHeld): all of that call's ops on such a key go in the renewal
+// lane, where they keep the call's order. The renewal lane, not the claim
+// lane: a lease manager's batch mixes one holder's extend of K with another
+// holder's claim of K, and that extend must keep its priority. What a claim
+// gains by it is bounded by the renewals in its own call.
+func assignLanes(items []*Item) (n [numLanes]int) {
+	for _, it := range items {
+		it.lane = LaneOf(it.Cmd.Op)
+		n[it.lane]++
+	}
+	if n[LaneRenewal] == 0 || n[LaneClaim] == 0 {
+		return n
+	}
+	renewed := make(map[lease.Key]struct{}, n[LaneRenewal])
+	for _, it := range items {
+		if it.lane == LaneRenewal {
+			renewed[it.Cmd.Key] = struct{}{}
+		}
+	}
+	for _, it := range items {
+		if _, ok := renewed[it.Cmd.Key]; ok && it.lane == LaneClaim {
+			it.lane = LaneRenewal
+			n[LaneClaim]--
+			n[LaneRenewal]++
+		}
+	}
+	return n
 }
 
 // claimCap is how many claims may be queued: the hard cap less a reserve

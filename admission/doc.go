@@ -84,14 +84,17 @@
 // Admission is per op. A bulk call from a lease manager mixes holders'
 // extends with new claims; rejecting the whole call because its claims cannot
 // make it would throw away the extends, the exact failure this queue exists
-// to prevent. Ops refused alone get their code in their result slot; when
+// to prevent. Ops refused alone get their code, retry-after and leader hint
+// in their result slot; when
 // every op of a call fails the same way the call gets one *lease.Error (with
 // the shortest RetryAfter), which is the usual single-op case. A call that
 // fits in one entry is not split: if it does not fit in what is left of the
 // entry being built it starts the next one. A bigger call is split in order.
 // A mixed call's renewals and claims may land in different entries (renewals
-// first); that only matters for a call that claims and extends the same key,
-// which a client should not send in one call.
+// first), which reorders only ops on different keys: a call's ops on a key it
+// touches in both lanes all wait in the renewal lane, in the call's order (so
+// a manager's batch holding one holder's extend of a key and another's claim
+// of it does not cost the extend its priority).
 //
 // Cancellation. A caller that leaves before its ops are proposed has them
 // withdrawn (lazily removed from the lane, so cancel is O(1); lanes compact

@@ -498,7 +498,8 @@ func (r *request) resolve(idx int, res lease.Result, e *lease.Error) {
 	}
 	for i, x := range r.errs {
 		if x != nil {
-			r.results[i] = lease.Result{Code: x.Code, Message: x.Error()}
+			r.results[i] = lease.Result{Code: x.Code, Message: x.Message, Field: x.Field,
+				RetryAfter: x.RetryAfter, LeaderID: x.LeaderID, LeaderAddr: x.LeaderAddr}
 		}
 	}
 	r.answer(r.results, nil)
