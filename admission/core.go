@@ -443,10 +443,10 @@ func (c *Core) DrainAll() []*Item {
 	return out
 }
 
-// Completed records that an entry of n ops was applied latency after it was
+// Completed records that an entry was applied latency after it was
 // proposed; it feeds the commit-latency estimate that the drain rate derives
-// from. n and now are kept in the signature for estimators that need them.
-func (c *Core) Completed(n int, latency time.Duration, now time.Time) {
+// from.
+func (c *Core) Completed(latency time.Duration) {
 	c.est.completed(latency)
 }
 

@@ -399,7 +399,7 @@ func (q *Queue) finish(items []*Item, proposed time.Time, res []lease.Result, er
 	q.inFlight--
 	now := q.clock.Now()
 	if err == nil {
-		q.core.Completed(len(items), now.Sub(proposed), now)
+		q.core.Completed(now.Sub(proposed))
 	}
 	if q.hooks.Committed != nil {
 		q.hooks.Committed(len(items), now.Sub(proposed), err)
