@@ -66,9 +66,15 @@ func (l *Lease) Held(now time.Time) bool {
 // shorter duration (it clamps extends to a lowered max_duration, and the wire
 // carries whole milliseconds): renewals ask for what was applied from then
 // on, so they come early enough to keep the lease.
-func (l *Lease) update(start time.Time, requested time.Duration, r client.Result) {
+//
+// An answer for another tenure (another token) says nothing about this one:
+// update refuses it and reports false.
+func (l *Lease) update(start time.Time, requested time.Duration, r client.Result) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.token != 0 && r.Token != l.token {
+		return false
+	}
 	l.token = r.Token
 	applied := max(r.Expiry-r.Now, 0)
 	if s := start.Add(applied); s.After(l.safe) {
@@ -80,6 +86,7 @@ func (l *Lease) update(start time.Time, requested time.Duration, r client.Result
 	if a := applied.Truncate(time.Millisecond); applied < requested && a > 0 && a < l.duration {
 		l.duration = a
 	}
+	return true
 }
 
 type heldKey struct {
@@ -214,7 +221,12 @@ func (m *Manager) renewLoop(l *Lease) {
 		}
 		if err == nil {
 			failures = 0
-			l.update(start, d, res)
+			if !l.update(start, d, res) {
+				// The holder holds the key under a newer tenure (claimed
+				// again by another path): this tenure has ended.
+				m.lose(l, lease.Errorf(lease.CodeNotHeld, "the lease was claimed again under token %d; token %d has ended", res.Token, l.Token()))
+				return
+			}
 			continue
 		}
 		if shorter, ok := shorterDuration(err, d); ok {

@@ -62,3 +62,34 @@ func TestSafeUntilFollowsTheAppliedDuration(t *testing.T) {
 		t.Fatalf("SafeUntil is %v after the server's expiry", l.SafeUntil().Sub(exp))
 	}
 }
+
+// A renewal answered for a newer tenure of the same holder (the lease was
+// revoked and claimed again meanwhile, by another path) ends this Lease: its
+// token no longer fences anything, and Check must not vouch for it.
+func TestRenewalOfANewerTenureEndsTheLease(t *testing.T) {
+	e := newEnv(t, nil)
+	l, err := e.h.Claim(ctxT(t), "mysql", "u/0", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := l.Token()
+	e.tr.mu.Lock()
+	e.tr.op = func(c *lease.Command) error {
+		if c.Op == lease.OpExtend {
+			e.tr.op = nil
+			e.tr.applyLocked([]lease.Command{
+				{Op: lease.OpRevoke, Key: kApp, Holder: "u/0"},
+				{Op: lease.OpClaim, Key: kApp, Holder: "u/0", Duration: 10 * time.Second},
+			})
+		}
+		return nil
+	}
+	e.tr.mu.Unlock()
+	eventually(t, "renewal timer", func() bool { return e.c.pending() == 1 })
+	e.c.Advance(4500 * time.Millisecond)
+	eventually(t, "the renewal's answer", func() bool { return l.Token() != old || isStopped(l.lost) })
+	if err := e.h.Check(ctxT(t), "mysql", old); !errors.Is(err, lease.ErrNotHeld) {
+		t.Fatalf("Check of the ended tenure's token %d: %v", old, err)
+	}
+	<-l.Lost()
+}
