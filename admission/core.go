@@ -202,10 +202,12 @@ func (c *Core) Admit(now time.Time, items ...*Item) []*lease.Error {
 }
 
 // assignLanes puts each item in its op's lane and counts them per lane.
-// Lanes are served out of arrival order, so a call's ops on one key in both
-// lanes ([claim K, extend K]) could apply reordered (the extend first,
-// answered NotHeld): all of that call's ops on such a key go in the renewal
-// lane, where they keep the call's order. The renewal lane, not the claim
+// Lanes are served out of arrival order (renewals first, yet claims take
+// their share of an entry while older renewals wait), so a call's ops on one
+// key in both lanes could apply reordered either way: [claim K, extend K]
+// with the extend first answers NotHeld, [revoke K, claim K] with the claim
+// first answers Denied. All of that call's ops on such a key go in the
+// renewal lane, where they keep the call's order. The renewal lane, not the claim
 // lane: a lease manager's batch mixes one holder's extend of K with another
 // holder's claim of K, and that extend must keep its priority. What a claim
 // gains by it is bounded by the renewals in its own call.
