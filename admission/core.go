@@ -135,16 +135,16 @@ func (c *Core) Depth(l Lane) int { return c.depth[l] }
 // Len returns the number of queued ops.
 func (c *Core) Len() int { return c.depth[LaneRenewal] + c.depth[LaneClaim] }
 
-// Admit decides every item of one call and queues those it accepts. It
-// returns nil when all were accepted, or one error per item (nil where
-// accepted): CodeOverloaded with RetryAfter when the expected wait exceeds
-// the item's remaining deadline or the hard cap would be passed (the cap
-// rejects the whole call), CodeDeadlineExceeded when the deadline is already
-// too close to make it even through an empty queue.
 // errQueueFull is the cause of rejections by the hard cap, so metrics can
 // tell them from drain-time rejections without reading the message.
 var errQueueFull = errors.New("hard cap on queued ops reached")
 
+// Admit decides every item of one call and queues those it accepts. It
+// returns nil when all were accepted, or one error per item (nil where
+// accepted): CodeOverloaded with RetryAfter when the expected wait exceeds
+// the item's remaining deadline or the hard cap would be passed (the cap
+// rejects all of the call's ops in a lane), CodeDeadlineExceeded when the
+// deadline is already too close to make it even through an empty queue.
 func (c *Core) Admit(now time.Time, items ...*Item) []*lease.Error {
 	var errs []*lease.Error
 	reject := func(i int, e *lease.Error) {
@@ -154,19 +154,20 @@ func (c *Core) Admit(now time.Time, items ...*Item) []*lease.Error {
 		errs[i] = e
 		items[i].state = stateRejected
 	}
-	for _, it := range items {
-		it.lane = LaneOf(it.Cmd.Op)
-	}
-	if over := c.Len() + len(items) - c.s.MaxQueuedOps; over > 0 {
-		e := &lease.Error{Code: lease.CodeOverloaded, Message: "admission queue full", Cause: errQueueFull,
-			RetryAfter: clampRetry(c.est.opsTime(float64(over), c.rate()))}
-		for i := range items {
-			reject(i, e)
+	n := assignLanes(items)
+	var full [numLanes]*lease.Error
+	for l, over := range c.overCap(n) {
+		if over > 0 {
+			full[l] = &lease.Error{Code: lease.CodeOverloaded, Message: "admission queue full", Cause: errQueueFull,
+				RetryAfter: clampRetry(c.est.opsTime(float64(over), c.rate()))}
 		}
-		return errs
 	}
 	var first [numLanes]*Item
 	for i, it := range items {
+		if e := full[it.lane]; e != nil {
+			reject(i, e)
+			continue
+		}
 		it.bytes = logentry.CommandSize(&it.Cmd)
 		it.Enqueued = now
 		def := now.Add(c.s.Deadlines.For(it.Cmd.Op))
@@ -198,6 +199,70 @@ func (c *Core) Admit(now time.Time, items ...*Item) []*lease.Error {
 		f.groupBytes += it.bytes
 	}
 	return errs
+}
+
+// assignLanes puts each item in its op's lane and counts them per lane.
+// Lanes are served out of arrival order (renewals first, yet claims take
+// their share of an entry while older renewals wait), so a call's ops on one
+// key in both lanes could apply reordered either way: [claim K, extend K]
+// with the extend first answers NotHeld, [revoke K, claim K] with the claim
+// first answers Denied. All of that call's ops on such a key go in the
+// renewal lane, where they keep the call's order. The renewal lane, not the claim
+// lane: a lease manager's batch mixes one holder's extend of K with another
+// holder's claim of K, and that extend must keep its priority. What a claim
+// gains by it is bounded by the renewals in its own call.
+func assignLanes(items []*Item) (n [numLanes]int) {
+	for _, it := range items {
+		it.lane = LaneOf(it.Cmd.Op)
+		n[it.lane]++
+	}
+	if n[LaneRenewal] == 0 || n[LaneClaim] == 0 {
+		return n
+	}
+	renewed := make(map[lease.Key]struct{}, n[LaneRenewal])
+	for _, it := range items {
+		if it.lane == LaneRenewal {
+			renewed[it.Cmd.Key] = struct{}{}
+		}
+	}
+	for _, it := range items {
+		if _, ok := renewed[it.Cmd.Key]; ok && it.lane == LaneClaim {
+			it.lane = LaneRenewal
+			n[LaneClaim]--
+			n[LaneRenewal]++
+		}
+	}
+	return n
+}
+
+// claimCap is how many claims may be queued: the hard cap less a reserve
+// for renewals, so a claim flood that the drain-time check admits (commit
+// latency is low, claims are many) cannot fill the cap and lock renewals
+// out, which would cost holders their leases. The reserve is half the cap,
+// or less when needed to keep room for a full entry of claims.
+func (c *Core) claimCap() int {
+	hard := c.s.MaxQueuedOps
+	return hard - min(hard/2, hard-c.s.MaxOpsPerEntry)
+}
+
+// overCap returns, per lane, by how many ops a call adding n[l] ops to lane
+// l would pass the hard cap (0: they fit). Renewals may fill the whole cap;
+// claims only claimCap of it, and a call's claims are checked after its
+// renewals so that the total stays within the cap. A lane's ops of one call
+// are refused together, never cut.
+func (c *Core) overCap(n [numLanes]int) (over [numLanes]int) {
+	total := c.Len()
+	if n[LaneRenewal] > 0 {
+		if o := total + n[LaneRenewal] - c.s.MaxQueuedOps; o > 0 {
+			over[LaneRenewal] = o
+		} else {
+			total += n[LaneRenewal]
+		}
+	}
+	if k := n[LaneClaim]; k > 0 {
+		over[LaneClaim] = max(0, c.depth[LaneClaim]+k-c.claimCap(), total+k-c.s.MaxQueuedOps)
+	}
+	return over
 }
 
 // expectedWait is the time an op joining lane l now would wait to be
@@ -380,10 +445,10 @@ func (c *Core) DrainAll() []*Item {
 	return out
 }
 
-// Completed records that an entry of n ops was applied latency after it was
+// Completed records that an entry was applied latency after it was
 // proposed; it feeds the commit-latency estimate that the drain rate derives
-// from. n and now are kept in the signature for estimators that need them.
-func (c *Core) Completed(n int, latency time.Duration, now time.Time) {
+// from.
+func (c *Core) Completed(latency time.Duration) {
 	c.est.completed(latency)
 }
 

@@ -218,7 +218,7 @@ func TestSharesOverTime(t *testing.T) {
 func settle(c *Core, now time.Time, lat time.Duration) time.Time {
 	for range 100 {
 		now = now.Add(lat)
-		c.Completed(c.Settings().MaxOpsPerEntry, lat, now)
+		c.Completed(lat)
 	}
 	return now
 }
@@ -236,7 +236,7 @@ func TestDrainRateFollowsLittlesLaw(t *testing.T) {
 		t.Fatalf("got %+v, want latency 8ms and rate %v", st, want)
 	}
 	// A light load does not lower the estimate: only latency counts.
-	c.Completed(1, 8*time.Millisecond, t0)
+	c.Completed(8 * time.Millisecond)
 	if r := c.Stats().DrainRate; r < want*0.99 {
 		t.Fatalf("rate fell to %v after a small entry", r)
 	}

@@ -38,8 +38,12 @@
 // about rate x deadline, and a caller gets a definite answer at once instead
 // of a timeout later. RetryAfter is the excess (how long until the backlog
 // ahead of it would have drained), clamped to [10 ms, 30 s]. A hard cap
-// (MaxQueuedOps) bounds memory even if the estimate is wrong, and rejects
-// a whole call so a call is never cut by it.
+// (MaxQueuedOps) bounds memory even if the estimate is wrong. Claims may
+// fill only part of it (half, or less to keep room for a full entry of
+// claims): the estimate admits a cap's worth of claims while commit latency
+// is low, and a cap full of claims would refuse every renewal, which costs
+// holders their leases. The cap refuses all of a call's ops in a lane
+// together, so it never cuts a lane's part of a call.
 //
 // The drain rate comes from Little's law, not from measured throughput:
 // when the log is the bottleneck, MaxInFlight full entries are always in
@@ -80,14 +84,17 @@
 // Admission is per op. A bulk call from a lease manager mixes holders'
 // extends with new claims; rejecting the whole call because its claims cannot
 // make it would throw away the extends, the exact failure this queue exists
-// to prevent. Ops refused alone get their code in their result slot; when
+// to prevent. Ops refused alone get their code, retry-after and leader hint
+// in their result slot; when
 // every op of a call fails the same way the call gets one *lease.Error (with
 // the shortest RetryAfter), which is the usual single-op case. A call that
 // fits in one entry is not split: if it does not fit in what is left of the
 // entry being built it starts the next one. A bigger call is split in order.
 // A mixed call's renewals and claims may land in different entries (renewals
-// first); that only matters for a call that claims and extends the same key,
-// which a client should not send in one call.
+// first), which reorders only ops on different keys: a call's ops on a key it
+// touches in both lanes all wait in the renewal lane, in the call's order (so
+// a manager's batch holding one holder's extend of a key and another's claim
+// of it does not cost the extend its priority).
 //
 // Cancellation. A caller that leaves before its ops are proposed has them
 // withdrawn (lazily removed from the lane, so cancel is O(1); lanes compact

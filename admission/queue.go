@@ -399,7 +399,7 @@ func (q *Queue) finish(items []*Item, proposed time.Time, res []lease.Result, er
 	q.inFlight--
 	now := q.clock.Now()
 	if err == nil {
-		q.core.Completed(len(items), now.Sub(proposed), now)
+		q.core.Completed(now.Sub(proposed))
 	}
 	if q.hooks.Committed != nil {
 		q.hooks.Committed(len(items), now.Sub(proposed), err)
@@ -498,7 +498,8 @@ func (r *request) resolve(idx int, res lease.Result, e *lease.Error) {
 	}
 	for i, x := range r.errs {
 		if x != nil {
-			r.results[i] = lease.Result{Code: x.Code, Message: x.Error()}
+			r.results[i] = lease.Result{Code: x.Code, Message: x.Message, Field: x.Field,
+				RetryAfter: x.RetryAfter, LeaderID: x.LeaderID, LeaderAddr: x.LeaderAddr}
 		}
 	}
 	r.answer(r.results, nil)

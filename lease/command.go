@@ -151,6 +151,12 @@ type Result struct {
 	// Field and Message describe a CodeInvalidArgument result.
 	Field   string
 	Message string
+	// RetryAfter (CodeOverloaded) and LeaderID, LeaderAddr (CodeNotLeader)
+	// keep what a failed op's error said when the ops of one call fail
+	// differently and each carries its own answer. The state machine never
+	// sets them.
+	RetryAfter           time.Duration
+	LeaderID, LeaderAddr string
 }
 
 // Err converts a failed result into an *Error (nil on success).
@@ -158,7 +164,8 @@ func (r *Result) Err() error {
 	if r.Code == CodeOK {
 		return nil
 	}
-	e := &Error{Code: r.Code, Message: r.Message, Field: r.Field}
+	e := &Error{Code: r.Code, Message: r.Message, Field: r.Field,
+		RetryAfter: r.RetryAfter, LeaderID: r.LeaderID, LeaderAddr: r.LeaderAddr}
 	if r.Code == CodeDenied || r.Code == CodeNotHeld {
 		e.Holder, e.Token, e.Start, e.Expiry, e.Now = r.Holder, r.Token, r.Start, r.Expiry, r.Now
 	}

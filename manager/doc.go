@@ -4,7 +4,8 @@
 // A Manager hands out per (namespace, group) Handles with Claim, Revoke,
 // Check (fencing), WaitUntilReleased, ClaimOnRelease, Pin, Unpin and Leases.
 // A successful Claim returns a *Lease whose SafeUntil is the call's start
-// plus the duration on the local monotonic clock: the guarantee a holder may
+// on the local monotonic clock plus the time the server's answer left on the
+// lease (what it applied, not what was asked): the guarantee a holder may
 // rely on (the cluster counts the lease from a later instant). A renewal
 // loop per held lease extends it at the server's suggested interval (a
 // fraction of the duration when the server gives none) minus a random
@@ -19,7 +20,9 @@
 // unavailable, overloaded, deadline exceeded, unknown) are retried with
 // full-jitter backoff (never sooner than a server's retry-after), an attempt
 // cap and a retry budget shared with the client's own, so the two layers
-// together retry at most about a tenth of their calls. No error stops the
+// together retry at most about a tenth of their calls. A renewal that keeps
+// failing retries within the same budget and retry-after: only its scheduled
+// renewal counts as a new call. No error stops the
 // manager: the worst an op gets is its final error.
 //
 // Waiting uses one watch stream per manager: WaitUntilReleased returns when

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leasehold/leasehold/api/wire"
 	"github.com/leasehold/leasehold/client"
 	"github.com/leasehold/leasehold/fsm"
 	"github.com/leasehold/leasehold/lease"
@@ -124,6 +125,10 @@ type fakeTransport struct {
 	// the whole call. block, if set, is waited on (with the call's ctx).
 	fail  func(call int, cmds []lease.Command) error
 	block func(cmds []lease.Command) chan struct{}
+	// op, if set, is asked (under mu) about every op of a bulk call before
+	// it applies: it may rewrite the op (a server clamping a duration), and
+	// a non-nil error is that op's answer instead (not applied).
+	op func(c *lease.Command) error
 }
 
 func newFakeTransport(c *fakeClock) *fakeTransport {
@@ -188,16 +193,34 @@ func (f *fakeTransport) Bulk(ctx context.Context, cmds []lease.Command) ([]clien
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	res := f.applyLocked(append([]lease.Command(nil), cmds...))
-	out := make([]client.BulkResult, len(res))
-	for i := range res {
-		if err := res[i].Err(); err != nil {
+	out := make([]client.BulkResult, len(cmds))
+	var apply []lease.Command
+	var idx []int
+	for i, c := range cmds {
+		// Durations travel in whole milliseconds, as on the real wire.
+		c.Duration = wire.FromMs(wire.Ms(c.Duration))
+		if f.op != nil {
+			if err := f.op(&c); err != nil {
+				out[i].Err = err
+				continue
+			}
+		}
+		apply = append(apply, c)
+		idx = append(idx, i)
+	}
+	res := f.applyLocked(apply)
+	for j, i := range idx {
+		if err := res[j].Err(); err != nil {
 			out[i].Err = err
 			continue
 		}
-		r := res[i]
+		r := res[j]
 		out[i].Result = client.Result{Key: cmds[i].Key, Outcome: r.Outcome, Holder: r.Holder, Token: r.Token,
 			Start: r.Start, Expiry: r.Expiry, Now: r.Now, Position: r.Position, WaitExpiry: r.WaitExpiry}
+		if r.Outcome == lease.OutcomeGranted || r.Outcome == lease.OutcomeExtended {
+			// Rounded up to a millisecond, as on the real wire.
+			out[i].Result.ExpiresIn = (r.Expiry - r.Now + time.Millisecond - 1).Truncate(time.Millisecond)
+		}
 	}
 	return out, nil
 }
@@ -260,4 +283,16 @@ func (s *fakeStream) Close() {
 		s.f.mu.Unlock()
 		close(s.done)
 	})
+}
+
+// next is the instant the earliest live timer fires (ok false if none).
+func (c *fakeClock) next() (at time.Time, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, t := range c.timers {
+		if !t.done && (!ok || t.at.Before(at)) {
+			at, ok = t.at, true
+		}
+	}
+	return at, ok
 }

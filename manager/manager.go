@@ -124,7 +124,6 @@ type Manager struct {
 	closed   bool
 	queue    []*pending
 	inflight int
-	idle     chan struct{} // closed when inflight drops to 0 after Close
 	calls    sync.WaitGroup
 
 	st struct {

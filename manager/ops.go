@@ -41,19 +41,52 @@ func classify(err error) (class, *lease.Error) {
 // do runs cmd with retries until a final answer, the attempt cap, an empty
 // retry budget, ctx's end or stopBy (zero: none) passes. The error is always
 // a *lease.Error.
+//
+// Once an attempt's outcome is unknown, the op may have applied, so the call
+// can no longer answer "not applied": every later error except an answer
+// about the lease's current state (denied, not held) becomes Unknown.
 func (m *Manager) do(ctx context.Context, cmd lease.Command, stopBy time.Time) (client.Result, error) {
-	m.st.first.Add(1)
-	m.cfg.Budget.Call()
+	return m.attempts(ctx, cmd, stopBy, false)
+}
+
+// errNoBudget answers a retry that was not sent: the retry budget is empty.
+var errNoBudget = lease.Errorf(lease.CodeUnavailable, "retry budget empty; not sent")
+
+// attempts is do; retried says the call retries an op an earlier call gave
+// up on (a renewal trying again), so even its first attempt is a retry: it
+// spends the budget (errNoBudget, nothing sent, when empty) and adds nothing
+// to it. Counting it as a new call would refill the budget with every retry.
+func (m *Manager) attempts(ctx context.Context, cmd lease.Command, stopBy time.Time, retried bool) (client.Result, error) {
+	if retried {
+		if !m.cfg.Naive && !m.cfg.Budget.Take() {
+			m.st.gaveUp.Add(1)
+			return client.Result{}, errNoBudget
+		}
+		m.st.retries.Add(1)
+	} else {
+		m.st.first.Add(1)
+		m.cfg.Budget.Call()
+	}
+	unknown := false
+	answer := func(res client.Result, e *lease.Error) (client.Result, error) {
+		if !unknown || e.Code == lease.CodeUnknown || e.Code == lease.CodeDenied || e.Code == lease.CodeNotHeld {
+			return res, e
+		}
+		// No Cause: errors.Is would find the "not applied" code through it.
+		return res, &lease.Error{Code: lease.CodeUnknown, RetryAfter: e.RetryAfter,
+			Message: "an earlier attempt's outcome is unknown (it may have applied); last attempt: " + e.Error()}
+	}
 	for attempt := 1; ; attempt++ {
 		res, err := m.send(ctx, cmd)
 		if err == nil {
 			return res, nil
 		}
 		cl, e := classify(err)
+		unknown = unknown || e.Code == lease.CodeUnknown
 		if cl == final {
-			return res, e
+			return answer(res, e)
 		}
-		giveUp := func() (client.Result, error) { m.st.gaveUp.Add(1); return res, e }
+		giveUp := func() (client.Result, error) { m.st.gaveUp.Add(1); return answer(res, e) }
 		if attempt >= m.cfg.MaxAttempts {
 			return giveUp()
 		}
@@ -71,7 +104,8 @@ func (m *Manager) do(ctx context.Context, cmd lease.Command, stopBy time.Time) (
 			return giveUp()
 		}
 		if err := m.sleep(ctx, delay); err != nil {
-			return res, err
+			_, e := classify(err)
+			return answer(res, e)
 		}
 		m.st.retries.Add(1)
 	}

@@ -106,6 +106,11 @@ func (n *Node) Write(ctx context.Context, cmds []lease.Command) ([]lease.Result,
 	if errors.As(err, &le) && le.Code == lease.CodeNotLeader && le.LeaderID == "" {
 		err = n.r.NotLeaderError()
 	}
+	for i := range res { // a call split across entries can fail in part
+		if res[i].Code == lease.CodeNotLeader && res[i].LeaderID == "" {
+			res[i].LeaderID, res[i].LeaderAddr = n.r.LeaderHint()
+		}
+	}
 	return res, err
 }
 
