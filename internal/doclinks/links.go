@@ -215,3 +215,59 @@ func readLines(p string) ([]string, error) {
 	}
 	return out, sc.Err()
 }
+
+// PackageTable returns the packages named in the first column of the table
+// under the "## Packages" heading of the README at root (`pkg` cells).
+func PackageTable(root string) ([]string, error) {
+	lines, err := readLines(filepath.Join(root, "README.md"))
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	in := false
+	for _, l := range lines {
+		if strings.HasPrefix(l, "## ") {
+			in = strings.TrimSpace(l) == "## Packages"
+			continue
+		}
+		if !in || !strings.HasPrefix(l, "| `") {
+			continue
+		}
+		cell, _, _ := strings.Cut(strings.TrimPrefix(l, "| `"), "`")
+		out = append(out, cell)
+	}
+	return out, nil
+}
+
+// Packages returns every directory under root holding Go files (the
+// module's packages), as slash paths relative to root, skipping testdata
+// and hidden directories.
+func Packages(root string) ([]string, error) {
+	seen := map[string]bool{}
+	var out []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		name := d.Name()
+		if d.IsDir() {
+			if p != root && (strings.HasPrefix(name, ".") || name == "testdata") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(name, ".go") {
+			return nil
+		}
+		rel, err := filepath.Rel(root, filepath.Dir(p))
+		if err != nil {
+			return err
+		}
+		if rel = filepath.ToSlash(rel); rel != "." && !seen[rel] {
+			seen[rel] = true
+			out = append(out, rel)
+		}
+		return nil
+	})
+	return out, err
+}

@@ -29,6 +29,10 @@ func TestRepositoryLinks(t *testing.T) {
 	for _, p := range probs {
 		t.Error(p)
 	}
+	// The README is for a newcomer: detail belongs in docs/.
+	if lines, err := readLines(filepath.Join(root, "README.md")); err != nil || len(lines) > 250 {
+		t.Errorf("README.md has %d lines (%v); keep it to 250 and move detail to docs/", len(lines), err)
+	}
 }
 
 // TestCatchesPlantedBreakage plants each kind of bad link in a scratch
@@ -95,3 +99,72 @@ func TestCatchesPlantedBreakage(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestPackageTableMatchesPackages: the README's package table names every
+// package of the module, and nothing else.
+func TestPackageTableMatchesPackages(t *testing.T) {
+	root := filepath.Join("..", "..")
+	table, err := PackageTable(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkgs, err := Packages(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range diff(pkgs, table) {
+		t.Errorf("package %s is missing from the README's package table", p)
+	}
+	for _, p := range diff(table, pkgs) {
+		t.Errorf("the README's package table lists %s, which is not a package", p)
+	}
+}
+
+// TestPackageTableCheckCatchesDrift plants a package the table omits and a
+// row for a package that does not exist.
+func TestPackageTableCheckCatchesDrift(t *testing.T) {
+	root := t.TempDir()
+	for p, s := range map[string]string{
+		"README.md":       "# X\n\n## Packages\n\n| package | what |\n|---|---|\n| `a` | listed |\n| `gone` | removed |\n\n## Next\n\n| `notpkg` | other table |\n",
+		"a/a.go":          "package a\n",
+		"b/c/c.go":        "package c\n",
+		"a/testdata/x.go": "package x\n",
+	} {
+		p = filepath.Join(root, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	table, err := PackageTable(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkgs, err := Packages(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(diff(pkgs, table), ","); got != "b/c" {
+		t.Errorf("missing rows: %q, want b/c", got)
+	}
+	if got := strings.Join(diff(table, pkgs), ","); got != "gone" {
+		t.Errorf("stale rows: %q, want gone", got)
+	}
+}
+
+// diff returns the elements of a not in b.
+func diff(a, b []string) []string {
+	in := map[string]bool{}
+	for _, x := range b {
+		in[x] = true
+	}
+	var out []string
+	for _, x := range a {
+		if !in[x] {
+			out = append(out, x)
+		}
+	}
+	return out
+}
