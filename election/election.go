@@ -86,6 +86,10 @@ type Election struct {
 	cfg    Config
 	h      *manager.Handle
 	ownMgr *manager.Manager // made by New, closed by Close
+
+	mu     sync.Mutex
+	closed bool
+	terms  map[*Leadership]struct{} // terms not yet ended, for Close
 }
 
 // New checks cfg and makes a candidate. It does not campaign.
@@ -93,7 +97,7 @@ func New(cfg Config) (*Election, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	e := &Election{cfg: cfg}
+	e := &Election{cfg: cfg, terms: map[*Leadership]struct{}{}}
 	mgr := cfg.Manager
 	if mgr == nil {
 		mgr = manager.New(manager.Config{Transport: manager.FromClient(cfg.Client), Budget: cfg.Client.RetryBudget(),
@@ -104,9 +108,25 @@ func New(cfg Config) (*Election, error) {
 	return e, nil
 }
 
-// Close closes the manager New made (not one passed in Config). A term
-// still held is not resigned: resign first, or its lease simply expires.
+// ErrClosed is returned by Campaign after Close.
+var ErrClosed = errors.New("election: closed")
+
+// Close ends any term still held (its context is cancelled with a cause
+// wrapping ErrLeadershipLost, since its renewals stop) and closes the
+// manager New made (not one passed in Config). It does not resign: resign
+// first to hand over at once, or the lease simply expires.
 func (e *Election) Close() {
+	e.mu.Lock()
+	e.closed = true
+	terms := make([]*Leadership, 0, len(e.terms))
+	for ld := range e.terms {
+		terms = append(terms, ld)
+	}
+	e.mu.Unlock()
+	for _, ld := range terms {
+		ld.end(fmt.Errorf("%w: election closed", ErrLeadershipLost))
+		ld.done.Wait()
+	}
 	if e.ownMgr != nil {
 		e.ownMgr.Close()
 	}
@@ -132,12 +152,26 @@ func (e *Election) Campaign(ctx context.Context) (*Leadership, error) {
 
 // campaign is Campaign with the parent of the leading context.
 func (e *Election) campaign(ctx, parent context.Context) (*Leadership, error) {
+	e.mu.Lock()
+	closed := e.closed
+	e.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
 	l, err := e.h.ClaimOnRelease(ctx, e.cfg.Key.Name, e.cfg.ID, e.cfg.Duration)
 	if err != nil {
 		return nil, err
 	}
 	lctx, cancel := context.WithCancelCause(parent)
 	ld := &Leadership{e: e, l: l, ctx: lctx, cancel: cancel, stop: make(chan struct{})}
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		cancel(ErrClosed)
+		return nil, ErrClosed
+	}
+	e.terms[ld] = struct{}{}
+	e.mu.Unlock()
 	ld.done.Add(2)
 	go ld.watchSafeUntil()
 	go ld.watchKey()
@@ -171,7 +205,12 @@ func (ld *Leadership) Err() error {
 // stops its monitors.
 func (ld *Leadership) end(cause error) {
 	ld.cancel(cause)
-	ld.once.Do(func() { close(ld.stop) })
+	ld.once.Do(func() {
+		close(ld.stop)
+		ld.e.mu.Lock()
+		delete(ld.e.terms, ld)
+		ld.e.mu.Unlock()
+	})
 }
 
 // Resign ends the term: the context is cancelled first, then the lease is

@@ -358,3 +358,30 @@ func TestConfigRequired(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseEndsTheTerm: closing the election stops its renewals, so a term
+// still held ends at once, and Campaign afterwards is refused.
+func TestCloseEndsTheTerm(t *testing.T) {
+	cl := startCluster(t)
+	ctx := ctxT(t)
+	e, err := election.New(election.Config{Client: cl, Key: office, ID: "a", Duration: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ld, err := e.Campaign(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+	select {
+	case <-ld.Done():
+	default:
+		t.Fatal("term still running after Close")
+	}
+	if !errors.Is(ld.Err(), election.ErrLeadershipLost) {
+		t.Fatalf("cause %v, want ErrLeadershipLost", ld.Err())
+	}
+	if _, err := e.Campaign(ctx); !errors.Is(err, election.ErrClosed) {
+		t.Fatalf("Campaign after Close: %v, want ErrClosed", err)
+	}
+}
