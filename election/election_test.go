@@ -256,8 +256,8 @@ func TestExpiryEndsTermBeforeSafeUntil(t *testing.T) {
 	tr := &failingTransport{ClientTransport: manager.FromClient(cl)}
 	mgrA := manager.New(manager.Config{Transport: tr})
 	defer mgrA.Close()
-	const d = 2 * time.Second
-	a := newElection(t, election.Config{Client: cl, Manager: mgrA, Key: office, ID: "a", Duration: d, StopMargin: 300 * time.Millisecond})
+	const d = 3 * time.Second
+	a := newElection(t, election.Config{Client: cl, Manager: mgrA, Key: office, ID: "a", Duration: d, StopMargin: 800 * time.Millisecond})
 	b := newElection(t, election.Config{Client: cl, Key: office, ID: "b", Duration: d})
 	ldA, err := a.Campaign(ctx)
 	if err != nil {
