@@ -217,14 +217,32 @@ func (ld *Leadership) end(cause error) {
 // revoked so the next candidate is granted it at once. Stop the work before
 // calling Resign (Run does): the revoke lets another leader start. Resign
 // after the term was lost is harmless.
+//
+// A revoke that fails for a retryable reason (a leader change under way,
+// say) is tried again, every Config.Retry, until ctx is done; then the
+// error is returned and the lease simply expires.
 func (ld *Leadership) Resign(ctx context.Context) error {
 	ld.end(ErrResigned)
 	ld.done.Wait()
-	err := ld.e.h.Revoke(ctx, ld.e.cfg.Key.Name, ld.e.cfg.ID)
-	if lease.CodeOf(err) == lease.CodeNotHeld {
-		return nil // another candidate already leads: nothing of ours to release
+	for {
+		err := ld.e.h.Revoke(ctx, ld.e.cfg.Key.Name, ld.e.cfg.ID)
+		switch {
+		case err == nil:
+			return nil
+		case lease.CodeOf(err) == lease.CodeNotHeld:
+			return nil // another candidate already leads: nothing of ours to release
+		case !lease.CodeOf(err).Retryable() || ctx.Err() != nil:
+			return err
+		}
+		ld.e.cfg.Logger.Debug("election: resign will retry", "key", ld.e.cfg.Key, "err", err)
+		t := ld.e.cfg.Clock.NewTimer(ld.e.cfg.Retry)
+		select {
+		case <-t.C():
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		}
 	}
-	return err
 }
 
 // watchSafeUntil ends the term StopMargin before SafeUntil, re-arming

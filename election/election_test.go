@@ -237,12 +237,16 @@ func TestRevokeEndsTermBeforeSafeUntil(t *testing.T) {
 // for a leader partitioned from the cluster: its renewals stop landing.
 type failingTransport struct {
 	manager.ClientTransport
-	cut atomic.Bool
+	cut       atomic.Bool
+	notLeader atomic.Int32 // answer this many more calls NotLeader
 }
 
 func (f *failingTransport) Bulk(ctx context.Context, cmds []lease.Command) ([]client.BulkResult, error) {
 	if f.cut.Load() {
 		return nil, lease.Errorf(lease.CodeUnavailable, "cut off by the test")
+	}
+	if f.notLeader.Add(-1) >= 0 {
+		return nil, &lease.Error{Code: lease.CodeNotLeader, Message: "leadership changing (test)"}
 	}
 	return f.ClientTransport.Bulk(ctx, cmds)
 }
@@ -383,5 +387,28 @@ func TestCloseEndsTheTerm(t *testing.T) {
 	}
 	if _, err := e.Campaign(ctx); !errors.Is(err, election.ErrClosed) {
 		t.Fatalf("Campaign after Close: %v, want ErrClosed", err)
+	}
+}
+
+// TestResignRetriesThroughALeaderChange: the revoke meets more NotLeader
+// answers than the manager's own attempts; Resign keeps trying within its
+// context and the office is released.
+func TestResignRetriesThroughALeaderChange(t *testing.T) {
+	cl := startCluster(t)
+	ctx := ctxT(t)
+	tr := &failingTransport{ClientTransport: manager.FromClient(cl)}
+	mgr := manager.New(manager.Config{Transport: tr})
+	defer mgr.Close()
+	e := newElection(t, election.Config{Client: cl, Manager: mgr, Key: office, ID: "a", Duration: 20 * time.Second, Retry: 10 * time.Millisecond})
+	ld, err := e.Campaign(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.notLeader.Store(8)
+	if err := ld.Resign(ctx); err != nil {
+		t.Fatalf("Resign: %v", err)
+	}
+	if cur, err := e.Leader(ctx); err != nil || cur.ID != "" {
+		t.Fatalf("after Resign the leader is %+v (%v), want none", cur, err)
 	}
 }
