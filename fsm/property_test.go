@@ -60,10 +60,13 @@ func (m *model) command(c lease.Command) (lease.Result, bool) {
 		r.Code, r.Field = lease.CodeInvalidArgument, "entity"
 	case c.Holder == "":
 		r.Code, r.Field = lease.CodeInvalidArgument, "holder"
-	case (c.Op == lease.OpClaim || c.Op == lease.OpExtend) && (c.Duration < lim.MinDuration || c.Duration > lim.MaxDuration):
+	case (c.Op == lease.OpClaim || c.Op == lease.OpExtend) && c.Duration < lim.MinDuration:
 		r.Code, r.Field = lease.CodeInvalidArgument, "duration"
 	case c.Deadline < m.now:
 		r.Code = lease.CodeDeadlineExceeded
+	case c.Op == lease.OpClaim && c.Duration > lim.MaxDuration && m.leases[c.Key].holder != c.Holder:
+		// Only the holder's renewal is clamped to the max.
+		r.Code, r.Field = lease.CodeInvalidArgument, "duration"
 	}
 	if r.Code != lease.CodeOK {
 		return r, false
@@ -73,8 +76,8 @@ func (m *model) command(c lease.Command) (lease.Result, bool) {
 		r.Holder, r.Token, r.Start, r.Expiry = l.holder, l.token, l.start, l.expiry
 	}
 	lengthen := func() {
-		if m.now+c.Duration > l.expiry {
-			l.start, l.expiry = m.now, m.now+c.Duration
+		if d := lim.Clamp(c.Duration); m.now+d > l.expiry {
+			l.start, l.expiry = m.now, m.now+d
 			m.leases[c.Key] = l
 		}
 		r.Outcome = lease.OutcomeExtended
@@ -185,9 +188,9 @@ func sameResult(got, want lease.Result) bool {
 // the invariants after every entry.
 func TestPropertyAgainstModel(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		m := New(lease.DefaultLimits)
+		m := New()
 		m.RecordEvents(true)
-		twin := New(lease.DefaultLimits) // fed the same entries, or restored from snapshots
+		twin := New() // fed the same entries, or restored from snapshots
 		ref := newModel()
 		lastToken := map[lease.Key]uint64{}
 		steps := rapid.IntRange(1, 60).Draw(t, "steps")
@@ -254,7 +257,7 @@ func TestPropertyAgainstModel(t *testing.T) {
 				t.Fatalf("entry %d: twin snapshot differs", idx)
 			}
 			if rapid.IntRange(0, 4).Draw(t, "restore") == 0 {
-				twin = New(lease.DefaultLimits)
+				twin = New()
 				if err := twin.Restore(snap); err != nil {
 					t.Fatal(err)
 				}

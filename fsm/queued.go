@@ -152,11 +152,22 @@ func (m *Machine) queueClaim(c *lease.Command) lease.Result {
 	}
 	expiry := m.now + c.Wait
 	q := m.queues[c.Key]
+	pos := -1
+	if q != nil {
+		pos = slices.IndexFunc(q.waiters, func(w *waiter) bool { return w.holder == c.Holder })
+	}
+	// A new claimant must ask for a duration it could be granted now; a
+	// refresh (a renewal of its place) is not refused when the limits
+	// changed, as its grant is clamped to the limits of its turn.
+	if pos < 0 {
+		if err := m.limits.CheckDuration(c.Duration); err != nil {
+			return m.invalid(err)
+		}
+	}
 	if q == nil {
 		q = &waitQueue{key: c.Key}
 		m.queues[c.Key] = q
 	}
-	pos := slices.IndexFunc(q.waiters, func(w *waiter) bool { return w.holder == c.Holder })
 	if pos >= 0 {
 		// A refresh keeps its place; the newest duration wins.
 		w := q.waiters[pos]
@@ -189,7 +200,10 @@ func (m *Machine) cancelQueue(c *lease.Command) lease.Result {
 	return lease.Result{Outcome: lease.OutcomeAbsent, Now: m.now}
 }
 
-// grantQueued gives the released lease at k to its first live claimant.
+// grantQueued gives the released lease at k to its first live claimant,
+// for its duration clamped to the limits in force now: they may have
+// changed since it queued, and a claimant is granted, never refused, at its
+// turn (it learns the applied duration from the grant's Start and Expiry).
 func (m *Machine) grantQueued(k lease.Key) {
 	q := m.queues[k]
 	for q != nil && len(q.waiters) > 0 {
@@ -198,7 +212,7 @@ func (m *Machine) grantQueued(k lease.Key) {
 		if w.expiry < m.now {
 			continue // defensive: dropExpiredWaiters runs first
 		}
-		m.claim(&lease.Command{Op: lease.OpClaim, Key: k, Holder: w.holder, Duration: w.duration})
+		m.grant(k, w.holder, m.limits.Clamp(w.duration))
 		return
 	}
 }
