@@ -54,10 +54,13 @@ func DecodeLimits(payload []byte) (lease.Limits, error) {
 	return l, nil
 }
 
+// StaleSettingsField is the Field of a stale settings change's refusal.
+const StaleSettingsField = "settings_version"
+
 // StaleSettings is the refusal of a settings change based on version
 // basedOn while the settings are at version current.
 func StaleSettings(basedOn, current uint64) *lease.Error {
-	return &lease.Error{Code: lease.CodeInvalidArgument, Field: "settings_version",
+	return &lease.Error{Code: lease.CodeInvalidArgument, Field: StaleSettingsField,
 		Message: fmt.Sprintf("settings changed since they were read: the change is based on version %d, the cluster is at version %d; read them again and retry",
 			basedOn, current)}
 }

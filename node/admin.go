@@ -2,8 +2,10 @@ package node
 
 import (
 	"context"
+	"errors"
 
 	"github.com/leasehold/leasehold/fsm"
+	"github.com/leasehold/leasehold/lease"
 	"github.com/leasehold/leasehold/logentry"
 	"github.com/leasehold/leasehold/server"
 	"github.com/leasehold/leasehold/settings"
@@ -41,8 +43,21 @@ func (n *Node) current(payload []byte) settings.Settings {
 // on the replicated settings version: made on top of the settings read at
 // version V, it is applied only if the cluster is still at V when the entry
 // applies, whichever leader proposes it. basedOn, when given, is the version
-// the caller read; a change based on another version is refused.
+// the caller read, and a change based on another version is refused. Without
+// it the caller asked for its keys to be set on whatever is current, so a
+// change that lost a race is made again on the newer settings.
 func (n *Node) SetSettings(ctx context.Context, changes map[string]string, basedOn *uint64) (settings.Settings, uint64, error) {
+	for attempt := 0; ; attempt++ {
+		next, version, err := n.setSettingsOnce(ctx, changes, basedOn)
+		var le *lease.Error
+		if basedOn == nil && attempt < 5 && errors.As(err, &le) && le.Field == fsm.StaleSettingsField {
+			continue
+		}
+		return next, version, err
+	}
+}
+
+func (n *Node) setSettingsOnce(ctx context.Context, changes map[string]string, basedOn *uint64) (settings.Settings, uint64, error) {
 	if _, ok := n.r.Now(); !ok {
 		return settings.Settings{}, 0, n.r.NotLeaderError()
 	}
