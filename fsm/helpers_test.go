@@ -178,7 +178,7 @@ func checkHeap(t fataler, m *Machine) {
 		if int(r.heapIdx) != i {
 			t.Fatalf("heap[%d].heapIdx = %d", i, r.heapIdx)
 		}
-		if i > 0 && m.heap[(i-1)/2].expiry > r.expiry {
+		if i > 0 && before(r, m.heap[(i-1)/2]) {
 			t.Fatalf("heap property broken at %d", i)
 		}
 	}

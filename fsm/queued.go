@@ -32,8 +32,20 @@ type waitQueue struct {
 	waiters []*waiter
 }
 
-// waitHeap is a min-heap of waiters by keep-alive expiry.
+// waitHeap is a min-heap of waiters by keep-alive expiry, then key and
+// holder: a total order, like the expiry heap's, so nothing done in pop
+// order can differ between a live and a restored replica.
 type waitHeap []*waiter
+
+func (w *waiter) before(o *waiter) bool {
+	if w.expiry != o.expiry {
+		return w.expiry < o.expiry
+	}
+	if c := compareKeys(w.q.key, o.q.key); c != 0 {
+		return c < 0
+	}
+	return w.holder < o.holder
+}
 
 func (h *waitHeap) push(w *waiter) {
 	w.heapIdx = len(*h)
@@ -62,7 +74,7 @@ func (h *waitHeap) remove(i int) {
 func (h waitHeap) up(i int) {
 	for i > 0 {
 		p := (i - 1) / 2
-		if h[p].expiry <= h[i].expiry {
+		if !h[i].before(h[p]) {
 			return
 		}
 		h.swap(i, p)
@@ -78,10 +90,10 @@ func (h waitHeap) down(i int) bool {
 			break
 		}
 		j := l
-		if r := l + 1; r < n && h[r].expiry < h[l].expiry {
+		if r := l + 1; r < n && h[r].before(h[l]) {
 			j = r
 		}
-		if h[i].expiry <= h[j].expiry {
+		if !h[j].before(h[i]) {
 			break
 		}
 		h.swap(i, j)
