@@ -15,14 +15,14 @@ import (
 // The replicated core (fsm, the domain package lease, the log codec
 // logentry) decides every apply result, so it must depend on nothing a
 // server's role, configuration or environment can change, and on nothing
-// that does I/O (issue 15). This test fails when any of them comes to
-// import, directly or through another package:
+// that does I/O (issue 15). This test fails when its code reads the wall
+// clock or sleeps, or when any of them comes to import, directly or through
+// another package:
 //   - a package of this module outside the core (the admission queue,
 //     raftnode, the gRPC server, node, settings, ...),
 //   - any package outside the standard library (gRPC among them),
 //   - a standard package that does I/O, spawns processes or draws
-//     randomness (os, os/exec, net, syscall, log, math/rand, crypto/rand...),
-// or when its code reads the wall clock or sleeps.
+//     randomness (os, os/exec, net, syscall, log, math/rand, crypto/rand...).
 func TestCoreImportsNothingLeaderOnlyOrDoingIO(t *testing.T) {
 	const module = "github.com/leasehold/leasehold/"
 	core := []string{"fsm", "lease", "logentry"}
