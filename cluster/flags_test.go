@@ -111,4 +111,15 @@ func TestServersWithDifferentLimitFlagsAgree(t *testing.T) {
 		}
 	}
 	t.Logf("compared %d (replica, index) pairs", compared)
+	// The first leader's flags became the initial settings, written once
+	// (a compare-and-set on version 0), however leadership moved after.
+	for _, m := range c.Members {
+		var version uint64
+		var limits lease.Limits
+		m.Raft().ReadStale(func(sm *fsm.Machine, _ time.Duration) { version, limits = sm.SettingsVersion(), sm.Limits() })
+		if version != 1 {
+			t.Errorf("%s: settings version %d, want 1 (initial settings written once)", m.ID, version)
+		}
+		t.Logf("%s: limits %v at settings version %d", m.ID, limits, version)
+	}
 }

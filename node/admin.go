@@ -86,7 +86,12 @@ func (n *Node) writeInitialSettings(ctx context.Context) {
 	}
 	s := n.r.InitialSettings()
 	s.Admission = n.queue.Settings()
-	if err := n.r.ProposeSettingsValue(ctx, 0, s); err != nil && ctx.Err() == nil {
+	err := n.r.ProposeSettingsValue(ctx, 0, s)
+	var le *lease.Error
+	if errors.As(err, &le) && le.Field == fsm.StaleSettingsField {
+		return // another leader's initial settings (or a change) got there first
+	}
+	if err != nil && ctx.Err() == nil {
 		n.log.Warn("writing this server's configured settings as the cluster's initial settings failed; the built-in defaults stay in force",
 			"err", err)
 	}
