@@ -28,6 +28,7 @@ type refModel struct {
 	limits   lease.Limits
 	version  uint64
 	settings []byte
+	members  map[string]logentry.Member
 	events   []lease.Event
 }
 
@@ -44,7 +45,7 @@ type mWaiter struct {
 
 func newRefModel() *refModel {
 	return &refModel{leases: map[lease.Key]*mLease{}, pins: map[lease.Key]map[string]bool{},
-		queues: map[lease.Key][]*mWaiter{}, limits: lease.Limits{MinDuration: time.Second, MaxDuration: 5 * time.Minute}}
+		queues: map[lease.Key][]*mWaiter{}, members: map[string]logentry.Member{}, limits: lease.Limits{MinDuration: time.Second, MaxDuration: 5 * time.Minute}}
 }
 
 func keyOrder(a, b lease.Key) int {
@@ -101,6 +102,11 @@ func (m *refModel) apply(idx uint64, e *logentry.Entry) []lease.Result {
 		m.release(k, lease.EventExpired)
 	}
 	switch e.Kind {
+	case logentry.KindMember:
+		if mem, err := logentry.DecodeMember(e.Payload); err == nil {
+			m.members[mem.ID] = mem
+		}
+		return nil
 	case logentry.KindSettings:
 		m.settings = append([]byte(nil), e.Payload...)
 		m.version++

@@ -17,9 +17,9 @@ import (
 
 // The model-based test of the state machine (issue 12). Random sequences of
 // every kind of entry (claims, extends, revokes, pins and unpins, queued
-// claims and cancels, settings changes, legacy settings entries, ticks) on a
-// coarse time grid, so leases and claimants often fall due at one instant,
-// are applied through the log codec to
+// claims and cancels, settings changes, legacy settings entries, member
+// directory entries, ticks) on a coarse time grid, so leases and claimants
+// often fall due at one instant, are applied through the log codec to
 //   - the live machine,
 //   - a twin, replaced at random points by a machine restored from the live
 //     one's snapshot (as a replica that installs a snapshot), and
@@ -50,7 +50,11 @@ func genModelEntry(t *rapid.T, ref *refModel) logentry.Entry {
 	}
 	// Batches first: rapid leans towards the first choices.
 	switch rapid.SampledFrom([]string{"batch", "batch", "batch", "batch", "batch", "batch", "batch", "batch",
-		"tick", "tick", "tick", "settings", "legacy"}).Draw(t, "kind") {
+		"tick", "tick", "tick", "settings", "legacy", "member"}).Draw(t, "kind") {
+	case "member": // a server's addresses in the member directory
+		mem := logentry.Member{ID: rapid.SampledFrom([]string{"s1", "s2"}).Draw(t, "memberID"),
+			ClientAddr: rapid.SampledFrom([]string{"10.0.0.1:7000", "10.0.0.2:7000"}).Draw(t, "memberAddr")}
+		return logentry.Entry{Kind: logentry.KindMember, Time: at, Payload: logentry.EncodeMember(mem)}
 	case "settings": // a settings change, mostly from the current version
 		l := lease.Limits{
 			MinDuration: gridDurations(t, "minDur", 500*time.Millisecond, time.Second, 2*time.Second),
@@ -242,6 +246,13 @@ func compareWithModel(t *rapid.T, m *Machine, ref *refModel, where func() string
 			t.Fatalf("%s\nlease %+v, model %+v", where(), in, l)
 		}
 	}
+	var members []logentry.Member
+	for _, id := range slices.Sorted(maps.Keys(ref.members)) {
+		members = append(members, ref.members[id])
+	}
+	if got := m.Members(); !slices.Equal(got, members) {
+		t.Fatalf("%s\nmembers %v, model %v", where(), got, members)
+	}
 	pins := m.Pinned()
 	if len(pins) != len(ref.pins) {
 		t.Fatalf("%s\npins %v, model %v", where(), pins, ref.pins)
@@ -274,15 +285,15 @@ func TestModel(t *testing.T) {
 }
 
 // TestModelLong is the large run CI makes: LEASEHOLD_MODEL_LONG=1 go test
-// ./fsm -run TestModelLong. LEASEHOLD_MODEL_ROUNDS (default 20) rounds of
+// ./fsm -run TestModelLong. LEASEHOLD_MODEL_ROUNDS (default 100) rounds of
 // rapid's checks, each sequence up to 400 entries.
 func TestModelLong(t *testing.T) {
 	if os.Getenv("LEASEHOLD_MODEL_LONG") != "1" {
 		t.Skip("set LEASEHOLD_MODEL_LONG=1 for the long model-based run")
 	}
-	rounds := 20
+	rounds := 100
 	if n, err := fmt.Sscan(os.Getenv("LEASEHOLD_MODEL_ROUNDS"), &rounds); n != 1 || err != nil {
-		rounds = 20
+		rounds = 100
 	}
 	var stats modelStats
 	for i := range rounds {
