@@ -21,12 +21,15 @@ type Setting struct {
 type Settings struct {
 	Settings []Setting // sorted by key
 	// Replicated is false while the cluster never changed its settings (the
-	// server's configured ones are shown).
+	// built-in defaults are in force).
 	Replicated bool
+	// Version is the replicated settings version these settings are at;
+	// pass it to SetSettingsFrom to change them only if no one else did.
+	Version uint64
 }
 
 func settingsOf(r *pb.SettingsResponse) *Settings {
-	out := &Settings{Replicated: r.Replicated}
+	out := &Settings{Replicated: r.Replicated, Version: r.Version}
 	for _, s := range r.Settings {
 		out.Settings = append(out.Settings, Setting{Key: s.Key, Value: s.Value})
 	}
@@ -50,10 +53,23 @@ func (c *Client) GetSettings(ctx context.Context) (*Settings, error) {
 
 // SetSettings changes settings (KEY -> VALUE) on the leader, which
 // replicates them; it returns every setting after the change. Admin only.
+// The change is made on top of the settings the leader reads; use
+// SetSettingsFrom to base it on settings you read.
 func (c *Client) SetSettings(ctx context.Context, values map[string]string) (*Settings, error) {
+	return c.setSettings(ctx, values, nil)
+}
+
+// SetSettingsFrom is SetSettings based on settings version version (from
+// GetSettings): it is refused (CodeInvalidArgument, field
+// "settings_version") if the settings changed since.
+func (c *Client) SetSettingsFrom(ctx context.Context, version uint64, values map[string]string) (*Settings, error) {
+	return c.setSettings(ctx, values, &version)
+}
+
+func (c *Client) setSettings(ctx context.Context, values map[string]string, version *uint64) (*Settings, error) {
 	var out *Settings
 	err := c.do(ctx, kindWrite, func(ctx context.Context, ep *endpoint, p *peer.Peer) error {
-		r, err := admin(ep).SetSettings(ctx, &pb.SetSettingsRequest{Values: values}, grpc.Peer(p))
+		r, err := admin(ep).SetSettings(ctx, &pb.SetSettingsRequest{Values: values, Version: version}, grpc.Peer(p))
 		if err == nil {
 			out = settingsOf(r)
 		}

@@ -118,7 +118,8 @@ func TestBulkMixedResults(t *testing.T) {
 		{Op: lease.OpClaim, Key: other, Holder: "u/0", Duration: time.Minute},
 		{Op: lease.OpExtend, Key: lease.Key{Namespace: "ns", Group: "g", Name: "absent"}, Holder: "u/0", Duration: time.Minute},
 		{Op: lease.OpClaim, Key: lease.Key{Namespace: "ns", Group: "g", Name: "bad name"}, Holder: "u/0", Duration: time.Minute},
-		{Op: lease.OpClaim, Key: key, Holder: "u/0", Duration: time.Hour},
+		// Above the absolute cap (a renewal above max_duration is clamped).
+		{Op: lease.OpClaim, Key: key, Holder: "u/0", Duration: 25 * time.Hour},
 		{Op: lease.OpPin, Key: key, Holder: "admin"},
 	})
 	if err != nil || len(res) != 6 {
@@ -158,7 +159,9 @@ func TestInvalidArgumentWritesNothing(t *testing.T) {
 		call  func() error
 	}{
 		{"holder", func() error { _, err := cl.Claim(ctx, key, "", time.Minute); return err }},
-		{"duration", func() error { _, err := cl.Claim(ctx, key, "h", time.Hour); return err }},
+		// Above the absolute cap: refused before the log. (Above max_duration
+		// but under the cap is the state machine's call: a renewal is clamped.)
+		{"duration", func() error { _, err := cl.Claim(ctx, key, "h", 25*time.Hour); return err }},
 		{"duration", func() error { _, err := cl.Extend(ctx, key, "h", time.Millisecond); return err }},
 		{"namespace", func() error { _, err := cl.Claim(ctx, lease.Key{Group: "g", Name: "n"}, "h", time.Minute); return err }},
 		{"entity", func() error { _, err := cl.Pin(ctx, key, "has space"); return err }},

@@ -258,7 +258,7 @@ func (c *Client) classify(ctx context.Context, err error, k kind, p *peer.Peer) 
 	case codes.Canceled:
 		return ctxError(context.Canceled, sent, k)
 	case codes.Unauthenticated, codes.PermissionDenied:
-		return &lease.Error{Code: lease.CodeFromGRPC(st.Code()), Message: st.Message()}
+		return &lease.Error{Code: wire.CodeFromGRPC(st.Code()), Message: st.Message()}
 	}
 	return &lease.Error{Code: lease.CodeUnknown, Message: st.Code().String() + ": " + st.Message()}
 }

@@ -42,7 +42,12 @@ func TestRoundTrips(t *testing.T) {
 	if _, err := c.Extend(ctx, k, "unit/1", time.Minute); codeOf(t, err) != lease.CodeNotHeld {
 		t.Fatalf("extend by non-holder: %v", err)
 	}
-	if _, err := c.Claim(ctx, k, "unit/0", time.Hour); codeOf(t, err) != lease.CodeInvalidArgument {
+	// Past max_duration: the holder's renewal is clamped to it (the answer
+	// says so); anyone else's claim is refused.
+	if r, err := c.Claim(ctx, k, "unit/0", time.Hour); err != nil || r.Expiry-r.Start != lease.DefaultLimits.MaxDuration {
+		t.Fatalf("holder's claim past max duration: %+v %v", r, err)
+	}
+	if _, err := c.Claim(ctx, k, "unit/1", time.Hour); codeOf(t, err) != lease.CodeInvalidArgument {
 		t.Fatalf("claim past max duration: %v", err)
 	}
 

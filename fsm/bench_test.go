@@ -21,7 +21,7 @@ func benchHolder(i int) string { return fmt.Sprintf("app-%d/%d", i, i%3) }
 
 // populate claims n leases of 60s through the codec, as a replica would.
 func populate(tb testing.TB, n int) *Machine {
-	m := New(lease.DefaultLimits)
+	m := New()
 	e := logentry.Entry{Kind: logentry.KindBatch}
 	idx := uint64(0)
 	flush := func() {
@@ -208,7 +208,7 @@ func BenchmarkRestore1M(b *testing.B) {
 	_, snap := bigMachine(b)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		m := New(lease.DefaultLimits)
+		m := New()
 		if err := m.Restore(snap); err != nil {
 			b.Fatal(err)
 		}

@@ -11,6 +11,15 @@
 // command fails alone. A command whose deadline has passed is refused with
 // CodeDeadlineExceeded and changes nothing.
 //
+// Leases due at the same instant expire in key order (the expiry index is
+// ordered by expiry, then key), so every replica, live or restored from a
+// snapshot, hands out the next tokens alike when releases grant queued
+// claimants.
+//
+// Nothing else decides a result either: duration limits start at
+// lease.DefaultLimits and change only through settings entries
+// (settings_limits.go), never through a server's configuration.
+//
 // Fencing tokens come from a replicated grant counter: every grant takes the
 // next value, so tokens increase strictly per key and across keys, even when
 // one entry revokes and re-grants a key (which is why the token is not simply

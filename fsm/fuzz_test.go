@@ -24,7 +24,7 @@ func FuzzRestore(f *testing.F) {
 	snap := h.m.AppendSnapshot(nil)
 	f.Add(snap)
 	f.Add(snap[:len(snap)-4])
-	f.Add(New(lease.DefaultLimits).AppendSnapshot(nil))
+	f.Add(New().AppendSnapshot(nil))
 	f.Add([]byte("LHSNAP"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fixed := binary.LittleEndian.AppendUint32(append([]byte(nil), data...), crc32.Checksum(data, castagnoli))
@@ -35,7 +35,7 @@ func FuzzRestore(f *testing.F) {
 }
 
 func checkRestore(t *testing.T, data []byte) {
-	m := New(lease.DefaultLimits)
+	m := New()
 	m.Apply(1, &logentry.Entry{Kind: logentry.KindBatch, Time: 1, Commands: []lease.Command{claim(kA, "u", min)}})
 	orig := m.AppendSnapshot(nil)
 	if err := m.Restore(data); err != nil {
@@ -54,7 +54,7 @@ func checkRestore(t *testing.T, data []byte) {
 			t.Fatal("snapshot of a restored machine is not repeatable")
 		}
 	}
-	m2 := New(lease.DefaultLimits)
+	m2 := New()
 	if err := m2.Restore(s1); err != nil {
 		t.Fatalf("restore of a re-snapshot: %v", err)
 	}
@@ -94,13 +94,13 @@ func checkRestore(t *testing.T, data []byte) {
 // to the same "ns/group/name" string ("a/b"+"c"+"d" and "a"+"b/c"+"d"). The
 // snapshot must still order them deterministically.
 func TestSnapshotPinOrderIsTotal(t *testing.T) {
-	m := New(lease.DefaultLimits)
+	m := New()
 	m.pins[key("a/b", "c", "d")] = map[string]struct{}{"e1": {}}
 	m.pins[key("a", "b/c", "d")] = map[string]struct{}{"e2": {}}
 	m.pins[key("a", "b", "c/d")] = map[string]struct{}{"e3": {}}
 	snap := m.AppendSnapshot(nil)
 	for i := 0; i < 50; i++ {
-		m2 := New(lease.DefaultLimits)
+		m2 := New()
 		if err := m2.Restore(snap); err != nil {
 			t.Fatal(err)
 		}

@@ -1,10 +1,34 @@
 package fsm
 
-// expiryHeap is a min-heap of records by expiry, with each record's index
-// kept in record.heapIdx so extends and revokes can fix or remove in O(log n).
-// It is written out rather than built on container/heap to avoid interface
-// calls on the apply path.
+import "strings"
+
+// expiryHeap is a min-heap of records by (expiry, key), with each record's
+// index kept in record.heapIdx so extends and revokes can fix or remove in
+// O(log n). It is written out rather than built on container/heap to avoid
+// interface calls on the apply path.
+//
+// The order is total: leases due at one instant are released in key order,
+// and each release may grant a queued claimant the next token. Ordered by
+// expiry alone, ties would pop in an order that depends on the heap's
+// history, which differs between a live replica and one restored from a
+// snapshot (whose heap is rebuilt in key order): tokens would be handed out
+// differently on the two.
 type expiryHeap []*record
+
+// before is the heap's order: expiry, then namespace, group and name (a
+// key names one record, so no two records compare equal).
+func before(a, b *record) bool {
+	if a.expiry != b.expiry {
+		return a.expiry < b.expiry
+	}
+	if a.g != b.g {
+		if c := strings.Compare(a.g.key.ns, b.g.key.ns); c != 0 {
+			return c < 0
+		}
+		return a.g.key.group < b.g.key.group
+	}
+	return a.name() < b.name()
+}
 
 func (h *expiryHeap) push(r *record) {
 	r.heapIdx = int32(len(*h))
@@ -42,7 +66,7 @@ func (h expiryHeap) fix(i int) {
 func (h expiryHeap) up(i int) {
 	for i > 0 {
 		p := (i - 1) / 2
-		if h[p].expiry <= h[i].expiry {
+		if !before(h[i], h[p]) {
 			return
 		}
 		h.swap(i, p)
@@ -59,10 +83,10 @@ func (h expiryHeap) down(i int) bool {
 			break
 		}
 		j := l
-		if r := l + 1; r < n && h[r].expiry < h[l].expiry {
+		if r := l + 1; r < n && before(h[r], h[l]) {
 			j = r
 		}
-		if h[i].expiry <= h[j].expiry {
+		if !before(h[j], h[i]) {
 			break
 		}
 		h.swap(i, j)

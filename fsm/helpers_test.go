@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"encoding/binary"
 	"testing"
 	"time"
 	"unsafe"
@@ -56,7 +57,7 @@ type harness struct {
 }
 
 func newHarness(t testing.TB) *harness {
-	m := New(lease.DefaultLimits)
+	m := New()
 	m.RecordEvents(true)
 	return &harness{t: t, m: m}
 }
@@ -78,11 +79,11 @@ func (h *harness) entry(e logentry.Entry) []lease.Result {
 	}
 	h.idx++
 	res := h.m.Apply(h.idx, &dec)
-	if len(res) != len(e.Commands) {
+	if e.Kind == logentry.KindBatch && len(res) != len(e.Commands) {
 		h.t.Fatalf("%d results for %d commands", len(res), len(e.Commands))
 	}
 	snap := h.m.AppendSnapshot(nil)
-	m2 := New(h.m.Limits())
+	m2 := New()
 	if err := m2.Restore(snap); err != nil {
 		h.t.Fatalf("restore: %v", err)
 	}
@@ -103,6 +104,26 @@ func (h *harness) one(at time.Duration, c lease.Command) lease.Result {
 }
 
 func (h *harness) tick(at time.Duration) { h.t.Helper(); h.apply(at) }
+
+// settingsPayload encodes limits as package settings does (its head is all
+// the state machine reads), followed by bytes that are not the machine's.
+func settingsPayload(l lease.Limits) []byte {
+	b := binary.AppendUvarint(nil, SettingsCodecVersion)
+	b = binary.AppendVarint(b, int64(l.MinDuration))
+	b = binary.AppendVarint(b, int64(l.MaxDuration))
+	return append(b, 0xAA, 0xBB)
+}
+
+// settings applies a settings change based on version basedOn, at the
+// machine's time, and returns its result.
+func (h *harness) settings(basedOn uint64, l lease.Limits) lease.Result {
+	h.t.Helper()
+	res := h.entry(logentry.Entry{Kind: logentry.KindSettingsChange, Time: h.m.Now(), SettingsVersion: basedOn, Payload: settingsPayload(l)})
+	if len(res) != 1 {
+		h.t.Fatalf("settings change: %d results", len(res))
+	}
+	return res[0]
+}
 
 func (h *harness) get(k lease.Key) (lease.Info, bool) { return h.m.Get(k, 0) }
 
@@ -157,7 +178,7 @@ func checkHeap(t fataler, m *Machine) {
 		if int(r.heapIdx) != i {
 			t.Fatalf("heap[%d].heapIdx = %d", i, r.heapIdx)
 		}
-		if i > 0 && m.heap[(i-1)/2].expiry > r.expiry {
+		if i > 0 && before(r, m.heap[(i-1)/2]) {
 			t.Fatalf("heap property broken at %d", i)
 		}
 	}

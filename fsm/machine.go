@@ -52,9 +52,13 @@ type Machine struct {
 	count    int
 	heap     expiryHeap
 	pins     map[lease.Key]map[string]struct{}
-	settings []byte
 	members  map[string]logentry.Member
-	limits   lease.Limits
+
+	// Cluster settings (settings_limits.go): the last accepted payload, the
+	// number of settings entries accepted, and the limits in force.
+	settings        []byte
+	settingsVersion uint64
+	limits          lease.Limits
 
 	// Claim-on-release queues (queued.go).
 	queues      map[lease.Key]*waitQueue
@@ -65,22 +69,26 @@ type Machine struct {
 	events       []lease.Event
 }
 
-// New returns an empty machine that validates durations against limits.
-func New(limits lease.Limits) *Machine {
+// New returns an empty machine. It validates durations against
+// lease.DefaultLimits until a settings entry replaces them: the limits come
+// from the log alone, never from the server running the machine.
+func New() *Machine {
 	return &Machine{
 		groups:  make(map[groupKey]*group),
 		pins:    make(map[lease.Key]map[string]struct{}),
 		members: make(map[string]logentry.Member),
 		queues:  make(map[lease.Key]*waitQueue),
-		limits:  limits,
+		limits:  lease.DefaultLimits,
 	}
 }
 
-// SetLimits changes the duration limits applied to later commands.
-func (m *Machine) SetLimits(l lease.Limits) { m.limits = l }
-
-// Limits returns the current limits.
+// Limits returns the limits in force.
 func (m *Machine) Limits() lease.Limits { return m.limits }
+
+// SettingsVersion is the number of settings entries the machine accepted (0
+// for a cluster that never wrote any). A settings change names the version
+// it was based on.
+func (m *Machine) SettingsVersion() uint64 { return m.settingsVersion }
 
 // RecordEvents turns event recording on or off. Events are collected by
 // TakeEvents; recording is off by default so benchmarks and followers without
@@ -119,19 +127,22 @@ func (m *Machine) Members() []logentry.Member {
 	return out
 }
 
-// Settings returns the payload of the last settings entry (nil if none).
+// Settings returns the payload of the last accepted settings entry (nil if none).
 func (m *Machine) Settings() []byte { return m.settings }
 
 // Apply applies one log entry at Raft index index and returns one result per
-// command, in order. A settings entry returns no results.
+// command, in order. A settings change returns one result (refused when its
+// version is stale or its limits invalid); a legacy settings entry and a
+// member entry return none.
 func (m *Machine) Apply(index uint64, e *logentry.Entry) []lease.Result {
 	m.index = index
 	m.advance(e.Time)
 	switch e.Kind {
 	case logentry.KindSettings:
-		m.settings = append([]byte(nil), e.Payload...)
-		m.adoptSettingsLimits()
+		m.applyLegacySettings(e.Payload)
 		return nil
+	case logentry.KindSettingsChange:
+		return []lease.Result{m.changeSettings(e.SettingsVersion, e.Payload)}
 	case logentry.KindMember:
 		// A malformed member entry is ignored on every replica alike.
 		if mem, err := logentry.DecodeMember(e.Payload); err == nil {
@@ -169,8 +180,7 @@ func (m *Machine) advance(t time.Duration) {
 
 func (m *Machine) applyCommand(c *lease.Command) lease.Result {
 	if err := c.Validate(m.limits); err != nil {
-		e := err.(*lease.Error)
-		return lease.Result{Code: lease.CodeInvalidArgument, Field: e.Field, Message: e.Message, Now: m.now}
+		return m.invalid(err)
 	}
 	if c.Deadline < m.now {
 		return lease.Result{Code: lease.CodeDeadlineExceeded, Now: m.now}
@@ -202,21 +212,31 @@ func (m *Machine) lookup(k lease.Key) *record {
 }
 
 func (m *Machine) claim(c *lease.Command) lease.Result {
-	gk := groupKey{c.Key.Namespace, c.Key.Group}
+	r := m.lookup(c.Key)
+	if r != nil && r.holder() == c.Holder {
+		return m.lengthen(r, c.Duration)
+	}
+	// Anything but the holder's renewal must fit the limits (a renewal is
+	// clamped to them instead).
+	if err := m.limits.CheckDuration(c.Duration); err != nil {
+		return m.invalid(err)
+	}
+	if r != nil {
+		return lease.Result{Code: lease.CodeDenied, Holder: r.holder(), Token: r.token, Start: r.start, Expiry: r.expiry, Now: m.now}
+	}
+	return m.grant(c.Key, c.Holder, c.Duration)
+}
+
+// grant gives the absent lease k to holder for d, with the next token.
+func (m *Machine) grant(k lease.Key, holder string, d time.Duration) lease.Result {
+	gk := groupKey{k.Namespace, k.Group}
 	g := m.groups[gk]
-	if g != nil {
-		if r := g.leases[c.Key.Name]; r != nil {
-			if r.holder() != c.Holder {
-				return lease.Result{Code: lease.CodeDenied, Holder: r.holder(), Token: r.token, Start: r.start, Expiry: r.expiry, Now: m.now}
-			}
-			return m.lengthen(r, c.Duration)
-		}
-	} else {
+	if g == nil {
 		g = &group{key: gk, leases: make(map[string]*record)}
 		m.groups[gk] = g
 	}
 	m.tokenSeq++
-	r := newRecord(g, c.Key.Name, c.Holder, m.tokenSeq, m.now, m.now+c.Duration)
+	r := newRecord(g, k.Name, holder, m.tokenSeq, m.now, m.now+d)
 	g.leases[r.name()] = r
 	m.count++
 	m.heap.push(r)
@@ -224,8 +244,14 @@ func (m *Machine) claim(c *lease.Command) lease.Result {
 	return lease.Result{Outcome: lease.OutcomeGranted, Holder: r.holder(), Token: r.token, Start: r.start, Expiry: r.expiry, Now: m.now}
 }
 
-// lengthen extends r to now+d unless that would shorten it.
+// lengthen extends r to now+d unless that would shorten it. d above the
+// current maximum is clamped to it: a holder renewing at the duration it
+// was granted keeps its lease after max_duration shrinks, and the result's
+// Start and Expiry tell it what was applied.
 func (m *Machine) lengthen(r *record, d time.Duration) lease.Result {
+	if d > m.limits.MaxDuration {
+		d = m.limits.MaxDuration
+	}
 	if exp := m.now + d; exp > r.expiry {
 		r.start, r.expiry = m.now, exp
 		if r.heapIdx < 0 {

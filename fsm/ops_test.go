@@ -194,7 +194,7 @@ func TestDeadline(t *testing.T) {
 		t.Fatalf("late extend or pin applied: %+v", info)
 	}
 	// Apart from the clock, the index and the one granted command, nothing changed.
-	ref := New(lease.DefaultLimits)
+	ref := New()
 	if err := ref.Restore(before); err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +268,7 @@ func TestBatchIsolationAndOrder(t *testing.T) {
 // Commands that never travel through the codec (op 0) must still fail
 // alone when applied directly.
 func TestApplyDirectInvalidOp(t *testing.T) {
-	m := New(lease.DefaultLimits)
+	m := New()
 	res := m.Apply(1, &logentry.Entry{Kind: logentry.KindBatch, Time: sec, Commands: []lease.Command{
 		{Op: lease.OpInvalid, Key: kA, Holder: "u", Duration: min, Deadline: farAway},
 		claim(kA, "u", min),
@@ -279,17 +279,18 @@ func TestApplyDirectInvalidOp(t *testing.T) {
 }
 
 func TestLimitsApplied(t *testing.T) {
-	m := New(lease.Limits{MinDuration: 10 * sec, MaxDuration: 20 * sec})
-	e := &logentry.Entry{Kind: logentry.KindBatch, Commands: []lease.Command{claim(kA, "u", 5*sec), claim(kA, "u", 15*sec)}}
-	res := m.Apply(1, e)
-	if res[0].Code != lease.CodeInvalidArgument || res[1].Outcome != lease.OutcomeGranted {
+	h := newHarness(t)
+	h.settings(0, lease.Limits{MinDuration: 10 * sec, MaxDuration: 20 * sec})
+	res := h.apply(sec, claim(kA, "u", 5*sec), claim(kA, "u", 15*sec), claim(kB, "u", 25*sec))
+	if res[0].Code != lease.CodeInvalidArgument || res[1].Outcome != lease.OutcomeGranted ||
+		res[2].Code != lease.CodeInvalidArgument || res[2].Field != "duration" {
 		t.Fatalf("%+v", res)
 	}
-	m.SetLimits(lease.Limits{MinDuration: sec, MaxDuration: sec})
-	if m.Limits().MaxDuration != sec {
-		t.Fatal("SetLimits ignored")
+	h.settings(1, lease.Limits{MinDuration: sec, MaxDuration: sec})
+	if h.m.Limits().MaxDuration != sec {
+		t.Fatal("settings entry ignored")
 	}
-	res = m.Apply(2, &logentry.Entry{Kind: logentry.KindBatch, Commands: []lease.Command{extend(kA, "u", 15*sec)}})
+	res = h.apply(2*sec, extend(kA, "u", 500*time.Millisecond))
 	if res[0].Code != lease.CodeInvalidArgument || res[0].Field != "duration" {
 		t.Fatalf("%+v", res)
 	}
@@ -358,7 +359,7 @@ func TestTokensIncreaseWithinOneEntry(t *testing.T) {
 		}
 	}
 	// Restore keeps the token counter.
-	m2 := New(lease.DefaultLimits)
+	m2 := New()
 	if err := m2.Restore(h.m.AppendSnapshot(nil)); err != nil {
 		t.Fatal(err)
 	}
@@ -394,7 +395,7 @@ func TestSettingsAndMemberEntries(t *testing.T) {
 		t.Fatal("unknown member found")
 	}
 	// Both survive a snapshot.
-	m2 := New(lease.DefaultLimits)
+	m2 := New()
 	if err := m2.Restore(h.m.AppendSnapshot(nil)); err != nil {
 		t.Fatal(err)
 	}

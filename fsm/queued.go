@@ -32,8 +32,20 @@ type waitQueue struct {
 	waiters []*waiter
 }
 
-// waitHeap is a min-heap of waiters by keep-alive expiry.
+// waitHeap is a min-heap of waiters by keep-alive expiry, then key and
+// holder: a total order, like the expiry heap's, so nothing done in pop
+// order can differ between a live and a restored replica.
 type waitHeap []*waiter
+
+func (w *waiter) before(o *waiter) bool {
+	if w.expiry != o.expiry {
+		return w.expiry < o.expiry
+	}
+	if c := compareKeys(w.q.key, o.q.key); c != 0 {
+		return c < 0
+	}
+	return w.holder < o.holder
+}
 
 func (h *waitHeap) push(w *waiter) {
 	w.heapIdx = len(*h)
@@ -62,7 +74,7 @@ func (h *waitHeap) remove(i int) {
 func (h waitHeap) up(i int) {
 	for i > 0 {
 		p := (i - 1) / 2
-		if h[p].expiry <= h[i].expiry {
+		if !h[i].before(h[p]) {
 			return
 		}
 		h.swap(i, p)
@@ -78,10 +90,10 @@ func (h waitHeap) down(i int) bool {
 			break
 		}
 		j := l
-		if r := l + 1; r < n && h[r].expiry < h[l].expiry {
+		if r := l + 1; r < n && h[r].before(h[l]) {
 			j = r
 		}
-		if h[i].expiry <= h[j].expiry {
+		if !h[j].before(h[i]) {
 			break
 		}
 		h.swap(i, j)
@@ -152,11 +164,22 @@ func (m *Machine) queueClaim(c *lease.Command) lease.Result {
 	}
 	expiry := m.now + c.Wait
 	q := m.queues[c.Key]
+	pos := -1
+	if q != nil {
+		pos = slices.IndexFunc(q.waiters, func(w *waiter) bool { return w.holder == c.Holder })
+	}
+	// A new claimant must ask for a duration it could be granted now; a
+	// refresh (a renewal of its place) is not refused when the limits
+	// changed, as its grant is clamped to the limits of its turn.
+	if pos < 0 {
+		if err := m.limits.CheckDuration(c.Duration); err != nil {
+			return m.invalid(err)
+		}
+	}
 	if q == nil {
 		q = &waitQueue{key: c.Key}
 		m.queues[c.Key] = q
 	}
-	pos := slices.IndexFunc(q.waiters, func(w *waiter) bool { return w.holder == c.Holder })
 	if pos >= 0 {
 		// A refresh keeps its place; the newest duration wins.
 		w := q.waiters[pos]
@@ -189,7 +212,10 @@ func (m *Machine) cancelQueue(c *lease.Command) lease.Result {
 	return lease.Result{Outcome: lease.OutcomeAbsent, Now: m.now}
 }
 
-// grantQueued gives the released lease at k to its first live claimant.
+// grantQueued gives the released lease at k to its first live claimant,
+// for its duration clamped to the limits in force now: they may have
+// changed since it queued, and a claimant is granted, never refused, at its
+// turn (it learns the applied duration from the grant's Start and Expiry).
 func (m *Machine) grantQueued(k lease.Key) {
 	q := m.queues[k]
 	for q != nil && len(q.waiters) > 0 {
@@ -198,7 +224,7 @@ func (m *Machine) grantQueued(k lease.Key) {
 		if w.expiry < m.now {
 			continue // defensive: dropExpiredWaiters runs first
 		}
-		m.claim(&lease.Command{Op: lease.OpClaim, Key: k, Holder: w.holder, Duration: w.duration})
+		m.grant(k, w.holder, m.limits.Clamp(w.duration))
 		return
 	}
 }

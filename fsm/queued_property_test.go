@@ -26,7 +26,7 @@ type qModelWaiter struct {
 //   - queued positions match the model.
 func TestPropertyQueuedClaims(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		m := New(lease.DefaultLimits)
+		m := New()
 		m.RecordEvents(true)
 		keys := []lease.Key{kA, kB}
 		holders := []string{"h0", "h1", "h2", "h3"}
@@ -126,7 +126,7 @@ func TestPropertyQueuedClaims(t *testing.T) {
 		}
 		// Queues survive a snapshot: a restored twin stays byte-identical
 		// through the next release.
-		twin := New(lease.DefaultLimits)
+		twin := New()
 		if err := twin.Restore(m.AppendSnapshot(nil)); err != nil {
 			t.Fatal(err)
 		}

@@ -105,7 +105,7 @@ func buildState(t testing.TB) *harness {
 func TestSnapshotRoundTrip(t *testing.T) {
 	h := buildState(t)
 	snap := h.m.AppendSnapshot(nil)
-	m2 := New(lease.DefaultLimits)
+	m2 := New()
 	m2.RecordEvents(true)
 	if err := m2.Restore(snap); err != nil {
 		t.Fatal(err)
@@ -143,11 +143,11 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if !bytes.Equal(h.m.AppendSnapshot(nil), m2.AppendSnapshot(nil)) {
 		t.Fatal("states diverged after restore")
 	}
-	// Limits and event recording belong to the machine, not the snapshot.
-	narrow := lease.Limits{MinDuration: 2 * sec, MaxDuration: 3 * sec}
-	m3 := New(narrow)
-	if err := m3.Restore(snap); err != nil || m3.Limits() != narrow {
-		t.Fatalf("restore changed limits: %v %v", m3.Limits(), err)
+	// The limits come from the snapshot, never from the restoring machine.
+	m3 := New()
+	m3.limits = lease.Limits{MinDuration: 2 * sec, MaxDuration: 3 * sec}
+	if err := m3.Restore(snap); err != nil || m3.Limits() != h.m.Limits() {
+		t.Fatalf("restore kept local limits: %v %v", m3.Limits(), err)
 	}
 }
 
@@ -189,7 +189,7 @@ func TestRestoreRejects(t *testing.T) {
 		"truncated":      good[:len(good)-1],
 		"trailing":       resum(append(append([]byte(nil), good[:len(good)-4]...), 0, 0, 0, 0, 0)),
 		"version 0":      versioned(0),
-		"version 3":      versioned(3),
+		"version 4":      versioned(4),
 		"cut body":       resum(append(append([]byte(nil), good[:len(good)/2]...), 0, 0, 0, 0)),
 		"no groups done": resum(append([]byte("LHSNAP\x01\x00\x00\x00\x00\x00\x05"), 0, 0, 0, 0)),
 	}
@@ -202,15 +202,15 @@ func TestRestoreRejects(t *testing.T) {
 			t.Fatalf("%s: failed Restore changed the machine", name)
 		}
 	}
-	if err := h.m.Restore(versioned(3)); err == nil || !bytes.Contains([]byte(err.Error()), []byte("version 3")) {
+	if err := h.m.Restore(versioned(4)); err == nil || !bytes.Contains([]byte(err.Error()), []byte("version 4")) {
 		t.Errorf("unknown version error does not name it: %v", err)
 	}
 	if err := h.m.Restore(good); err != nil {
 		t.Fatal(err)
 	}
 	// An empty machine round trips too.
-	empty := New(lease.DefaultLimits).AppendSnapshot(nil)
-	m := New(lease.DefaultLimits)
+	empty := New().AppendSnapshot(nil)
+	m := New()
 	if err := m.Restore(empty); err != nil || !bytes.Equal(m.AppendSnapshot(nil), empty) || m.Len() != 0 {
 		t.Fatalf("empty round trip: %v", err)
 	}

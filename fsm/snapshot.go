@@ -17,10 +17,10 @@ import (
 )
 
 // SnapshotVersion is the version of the snapshot format written by
-// AppendSnapshot. Restore reads it and version 1 (which has no claim
-// queues, so a cluster upgraded mid-way still restores its old snapshots)
-// and rejects any other.
-const SnapshotVersion = 2
+// AppendSnapshot. Restore reads it, version 2 (no settings version or
+// limits) and version 1 (no claim queues either), so a cluster upgraded
+// mid-way still restores its old snapshots, and rejects any other.
+const SnapshotVersion = 3
 
 var snapshotMagic = []byte("LHSNAP")
 
@@ -32,20 +32,32 @@ var ErrBadSnapshot = errors.New("fsm: bad snapshot")
 // AppendSnapshot encodes the whole state onto b. The encoding is
 // deterministic: two replicas with the same state produce the same bytes.
 //
-// Layout: magic, version, now, index, token counter, settings, member
-// directory, groups (each:
+// Layout: magic, version, now, index, token counter, settings, (version 3:
+// settings version, min and max duration in force), member directory, groups (each:
 // namespace, group, leases by name: name, holder, token, start, duration),
 // pins (key, entities), claim queues (version 2: key, then claimants in
 // arrival order: holder, duration, keep-alive expiry), then a CRC-32C of
 // everything before it.
-func (m *Machine) AppendSnapshot(b []byte) []byte {
+func (m *Machine) AppendSnapshot(b []byte) []byte { return m.appendSnapshot(b, SnapshotVersion) }
+
+// appendSnapshot writes format version (older ones only for tests of
+// Restore's compatibility).
+func (m *Machine) appendSnapshot(b []byte, version uint64) []byte {
 	start := len(b)
 	b = append(b, snapshotMagic...)
-	b = binary.AppendUvarint(b, SnapshotVersion)
+	b = binary.AppendUvarint(b, version)
 	b = binary.AppendVarint(b, int64(m.now))
 	b = binary.AppendUvarint(b, m.index)
 	b = binary.AppendUvarint(b, m.tokenSeq)
 	b = binenc.AppendBytes(b, m.settings)
+	// The limits in force are written out, not derived from the payload on
+	// restore: a legacy settings entry may have stored a payload whose
+	// limits were not adopted.
+	if version >= 3 {
+		b = binary.AppendUvarint(b, m.settingsVersion)
+		b = binary.AppendVarint(b, int64(m.limits.MinDuration))
+		b = binary.AppendVarint(b, int64(m.limits.MaxDuration))
+	}
 	members := m.Members()
 	b = binary.AppendUvarint(b, uint64(len(members)))
 	for _, mem := range members {
@@ -106,14 +118,17 @@ func (m *Machine) AppendSnapshot(b []byte) []byte {
 			b = binenc.AppendString(b, e)
 		}
 	}
-	b = m.appendQueues(b)
+	if version >= 2 {
+		b = m.appendQueues(b)
+	}
 	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b[start:], castagnoli))
 }
 
 // Restore replaces the machine's state with the snapshot in data. On error
-// the machine is unchanged.
+// the machine is unchanged. Nothing of the machine's own state (its limits
+// included) survives: the result depends on data alone.
 func (m *Machine) Restore(data []byte) error {
-	n, err := decodeSnapshot(data, m.limits)
+	n, err := decodeSnapshot(data)
 	if err != nil {
 		return err
 	}
@@ -122,7 +137,7 @@ func (m *Machine) Restore(data []byte) error {
 	return nil
 }
 
-func decodeSnapshot(data []byte, limits lease.Limits) (*Machine, error) {
+func decodeSnapshot(data []byte) (*Machine, error) {
 	if len(data) < len(snapshotMagic)+4 || !bytes.Equal(data[:len(snapshotMagic)], snapshotMagic) {
 		return nil, fmt.Errorf("%w: not a Leasehold snapshot", ErrBadSnapshot)
 	}
@@ -132,16 +147,29 @@ func decodeSnapshot(data []byte, limits lease.Limits) (*Machine, error) {
 	}
 	d := reader{B: body[len(snapshotMagic):], Corrupt: ErrBadSnapshot}
 	version := d.Uvarint()
-	if d.Err == nil && version != 1 && version != SnapshotVersion {
-		return nil, fmt.Errorf("%w: unknown version %d (this build reads 1 and %d)", ErrBadSnapshot, version, SnapshotVersion)
+	if d.Err == nil && (version < 1 || version > SnapshotVersion) {
+		return nil, fmt.Errorf("%w: unknown version %d (this build reads 1 to %d)", ErrBadSnapshot, version, SnapshotVersion)
 	}
-	m := New(limits)
+	m := New()
 	m.now = time.Duration(d.Varint())
 	m.index = d.Uvarint()
 	m.tokenSeq = d.Uvarint()
 	if s := d.Bytes(); len(s) > 0 {
 		m.settings = s
-		m.adoptSettingsLimits()
+	}
+	if version >= 3 {
+		m.settingsVersion = d.Uvarint()
+		m.limits = lease.Limits{MinDuration: time.Duration(d.Varint()), MaxDuration: time.Duration(d.Varint())}
+		if d.Err == nil && m.limits.Validate() != nil {
+			d.Fail("limits")
+		}
+	} else if m.settings != nil {
+		// Older snapshots: the payload's limits when valid (the best they
+		// record), and one settings entry so far.
+		m.settingsVersion = 1
+		if l, err := DecodeLimits(m.settings); err == nil {
+			m.limits = l
+		}
 	}
 	nmem := d.Count(4)
 	for i := 0; i < nmem && d.Err == nil; i++ {

@@ -86,19 +86,57 @@ func (c *Command) Validate(l Limits) error {
 		return InvalidArgument("wait", "wait %v is outside (0, %v]", c.Wait, MaxQueueWait)
 	}
 	if c.Op == OpClaim || c.Op == OpExtend || c.Op == OpQueueClaim {
-		return l.CheckDuration(c.Duration)
+		// Only the lower bound: a renewal above MaxDuration is clamped to it
+		// by the state machine (so shrinking max_duration strands no
+		// holder), and a new grant above it is refused there.
+		if c.Duration < l.MinDuration || c.Duration > MaxDurationCap {
+			return InvalidArgument("duration", "duration %v is outside [%v, %v]", c.Duration, l.MinDuration, MaxDurationCap)
+		}
 	}
 	return nil
 }
 
-// Limits bound what callers may ask for. They are cluster settings.
+// Limits bound what callers may ask for. They are cluster settings,
+// replicated through the log; a cluster that never changed them runs with
+// DefaultLimits.
 type Limits struct {
 	MinDuration time.Duration
 	MaxDuration time.Duration
 }
 
+// The default limits, fixed in code: every replica starts from them, so no
+// apply result depends on a server's flags.
+const (
+	DefaultMinDuration = time.Second
+	DefaultMaxDuration = 5 * time.Minute
+)
+
+// Bounds of every Limits a cluster may adopt.
+const (
+	MinDurationFloor = time.Millisecond
+	MaxDurationCap   = 24 * time.Hour
+)
+
 // DefaultLimits are the limits of a new cluster.
-var DefaultLimits = Limits{MinDuration: time.Second, MaxDuration: 5 * time.Minute}
+var DefaultLimits = Limits{MinDuration: DefaultMinDuration, MaxDuration: DefaultMaxDuration}
+
+// Validate checks that the limits are ones a cluster may adopt. The state
+// machine applies this rule, and only this rule, to the limits of a
+// settings entry.
+func (l Limits) Validate() error {
+	switch {
+	case l.MinDuration < MinDurationFloor:
+		return InvalidArgument("min_duration", "min_duration must be at least %v, not %v", MinDurationFloor, l.MinDuration)
+	case l.MaxDuration < l.MinDuration || l.MaxDuration > MaxDurationCap:
+		return InvalidArgument("max_duration", "max_duration must be in [min_duration, %v], not %v", MaxDurationCap, l.MaxDuration)
+	}
+	return nil
+}
+
+// Clamp returns d moved into [MinDuration, MaxDuration].
+func (l Limits) Clamp(d time.Duration) time.Duration {
+	return min(max(d, l.MinDuration), l.MaxDuration)
+}
 
 // CheckDuration validates a requested lease duration.
 func (l Limits) CheckDuration(d time.Duration) error {
@@ -134,7 +172,8 @@ func (o Outcome) String() string {
 
 // Result is the state machine's answer to one command. Code is CodeOK on
 // success. For claims and extends, Token, Start and Expiry describe the lease
-// after the command; for a denial, Holder and Expiry describe the other
+// after the command (Expiry-Start is the duration actually applied, which is
+// less than the one asked for when a renewal was clamped to MaxDuration); for a denial, Holder and Expiry describe the other
 // holder's lease. Now is the replicated time the command was applied at.
 type Result struct {
 	Code    Code

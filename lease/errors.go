@@ -4,12 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	"google.golang.org/grpc/codes"
 )
 
 // Code classifies every error Leasehold returns. Each code has exactly one
-// gRPC status code, one CLI exit code and one retry rule; see the table below.
+// name, one CLI exit code and one retry rule (the table below) and one gRPC
+// status code (kept at the API edge, package api/wire, so this domain
+// package depends on no transport).
 type Code uint8
 
 const (
@@ -44,7 +44,6 @@ const (
 
 type codeInfo struct {
 	name      string // stable name used in JSON and logs
-	grpc      codes.Code
 	exit      int
 	retryable bool
 	message   string
@@ -52,18 +51,18 @@ type codeInfo struct {
 
 // codeTable is the whole taxonomy in one place.
 var codeTable = [numCodes]codeInfo{
-	CodeOK:               {"ok", codes.OK, 0, false, "ok"},
-	CodeDenied:           {"denied", codes.AlreadyExists, 3, false, "lease held by another holder"},
-	CodeNotHeld:          {"not_held", codes.FailedPrecondition, 4, false, "lease not held by this holder"},
-	CodeInvalidArgument:  {"invalid_argument", codes.InvalidArgument, 2, false, "invalid argument"},
-	CodeNotLeader:        {"not_leader", codes.Aborted, 5, true, "not the leader"},
-	CodeOverloaded:       {"overloaded", codes.ResourceExhausted, 6, true, "overloaded"},
-	CodeDeadlineExceeded: {"deadline_exceeded", codes.DeadlineExceeded, 7, true, "deadline exceeded before the operation was applied; it was not applied"},
-	CodeUnavailable:      {"unavailable", codes.Unavailable, 5, true, "unavailable"},
-	CodeUnknown:          {"unknown", codes.Unknown, 1, true, "outcome unknown"},
-	CodeUnauthenticated:  {"unauthenticated", codes.Unauthenticated, 8, false, "unauthenticated"},
-	CodePermissionDenied: {"permission_denied", codes.PermissionDenied, 8, false, "permission denied"},
-	CodeCanceled:         {"canceled", codes.Canceled, 1, false, "canceled"},
+	CodeOK:               {"ok", 0, false, "ok"},
+	CodeDenied:           {"denied", 3, false, "lease held by another holder"},
+	CodeNotHeld:          {"not_held", 4, false, "lease not held by this holder"},
+	CodeInvalidArgument:  {"invalid_argument", 2, false, "invalid argument"},
+	CodeNotLeader:        {"not_leader", 5, true, "not the leader"},
+	CodeOverloaded:       {"overloaded", 6, true, "overloaded"},
+	CodeDeadlineExceeded: {"deadline_exceeded", 7, true, "deadline exceeded before the operation was applied; it was not applied"},
+	CodeUnavailable:      {"unavailable", 5, true, "unavailable"},
+	CodeUnknown:          {"unknown", 1, true, "outcome unknown"},
+	CodeUnauthenticated:  {"unauthenticated", 8, false, "unauthenticated"},
+	CodePermissionDenied: {"permission_denied", 8, false, "permission denied"},
+	CodeCanceled:         {"canceled", 1, false, "canceled"},
 }
 
 func (c Code) info() codeInfo {
@@ -80,9 +79,6 @@ func (c Code) String() string { return c.info().name }
 // code (with backoff, and not before any retry-after).
 func (c Code) Retryable() bool { return c.info().retryable }
 
-// GRPCCode is the gRPC status code this error travels as.
-func (c Code) GRPCCode() codes.Code { return c.info().grpc }
-
 // ExitCode is the CLI's exit status for this error.
 func (c Code) ExitCode() int { return c.info().exit }
 
@@ -96,15 +92,13 @@ func CodeFromName(name string) (Code, bool) {
 	return CodeUnknown, false
 }
 
-// CodeFromGRPC maps a bare gRPC status code (one without Leasehold details)
-// to the taxonomy.
-func CodeFromGRPC(gc codes.Code) Code {
-	for c := CodeOK; c < numCodes; c++ {
-		if codeTable[c].grpc == gc {
-			return c
-		}
+// Codes lists every code, CodeOK first.
+func Codes() []Code {
+	out := make([]Code, numCodes)
+	for c := range out {
+		out[c] = Code(c)
 	}
-	return CodeUnknown
+	return out
 }
 
 // Error is every Leasehold error. Compare with errors.Is against the sentinels

@@ -7,31 +7,28 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"google.golang.org/grpc/codes"
 )
 
 // taxonomy is the expected error table, written out independently of codeTable.
 var taxonomy = []struct {
 	code      Code
 	name      string
-	grpc      codes.Code
 	exit      int
 	retryable bool
 	sentinel  *Error
 }{
-	{CodeOK, "ok", codes.OK, 0, false, nil},
-	{CodeDenied, "denied", codes.AlreadyExists, 3, false, ErrDenied},
-	{CodeNotHeld, "not_held", codes.FailedPrecondition, 4, false, ErrNotHeld},
-	{CodeInvalidArgument, "invalid_argument", codes.InvalidArgument, 2, false, ErrInvalidArgument},
-	{CodeNotLeader, "not_leader", codes.Aborted, 5, true, ErrNotLeader},
-	{CodeOverloaded, "overloaded", codes.ResourceExhausted, 6, true, ErrOverloaded},
-	{CodeDeadlineExceeded, "deadline_exceeded", codes.DeadlineExceeded, 7, true, ErrDeadlineExceeded},
-	{CodeUnavailable, "unavailable", codes.Unavailable, 5, true, ErrUnavailable},
-	{CodeUnknown, "unknown", codes.Unknown, 1, true, ErrUnknown},
-	{CodeUnauthenticated, "unauthenticated", codes.Unauthenticated, 8, false, ErrUnauthenticated},
-	{CodePermissionDenied, "permission_denied", codes.PermissionDenied, 8, false, ErrPermissionDenied},
-	{CodeCanceled, "canceled", codes.Canceled, 1, false, ErrCanceled},
+	{CodeOK, "ok", 0, false, nil},
+	{CodeDenied, "denied", 3, false, ErrDenied},
+	{CodeNotHeld, "not_held", 4, false, ErrNotHeld},
+	{CodeInvalidArgument, "invalid_argument", 2, false, ErrInvalidArgument},
+	{CodeNotLeader, "not_leader", 5, true, ErrNotLeader},
+	{CodeOverloaded, "overloaded", 6, true, ErrOverloaded},
+	{CodeDeadlineExceeded, "deadline_exceeded", 7, true, ErrDeadlineExceeded},
+	{CodeUnavailable, "unavailable", 5, true, ErrUnavailable},
+	{CodeUnknown, "unknown", 1, true, ErrUnknown},
+	{CodeUnauthenticated, "unauthenticated", 8, false, ErrUnauthenticated},
+	{CodePermissionDenied, "permission_denied", 8, false, ErrPermissionDenied},
+	{CodeCanceled, "canceled", 1, false, ErrCanceled},
 }
 
 func TestTaxonomyTable(t *testing.T) {
@@ -40,15 +37,12 @@ func TestTaxonomyTable(t *testing.T) {
 	}
 	for _, tc := range taxonomy {
 		c := tc.code
-		if c.String() != tc.name || c.GRPCCode() != tc.grpc || c.ExitCode() != tc.exit || c.Retryable() != tc.retryable {
-			t.Errorf("%d: got (%q, %v, %d, %v), want (%q, %v, %d, %v)", c, c.String(), c.GRPCCode(), c.ExitCode(),
-				c.Retryable(), tc.name, tc.grpc, tc.exit, tc.retryable)
+		if c.String() != tc.name || c.ExitCode() != tc.exit || c.Retryable() != tc.retryable {
+			t.Errorf("%d: got (%q, %d, %v), want (%q, %d, %v)", c, c.String(), c.ExitCode(),
+				c.Retryable(), tc.name, tc.exit, tc.retryable)
 		}
 		if got, ok := CodeFromName(tc.name); !ok || got != c {
 			t.Errorf("CodeFromName(%q) = %v, %v", tc.name, got, ok)
-		}
-		if got := CodeFromGRPC(tc.grpc); got != c {
-			t.Errorf("CodeFromGRPC(%v) = %v, want %v", tc.grpc, got, c)
 		}
 		if c == CodeOK {
 			continue
@@ -71,30 +65,28 @@ func TestTaxonomyTable(t *testing.T) {
 			}
 		}
 	}
-	// Every Code has a distinct name and a distinct gRPC code, so both maps round trip.
-	names, grpcs := map[string]bool{}, map[codes.Code]bool{}
-	for c := CodeOK; c < numCodes; c++ {
-		if names[c.String()] || grpcs[c.GRPCCode()] {
-			t.Errorf("%v: name or gRPC code is shared", c)
+	// Every Code has a distinct name, so the name map round trips.
+	names := map[string]bool{}
+	for _, c := range Codes() {
+		if names[c.String()] {
+			t.Errorf("%v: name is shared", c)
 		}
-		names[c.String()], grpcs[c.GRPCCode()] = true, true
+		names[c.String()] = true
+	}
+	if len(Codes()) != int(numCodes) {
+		t.Errorf("Codes() lists %d of %d codes", len(Codes()), numCodes)
 	}
 }
 
 func TestCodeEdges(t *testing.T) {
 	for _, c := range []Code{numCodes, 200, 255} {
-		if c.String() != "unknown" || c.GRPCCode() != codes.Unknown || c.ExitCode() != 1 || !c.Retryable() {
+		if c.String() != "unknown" || c.ExitCode() != 1 || !c.Retryable() {
 			t.Errorf("out-of-range code %d should behave as unknown", c)
 		}
 	}
 	for _, name := range []string{"", "Denied", "DENIED", "not-held", "bogus"} {
 		if c, ok := CodeFromName(name); ok || c != CodeUnknown {
 			t.Errorf("CodeFromName(%q) = %v, %v; want unknown, false", name, c, ok)
-		}
-	}
-	for _, gc := range []codes.Code{codes.NotFound, codes.OutOfRange, codes.Unimplemented, codes.Internal, codes.DataLoss, 99} {
-		if c := CodeFromGRPC(gc); c != CodeUnknown {
-			t.Errorf("CodeFromGRPC(%v) = %v, want unknown", gc, c)
 		}
 	}
 	if CodeOf(nil) != CodeOK || IsRetryable(nil) {

@@ -206,11 +206,15 @@ func TestCommandValidate(t *testing.T) {
 		{"claim at min", mk(OpClaim, "u/0", time.Second), ""},
 		{"claim at max", mk(OpClaim, "u/0", 5*time.Minute), ""},
 		{"claim below min", mk(OpClaim, "u/0", time.Second-1), "duration"},
-		{"claim above max", mk(OpClaim, "u/0", 5*time.Minute+1), "duration"},
+		// Above max is the state machine's to judge: it clamps a renewal and
+		// refuses a new grant. Only the absolute cap is checked here.
+		{"claim above max", mk(OpClaim, "u/0", 5*time.Minute+1), ""},
+		{"claim above the cap", mk(OpClaim, "u/0", MaxDurationCap+1), "duration"},
 		{"claim zero duration", mk(OpClaim, "u/0", 0), "duration"},
 		{"claim negative duration", mk(OpClaim, "u/0", -time.Second), "duration"},
 		{"extend below min", mk(OpExtend, "u/0", time.Millisecond), "duration"},
-		{"extend above max", mk(OpExtend, "u/0", time.Hour), "duration"},
+		{"extend above max", mk(OpExtend, "u/0", time.Hour), ""},
+		{"extend above the cap", mk(OpExtend, "u/0", 25*time.Hour), "duration"},
 		{"op invalid", mk(OpInvalid, "u/0", time.Minute), "op"},
 		{"op out of range", mk(numOps, "u/0", time.Minute), "op"},
 		{"op 255", mk(Op(255), "u/0", time.Minute), "op"},
@@ -240,8 +244,36 @@ func TestCommandValidate(t *testing.T) {
 	if err := mk(OpClaim, "u", 15*time.Second).Validate(narrow); err != nil {
 		t.Errorf("15s claim in [10s,20s]: %v", err)
 	}
-	if err := mk(OpExtend, "u", 21*time.Second).Validate(narrow); err == nil {
-		t.Error("21s extend accepted with a 20s maximum")
+	if err := mk(OpExtend, "u", 21*time.Second).Validate(narrow); err != nil {
+		t.Errorf("21s extend with a 20s maximum (the state machine clamps it): %v", err)
+	}
+}
+
+func TestLimitsValidateAndClamp(t *testing.T) {
+	for _, tc := range []struct {
+		l     Limits
+		field string
+	}{
+		{DefaultLimits, ""},
+		{Limits{MinDuration: time.Millisecond, MaxDuration: MaxDurationCap}, ""},
+		{Limits{MinDuration: time.Millisecond - 1, MaxDuration: time.Second}, "min_duration"},
+		{Limits{MinDuration: time.Second, MaxDuration: time.Second - 1}, "max_duration"},
+		{Limits{MinDuration: time.Second, MaxDuration: MaxDurationCap + 1}, "max_duration"},
+	} {
+		err := tc.l.Validate()
+		if tc.field == "" {
+			if err != nil {
+				t.Errorf("%v: %v", tc.l, err)
+			}
+			continue
+		}
+		checkInvalid(t, tc.l.MaxDuration.String(), err, tc.field)
+	}
+	l := Limits{MinDuration: time.Second, MaxDuration: time.Minute}
+	for in, want := range map[time.Duration]time.Duration{0: time.Second, 30 * time.Second: 30 * time.Second, time.Hour: time.Minute} {
+		if got := l.Clamp(in); got != want {
+			t.Errorf("Clamp(%v) = %v, want %v", in, got, want)
+		}
 	}
 }
 

@@ -164,7 +164,7 @@ func decodeReplicas(replicas []Replica, limits lease.Limits) ([]*final, []Violat
 		f := &final{id: r.ID, index: r.Index, now: r.Now, snap: r.Snapshot, pins: r.Pins, leases: map[lease.Key]lease.Info{}}
 		infos := r.Leases
 		if r.Snapshot != nil {
-			m := fsm.New(limits)
+			m := fsm.New()
 			if err := m.Restore(r.Snapshot); err != nil {
 				bad = append(bad, Violation{Invariant: 5, Message: fmt.Sprintf("replica %s: %v", r.ID, err)})
 				continue

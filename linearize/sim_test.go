@@ -70,7 +70,7 @@ func runSim(cfg simConfig) ([]Operation, []Replica) {
 	s := &sim{cfg: cfg, rnd: rand.New(rand.NewSource(cfg.seed)), busy: make([]bool, cfg.clients)}
 	s.rec = NewRecorderClock(func() int64 { s.clock++; return s.clock })
 	for i := range s.replicas {
-		s.replicas[i] = fsm.New(lease.DefaultLimits)
+		s.replicas[i] = fsm.New()
 	}
 	for s.invoked < cfg.ops || len(s.queue)+len(s.reads)+len(s.inflight)+len(s.ready) > 0 {
 		switch r := s.rnd.Intn(100); {

@@ -25,6 +25,12 @@ const (
 	// (Payload: see EncodeMember). The leader writes its own on election, so a
 	// follower can always hint the leader's client address.
 	KindMember Kind = 3
+	// KindSettingsChange carries new cluster settings as a compare-and-set:
+	// the state machine applies Payload only if its settings version is
+	// still SettingsVersion (the version the change was based on), so two
+	// admins, or two leaders, never silently undo each other's change.
+	// KindSettings (applied unconditionally) is only read, from old logs.
+	KindSettingsChange Kind = 4
 )
 
 // Entry is one Raft log entry.
@@ -34,8 +40,11 @@ type Entry struct {
 	// entry; every command in it is applied at (at least) this time.
 	Time     time.Duration
 	Commands []lease.Command
-	// Payload is the body of a KindSettings entry.
+	// Payload is the body of a settings or member entry.
 	Payload []byte
+	// SettingsVersion is the settings version a KindSettingsChange entry
+	// was based on.
+	SettingsVersion uint64
 }
 
 // ErrCorrupt is wrapped by every decoding error.
@@ -47,7 +56,10 @@ const sameGroupFlag = 0x80
 func (e *Entry) Append(b []byte) []byte {
 	b = append(b, Version, byte(e.Kind))
 	b = binary.AppendVarint(b, int64(e.Time))
-	if e.Kind == KindSettings || e.Kind == KindMember {
+	if e.Kind == KindSettingsChange {
+		b = binary.AppendUvarint(b, e.SettingsVersion)
+	}
+	if e.Kind == KindSettings || e.Kind == KindMember || e.Kind == KindSettingsChange {
 		b = binary.AppendUvarint(b, uint64(len(e.Payload)))
 		return append(b, e.Payload...)
 	}
@@ -63,7 +75,7 @@ func (e *Entry) Append(b []byte) []byte {
 
 // Marshal encodes e into a new slice.
 func (e *Entry) Marshal() []byte {
-	size := 12
+	size := 12 + binary.MaxVarintLen64
 	for i := range e.Commands {
 		size += CommandSize(&e.Commands[i])
 	}
@@ -117,7 +129,10 @@ func Decode(data []byte) (Entry, error) {
 	d.B = data[2:]
 	e.Time = time.Duration(d.Varint())
 	switch e.Kind {
-	case KindSettings, KindMember:
+	case KindSettings, KindMember, KindSettingsChange:
+		if e.Kind == KindSettingsChange {
+			e.SettingsVersion = d.Uvarint()
+		}
 		n := d.Uvarint()
 		if d.Err == nil && n > uint64(len(d.B)) {
 			d.Fail("payload length")

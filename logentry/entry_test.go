@@ -22,7 +22,10 @@ func key(ns, g, n string) lease.Key { return lease.Key{Namespace: ns, Group: g, 
 func normalize(e Entry) Entry {
 	out := Entry{Kind: e.Kind, Time: e.Time}
 	switch e.Kind {
-	case KindSettings, KindMember:
+	case KindSettings, KindMember, KindSettingsChange:
+		if e.Kind == KindSettingsChange {
+			out.SettingsVersion = e.SettingsVersion
+		}
 		if len(e.Payload) > 0 {
 			out.Payload = append([]byte(nil), e.Payload...)
 		}
@@ -58,9 +61,11 @@ func sampleEntries() map[string]Entry {
 			{Op: lease.OpQueueClaim, Key: k1, Holder: "mysql/1", Duration: time.Minute, Wait: 20 * time.Second, Deadline: time.Minute + time.Second},
 			{Op: lease.OpCancelQueue, Key: k1, Holder: "mysql/2", Deadline: time.Minute + time.Second},
 		}},
-		"settings":       {Kind: KindSettings, Time: 7, Payload: []byte(`{"min":"1s"}`)},
-		"empty settings": {Kind: KindSettings, Time: 7},
-		"member":         {Kind: KindMember, Time: 9, Payload: EncodeMember(Member{ID: "s1", ClientAddr: "10.0.0.1:7000", HTTPAddr: "10.0.0.1:8080"})},
+		"settings":                       {Kind: KindSettings, Time: 7, Payload: []byte(`{"min":"1s"}`)},
+		"empty settings":                 {Kind: KindSettings, Time: 7},
+		"settings change":                {Kind: KindSettingsChange, Time: 8, SettingsVersion: 1<<40 + 3, Payload: []byte{1, 2, 3}},
+		"settings change from version 0": {Kind: KindSettingsChange, Time: 8, Payload: []byte{1}},
+		"member":                         {Kind: KindMember, Time: 9, Payload: EncodeMember(Member{ID: "s1", ClientAddr: "10.0.0.1:7000", HTTPAddr: "10.0.0.1:8080"})},
 	}
 }
 

@@ -132,7 +132,7 @@ type fakeTransport struct {
 }
 
 func newFakeTransport(c *fakeClock) *fakeTransport {
-	m := fsm.New(lease.DefaultLimits)
+	m := fsm.New()
 	m.RecordEvents(true)
 	return &fakeTransport{clock: c, epoch: c.Now(), m: m, streams: map[*fakeStream]struct{}{}}
 }

@@ -2,8 +2,10 @@ package node
 
 import (
 	"context"
-	"sync"
+	"errors"
 
+	"github.com/leasehold/leasehold/fsm"
+	"github.com/leasehold/leasehold/lease"
 	"github.com/leasehold/leasehold/logentry"
 	"github.com/leasehold/leasehold/server"
 	"github.com/leasehold/leasehold/settings"
@@ -22,34 +24,77 @@ func (n *Node) applySettings(payload []byte) {
 	_ = n.queue.SetSettings(s.Admission) // validated above
 }
 
-// Settings implements server.AdminBackend.
-func (n *Node) Settings() (settings.Settings, bool) {
-	p := n.r.SettingsPayload()
-	base := n.r.BaseSettings()
-	base.Admission = n.queue.Settings()
-	return settings.Current(p, base), p != nil
+// Settings implements server.AdminBackend: the settings in force and the
+// replicated settings version they are at. With no settings entry yet
+// (version 0) the limits are the built-in defaults, not this server's flags.
+func (n *Node) Settings() (settings.Settings, uint64) {
+	p, version := n.r.SettingsState()
+	return n.current(p), version
 }
 
-// setMu serialises read-modify-write of the settings in this process, so two
-// admins changing different keys do not undo each other's change.
-var setMu sync.Mutex
+func (n *Node) current(payload []byte) settings.Settings {
+	base := settings.Default()
+	base.TickInterval = n.r.TickInterval()
+	base.Admission = n.queue.Settings()
+	return settings.Current(payload, base)
+}
 
-// SetSettings implements server.AdminBackend.
-func (n *Node) SetSettings(ctx context.Context, changes map[string]string) (settings.Settings, error) {
+// SetSettings implements server.AdminBackend. The change is a compare-and-set
+// on the replicated settings version: made on top of the settings read at
+// version V, it is applied only if the cluster is still at V when the entry
+// applies, whichever leader proposes it. basedOn, when given, is the version
+// the caller read, and a change based on another version is refused. Without
+// it the caller asked for its keys to be set on whatever is current, so a
+// change that lost a race is made again on the newer settings.
+func (n *Node) SetSettings(ctx context.Context, changes map[string]string, basedOn *uint64) (settings.Settings, uint64, error) {
+	for attempt := 0; ; attempt++ {
+		next, version, err := n.setSettingsOnce(ctx, changes, basedOn)
+		var le *lease.Error
+		if basedOn == nil && attempt < 5 && errors.As(err, &le) && le.Field == fsm.StaleSettingsField {
+			continue
+		}
+		return next, version, err
+	}
+}
+
+func (n *Node) setSettingsOnce(ctx context.Context, changes map[string]string, basedOn *uint64) (settings.Settings, uint64, error) {
 	if _, ok := n.r.Now(); !ok {
-		return settings.Settings{}, n.r.NotLeaderError()
+		return settings.Settings{}, 0, n.r.NotLeaderError()
 	}
-	setMu.Lock()
-	defer setMu.Unlock()
-	cur, _ := n.Settings()
-	next, err := cur.Apply(changes)
+	p, version := n.r.SettingsState()
+	if basedOn != nil && *basedOn != version {
+		return settings.Settings{}, 0, fsm.StaleSettings(*basedOn, version)
+	}
+	next, err := n.current(p).Apply(changes)
 	if err != nil {
-		return settings.Settings{}, err
+		return settings.Settings{}, 0, err
 	}
-	if err := n.r.ProposeSettingsValue(ctx, next); err != nil {
-		return settings.Settings{}, err
+	if err := n.r.ProposeSettingsValue(ctx, version, next); err != nil {
+		return settings.Settings{}, 0, err
 	}
-	return next, nil
+	return next, version + 1, nil
+}
+
+// writeInitialSettings runs each time this server becomes a ready leader.
+// A cluster with no settings entry (version 0) gets this server's
+// configured ones (its flags and admission options), compare-and-set on
+// version 0, so exactly one leader's flags become the cluster's initial
+// settings. Later, flags only draw a warning (raftnode).
+func (n *Node) writeInitialSettings(ctx context.Context) {
+	if _, version := n.r.SettingsState(); version != 0 {
+		return
+	}
+	s := n.r.InitialSettings()
+	s.Admission = n.queue.Settings()
+	err := n.r.ProposeSettingsValue(ctx, 0, s)
+	var le *lease.Error
+	if errors.As(err, &le) && le.Field == fsm.StaleSettingsField {
+		return // another leader's initial settings (or a change) got there first
+	}
+	if err != nil && ctx.Err() == nil {
+		n.log.Warn("writing this server's configured settings as the cluster's initial settings failed; the built-in defaults stay in force",
+			"err", err)
+	}
 }
 
 // AddMember implements server.AdminBackend.

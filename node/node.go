@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -36,6 +37,8 @@ type Options struct {
 	// OnEvents, if set, also receives every applied batch's events (after
 	// the watch hub), e.g. to count expiries. It must be quick.
 	OnEvents func([]lease.Event)
+	// Logger receives the node's warnings (nil: discarded).
+	Logger *slog.Logger
 }
 
 // Node implements server.Backend and server.Watcher on a raftnode.Node.
@@ -43,6 +46,7 @@ type Node struct {
 	r     *raftnode.Node
 	queue *admission.Queue
 	mode  Mode
+	log   *slog.Logger
 	*server.WatchHub
 }
 
@@ -62,7 +66,10 @@ func New(r *raftnode.Node, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{r: r, queue: q, mode: opts.Mode, WatchHub: server.NewWatchHub(opts.WatchHistory, opts.WatchBuffer)}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	n := &Node{r: r, queue: q, mode: opts.Mode, log: opts.Logger, WatchHub: server.NewWatchHub(opts.WatchHistory, opts.WatchBuffer)}
 	if opts.OnEvents != nil {
 		r.OnEvents(func(evs []lease.Event) {
 			n.WatchHub.Publish(evs)
@@ -72,6 +79,7 @@ func New(r *raftnode.Node, opts Options) (*Node, error) {
 		r.OnEvents(n.WatchHub.Publish)
 	}
 	r.OnSettings(n.applySettings)
+	r.OnLeaderReady(n.writeInitialSettings)
 	return n, nil
 }
 

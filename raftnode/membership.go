@@ -97,7 +97,7 @@ func (n *Node) Snapshot(ctx context.Context) (data []byte, index uint64, err err
 // replicated clock then continues from the snapshot's time, so leases keep
 // the time they had left when it was taken.
 func (n *Node) RestoreSnapshot(ctx context.Context, data []byte) error {
-	probe := fsm.New(n.cfg.Limits)
+	probe := fsm.New()
 	if err := probe.Restore(data); err != nil {
 		return lease.InvalidArgument("snapshot", "%v", err)
 	}
@@ -134,7 +134,7 @@ func ReadSnapshotFile(r io.Reader) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := fsm.New(lease.DefaultLimits).Restore(data); err != nil {
+	if err := fsm.New().Restore(data); err != nil {
 		return nil, err
 	}
 	return data, nil

@@ -38,6 +38,8 @@ type Node struct {
 
 	tickNanos  atomic.Int64 // live tick interval (settings.go)
 	settingsFn atomic.Pointer[func(payload []byte)]
+	// leaderReadyFn, if set, runs when this node becomes a ready leader.
+	leaderReadyFn atomic.Pointer[func(ctx context.Context)]
 
 	// proposeMu orders clock readings with appends, so entry stamps increase
 	// in log order.
@@ -64,7 +66,7 @@ func Open(cfg Config) (*Node, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), sm: newStateMachine(cfg.Limits)}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), sm: newStateMachine()}
 	n.initSettings()
 	n.clock.clock = cfg.Clock
 	n.clockEpoch = cfg.Clock.Now()
@@ -372,6 +374,9 @@ func (n *Node) establish(ctx context.Context, gen uint64) {
 		}
 		n.log.Info("leader ready", "term", term, "replicated_time", base)
 		n.registerMembers()
+		if fn := n.leaderReadyFn.Load(); fn != nil {
+			(*fn)(ctx)
+		}
 		return
 	}
 }

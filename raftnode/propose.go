@@ -70,9 +70,18 @@ func (n *Node) Propose(cmds []lease.Command) (*Proposal, error) {
 	return p, nil
 }
 
-// ProposeSettings appends a settings entry.
-func (n *Node) ProposeSettings(ctx context.Context, payload []byte) error {
-	return n.proposeEntry(&logentry.Entry{Kind: logentry.KindSettings, Payload: payload}).wait(ctx)
+// ProposeSettings appends a settings change based on settings version
+// basedOn; the state machine refuses it (CodeInvalidArgument, field
+// "settings_version") when the settings changed since.
+func (n *Node) ProposeSettings(ctx context.Context, basedOn uint64, payload []byte) error {
+	p := n.proposeEntry(&logentry.Entry{Kind: logentry.KindSettingsChange, SettingsVersion: basedOn, Payload: payload})
+	if err := p.wait(ctx); err != nil {
+		return err
+	}
+	if len(p.results) != 1 {
+		return lease.Errorf(lease.CodeUnknown, "settings change: %d results", len(p.results))
+	}
+	return p.results[0].Err()
 }
 
 func (n *Node) proposeEntry(e *logentry.Entry) *Proposal {

@@ -30,7 +30,17 @@ func (n *Node) settingsApplied(payload []byte) {
 		(*fn)(payload)
 	}
 	n.log.Info("cluster settings applied", "min_duration", s.Limits.MinDuration, "max_duration", s.Limits.MaxDuration, "tick", s.TickInterval)
+	if s.Limits != n.cfg.Limits {
+		// The flags are initial settings only: the replicated ones decide.
+		n.log.Warn("this server's --min-duration/--max-duration differ from the cluster's replicated settings, which apply; change them with `leasehold settings set`",
+			"flag_min_duration", n.cfg.Limits.MinDuration, "flag_max_duration", n.cfg.Limits.MaxDuration,
+			"min_duration", s.Limits.MinDuration, "max_duration", s.Limits.MaxDuration)
+	}
 }
+
+// OnLeaderReady registers fn to run each time this node becomes a ready
+// leader (its clock running), with a context cancelled when it steps down.
+func (n *Node) OnLeaderReady(fn func(ctx context.Context)) { n.leaderReadyFn.Store(&fn) }
 
 func (n *Node) tickInterval() time.Duration { return time.Duration(n.tickNanos.Load()) }
 
@@ -51,24 +61,32 @@ func (n *Node) OnSettings(fn func(payload []byte)) {
 // SettingsPayload is the payload of the last applied settings entry (nil if
 // the cluster never changed its settings).
 func (n *Node) SettingsPayload() []byte {
-	var p []byte
-	n.sm.read(func(m *fsm.Machine) { p = m.Settings() })
+	p, _ := n.SettingsState()
 	return p
 }
 
-// BaseSettings are the settings this server runs with until the cluster
-// applies a settings entry: the defaults with its configured limits and tick.
-func (n *Node) BaseSettings() settings.Settings {
+// SettingsState is the payload of the last accepted settings entry and the
+// replicated settings version, read together.
+func (n *Node) SettingsState() (payload []byte, version uint64) {
+	n.sm.read(func(m *fsm.Machine) { payload, version = m.Settings(), m.SettingsVersion() })
+	return payload, version
+}
+
+// InitialSettings are this server's configured settings (its flags): the
+// defaults with its configured limits and tick. They are written to the log
+// once, by the first leader of a cluster that has no settings yet; after
+// that the replicated settings apply and these only draw a warning.
+func (n *Node) InitialSettings() settings.Settings {
 	s := settings.Default()
 	s.Limits, s.TickInterval = n.cfg.Limits, n.cfg.TickInterval
 	return s
 }
 
-// ProposeSettingsValue validates s and appends it as a settings entry on the
-// leader, returning once it is applied here.
-func (n *Node) ProposeSettingsValue(ctx context.Context, s settings.Settings) error {
+// ProposeSettingsValue validates s and appends it as a settings change
+// based on settings version basedOn, returning once it is applied here.
+func (n *Node) ProposeSettingsValue(ctx context.Context, basedOn uint64, s settings.Settings) error {
 	if err := s.Validate(); err != nil {
 		return err
 	}
-	return n.ProposeSettings(ctx, s.Marshal())
+	return n.ProposeSettings(ctx, basedOn, s.Marshal())
 }

@@ -35,8 +35,8 @@ var (
 	_ raft.BatchingFSM = (*stateMachine)(nil)
 )
 
-func newStateMachine(limits lease.Limits) *stateMachine {
-	return &stateMachine{m: fsm.New(limits)}
+func newStateMachine() *stateMachine {
+	return &stateMachine{m: fsm.New()}
 }
 
 // applyResult is what a command log's future carries: results, or an error
@@ -66,14 +66,16 @@ func (s *stateMachine) ApplyBatch(logs []*raft.Log) []any {
 	}
 	var settingsPayload []byte
 	s.mu.Lock()
+	settingsVersion := s.m.SettingsVersion()
 	for i, l := range logs {
 		if l.Type != raft.LogCommand || out[i] != nil {
 			continue
 		}
 		out[i] = applyResult{results: s.m.Apply(l.Index, &entries[i])}
-		if entries[i].Kind == logentry.KindSettings {
-			settingsPayload = entries[i].Payload
-		}
+	}
+	// Only accepted settings entries count (a stale change is refused).
+	if s.m.SettingsVersion() != settingsVersion {
+		settingsPayload = s.m.Settings()
 	}
 	var events []lease.Event
 	if s.onEvents != nil {

@@ -14,12 +14,14 @@ import (
 // AdminBackend is what the Admin service needs from a node. Errors are
 // *lease.Error (CodeNotLeader with the hint for changes on a follower).
 type AdminBackend interface {
-	// Settings returns the settings in force here and whether they come
-	// from a replicated settings entry.
-	Settings() (s settings.Settings, replicated bool)
+	// Settings returns the settings in force here and the replicated
+	// settings version they are at (0: no settings entry yet).
+	Settings() (s settings.Settings, version uint64)
 	// SetSettings applies KEY -> VALUE changes to the current settings,
-	// validates and replicates them (leader only) and returns the result.
-	SetSettings(ctx context.Context, changes map[string]string) (settings.Settings, error)
+	// validates and replicates them (leader only), compare-and-set on the
+	// settings version (basedOn, when given, is the version the caller
+	// read), and returns the result and its version.
+	SetSettings(ctx context.Context, changes map[string]string, basedOn *uint64) (settings.Settings, uint64, error)
 	// AddMember adds a server to the Raft configuration and the directory.
 	AddMember(ctx context.Context, m Member) error
 	// RemoveMember removes a server from the Raft configuration.
@@ -45,9 +47,9 @@ func RegisterAdmin(s *Server, b AdminBackend) {
 	pb.RegisterAdminServer(s.grpc, &Admin{b: b, st: s.b})
 }
 
-func settingsPB(s settings.Settings, replicated bool) *pb.SettingsResponse {
+func settingsPB(s settings.Settings, version uint64) *pb.SettingsResponse {
 	m := s.Map()
-	out := &pb.SettingsResponse{Replicated: replicated}
+	out := &pb.SettingsResponse{Replicated: version > 0, Version: version}
 	for _, k := range settings.Keys() {
 		out.Settings = append(out.Settings, &pb.Setting{Key: k, Value: m[k]})
 	}
@@ -55,19 +57,19 @@ func settingsPB(s settings.Settings, replicated bool) *pb.SettingsResponse {
 }
 
 func (a *Admin) GetSettings(ctx context.Context, _ *pb.GetSettingsRequest) (*pb.SettingsResponse, error) {
-	s, rep := a.b.Settings()
-	return settingsPB(s, rep), nil
+	s, version := a.b.Settings()
+	return settingsPB(s, version), nil
 }
 
 func (a *Admin) SetSettings(ctx context.Context, req *pb.SetSettingsRequest) (*pb.SettingsResponse, error) {
 	if len(req.Values) == 0 {
 		return nil, statusErr(lease.InvalidArgument("values", "no settings to change"))
 	}
-	s, err := a.b.SetSettings(ctx, req.Values)
+	s, version, err := a.b.SetSettings(ctx, req.Values, req.Version)
 	if err != nil {
 		return nil, statusErr(err)
 	}
-	return settingsPB(s, true), nil
+	return settingsPB(s, version), nil
 }
 
 func (a *Admin) members() *pb.MembersResponse {

@@ -146,7 +146,7 @@ func TestSnapshotSaveAndRestoreIntoFreshCluster(t *testing.T) {
 	// The restored cluster's clock must continue from the snapshot's own
 	// replicated time (a later clock reading on the source cluster may be
 	// ahead of it: the clock runs between applied entries).
-	saved := fsm.New(lease.DefaultLimits)
+	saved := fsm.New()
 	if err := saved.Restore(data); err != nil {
 		t.Fatal(err)
 	}

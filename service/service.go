@@ -67,6 +67,9 @@ func Start(cfg Config) (*Server, error) {
 	if cfg.Node.OnEvents == nil {
 		cfg.Node.OnEvents = s.Metrics.Events
 	}
+	if cfg.Node.Logger == nil {
+		cfg.Node.Logger = s.log
+	}
 	cfg.Server.GRPCOptions = append(cfg.Server.GRPCOptions[:len(cfg.Server.GRPCOptions):len(cfg.Server.GRPCOptions)],
 		grpc.ChainUnaryInterceptor(s.Metrics.UnaryInterceptor()))
 	if s.Raft, err = raftnode.Open(cfg.Raft); err != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/leasehold/leasehold/admission"
+	"github.com/leasehold/leasehold/fsm"
 	"github.com/leasehold/leasehold/lease"
 )
 
@@ -43,11 +44,12 @@ func Default() Settings {
 // Validate reports the first bad field as a CodeInvalidArgument *lease.Error
 // whose Field is the setting's key.
 func (s Settings) Validate() error {
+	// The limits' rule is the state machine's (lease.Limits.Validate): a
+	// change this package accepts is one every replica adopts.
+	if err := s.Limits.Validate(); err != nil {
+		return err
+	}
 	switch {
-	case s.Limits.MinDuration < time.Millisecond:
-		return lease.InvalidArgument("min_duration", "must be at least 1ms, not %v", s.Limits.MinDuration)
-	case s.Limits.MaxDuration < s.Limits.MinDuration || s.Limits.MaxDuration > 24*time.Hour:
-		return lease.InvalidArgument("max_duration", "must be in [min_duration, 24h], not %v", s.Limits.MaxDuration)
 	case s.TickInterval < 10*time.Millisecond || s.TickInterval > 10*time.Second:
 		return lease.InvalidArgument("tick_interval", "must be in [10ms, 10s], not %v", s.TickInterval)
 	case s.TickInterval > s.Limits.MinDuration:
@@ -60,10 +62,13 @@ func (s Settings) Validate() error {
 	return s.Admission.Validate()
 }
 
-// Version is the codec version Marshal writes.
-const Version = 1
+// Version is the codec version Marshal writes. The head of the payload
+// (version, min_duration, max_duration) is the state machine's, read by
+// fsm.DecodeLimits: the version is fsm's too.
+const Version = fsm.SettingsCodecVersion
 
-// Marshal encodes s: a version, then every field in a fixed order.
+// Marshal encodes s: a version, then every field in a fixed order, the
+// duration limits first.
 func (s Settings) Marshal() []byte {
 	b := binary.AppendUvarint(nil, Version)
 	for _, d := range s.durations() {
@@ -112,17 +117,6 @@ func Unmarshal(b []byte) (Settings, error) {
 	s.Admission.ClaimShare = math.Float64frombits(binary.LittleEndian.Uint64(b))
 	s.RenewFraction = math.Float64frombits(binary.LittleEndian.Uint64(b[8:]))
 	return s, nil
-}
-
-// DecodeLimits returns the duration limits of a settings payload; ok is
-// false when it cannot be decoded or is invalid (the state machine then
-// keeps its limits, on every replica alike).
-func DecodeLimits(payload []byte) (lease.Limits, bool) {
-	s, err := Unmarshal(payload)
-	if err != nil || s.Validate() != nil {
-		return lease.Limits{}, false
-	}
-	return s.Limits, true
 }
 
 type durField struct {
@@ -246,8 +240,9 @@ func (s Settings) Apply(changes map[string]string) (Settings, error) {
 }
 
 // Current decodes the payload of the last applied settings entry, or returns
-// base when there is none (a cluster that never changed its settings runs
-// with its servers' configured ones).
+// base when there is none (or it cannot be decoded). base must be the
+// settings in force without a settings entry: lease.DefaultLimits, not a
+// server's flags.
 func Current(payload []byte, base Settings) Settings {
 	if len(payload) == 0 {
 		return base

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leasehold/leasehold/fsm"
 	"github.com/leasehold/leasehold/lease"
 )
 
@@ -39,8 +40,23 @@ func TestUnmarshalErrors(t *testing.T) {
 	if _, err := Unmarshal(append([]byte{2}, full[1:]...)); !errors.Is(err, ErrBadPayload) {
 		t.Fatalf("version 2 accepted: %v", err)
 	}
-	if _, ok := DecodeLimits([]byte{9}); ok {
-		t.Fatal("DecodeLimits accepted garbage")
+}
+
+// The state machine reads the limits at the head of the payload itself
+// (it must not depend on this package); the two codecs must agree.
+func TestStateMachineReadsTheLimits(t *testing.T) {
+	for _, l := range []lease.Limits{lease.DefaultLimits, {MinDuration: time.Millisecond, MaxDuration: 24 * time.Hour},
+		{MinDuration: 3 * time.Second, MaxDuration: 3 * time.Second}} {
+		s := Default()
+		s.Limits = l
+		s.TickInterval = 10 * time.Millisecond
+		got, err := fsm.DecodeLimits(s.Marshal())
+		if err != nil || got != l {
+			t.Fatalf("fsm.DecodeLimits(%v) = %v, %v", l, got, err)
+		}
+	}
+	if _, err := fsm.DecodeLimits([]byte{9}); err == nil {
+		t.Fatal("fsm.DecodeLimits accepted garbage")
 	}
 }
 

@@ -62,8 +62,15 @@ func (*GetSettingsRequest) Descriptor() ([]byte, []int) {
 }
 
 type SetSettingsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Values        map[string]string      `protobuf:"bytes,1,rep,name=values,proto3" json:"values,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Values map[string]string      `protobuf:"bytes,1,rep,name=values,proto3" json:"values,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The settings version the change is based on (from a SettingsResponse).
+	// The change is refused with invalid_argument, field "settings_version",
+	// when the cluster's settings changed since, so two concurrent changes
+	// never silently undo each other. Unset: based on the version the leader
+	// reads when the request arrives (the change is still compare-and-set
+	// against it).
+	Version       *uint64 `protobuf:"varint,2,opt,name=version,proto3,oneof" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -103,6 +110,13 @@ func (x *SetSettingsRequest) GetValues() map[string]string {
 		return x.Values
 	}
 	return nil
+}
+
+func (x *SetSettingsRequest) GetVersion() uint64 {
+	if x != nil && x.Version != nil {
+		return *x.Version
+	}
+	return 0
 }
 
 type Setting struct {
@@ -161,9 +175,13 @@ type SettingsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Every setting, sorted by key.
 	Settings []*Setting `protobuf:"bytes,1,rep,name=settings,proto3" json:"settings,omitempty"`
-	// Whether the cluster ever applied a settings entry (else the answering
-	// server's configured settings are shown).
-	Replicated    bool `protobuf:"varint,2,opt,name=replicated,proto3" json:"replicated,omitempty"`
+	// Whether the cluster ever applied a settings entry (else the built-in
+	// defaults are in force).
+	Replicated bool `protobuf:"varint,2,opt,name=replicated,proto3" json:"replicated,omitempty"`
+	// The replicated settings version these settings are at: the number of
+	// settings changes the cluster accepted (0: none). Name it in
+	// SetSettingsRequest.version to change them only if no one else did.
+	Version       uint64 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -210,6 +228,13 @@ func (x *SettingsResponse) GetReplicated() bool {
 		return x.Replicated
 	}
 	return false
+}
+
+func (x *SettingsResponse) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
 }
 
 type AddMemberRequest struct {
@@ -598,20 +623,24 @@ var File_leaseholdv1_admin_proto protoreflect.FileDescriptor
 const file_leaseholdv1_admin_proto_rawDesc = "" +
 	"\n" +
 	"\x17leaseholdv1/admin.proto\x12\fleasehold.v1\"\x14\n" +
-	"\x12GetSettingsRequest\"\x95\x01\n" +
+	"\x12GetSettingsRequest\"\xc0\x01\n" +
 	"\x12SetSettingsRequest\x12D\n" +
-	"\x06values\x18\x01 \x03(\v2,.leasehold.v1.SetSettingsRequest.ValuesEntryR\x06values\x1a9\n" +
+	"\x06values\x18\x01 \x03(\v2,.leasehold.v1.SetSettingsRequest.ValuesEntryR\x06values\x12\x1d\n" +
+	"\aversion\x18\x02 \x01(\x04H\x00R\aversion\x88\x01\x01\x1a9\n" +
 	"\vValuesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"1\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\n" +
+	"\n" +
+	"\b_version\"1\n" +
 	"\aSetting\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value\"e\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\x7f\n" +
 	"\x10SettingsResponse\x121\n" +
 	"\bsettings\x18\x01 \x03(\v2\x15.leasehold.v1.SettingR\bsettings\x12\x1e\n" +
 	"\n" +
 	"replicated\x18\x02 \x01(\bR\n" +
-	"replicated\"\x99\x01\n" +
+	"replicated\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x04R\aversion\"\x99\x01\n" +
 	"\x10AddMemberRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x1f\n" +
@@ -700,6 +729,7 @@ func file_leaseholdv1_admin_proto_init() {
 	if File_leaseholdv1_admin_proto != nil {
 		return
 	}
+	file_leaseholdv1_admin_proto_msgTypes[1].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -14,6 +15,45 @@ import (
 	pb "github.com/leasehold/leasehold/api/leaseholdv1"
 	"github.com/leasehold/leasehold/lease"
 )
+
+// grpcCodes is the gRPC status code each lease.Code travels as. It lives
+// here, at the API edge, so the domain package lease (and the replicated
+// core that uses it) depends on no transport. Each code has its own gRPC
+// code, so a bare status (one without Leasehold details) maps back.
+var grpcCodes = map[lease.Code]codes.Code{
+	lease.CodeOK:               codes.OK,
+	lease.CodeDenied:           codes.AlreadyExists,
+	lease.CodeNotHeld:          codes.FailedPrecondition,
+	lease.CodeInvalidArgument:  codes.InvalidArgument,
+	lease.CodeNotLeader:        codes.Aborted,
+	lease.CodeOverloaded:       codes.ResourceExhausted,
+	lease.CodeDeadlineExceeded: codes.DeadlineExceeded,
+	lease.CodeUnavailable:      codes.Unavailable,
+	lease.CodeUnknown:          codes.Unknown,
+	lease.CodeUnauthenticated:  codes.Unauthenticated,
+	lease.CodePermissionDenied: codes.PermissionDenied,
+	lease.CodeCanceled:         codes.Canceled,
+}
+
+// GRPCCode is the gRPC status code an error of code c travels as (Unknown
+// for a code this build does not know).
+func GRPCCode(c lease.Code) codes.Code {
+	if gc, ok := grpcCodes[c]; ok {
+		return gc
+	}
+	return codes.Unknown
+}
+
+// CodeFromGRPC maps a bare gRPC status code (one without Leasehold details)
+// to the taxonomy.
+func CodeFromGRPC(gc codes.Code) lease.Code {
+	for c, g := range grpcCodes {
+		if g == gc {
+			return c
+		}
+	}
+	return lease.CodeUnknown
+}
 
 // Domain is the ErrorInfo domain of every Leasehold error.
 const Domain = "leasehold.v1"
@@ -63,7 +103,7 @@ func AsError(err error) *lease.Error {
 // Status converts an error into the gRPC status the server sends.
 func Status(err error) *status.Status {
 	e := AsError(err)
-	st := status.New(e.Code.GRPCCode(), e.Error())
+	st := status.New(GRPCCode(e.Code), e.Error())
 	info := &errdetails.ErrorInfo{Domain: Domain, Reason: e.Code.String(), Metadata: map[string]string{
 		mdRetryable: strconv.FormatBool(e.Code.Retryable()),
 	}}
@@ -122,7 +162,7 @@ func FromStatus(st *status.Status) (e *lease.Error, ok bool) {
 	}
 	code, known := lease.CodeFromName(info.GetReason())
 	if !known {
-		code = lease.CodeFromGRPC(st.Code())
+		code = CodeFromGRPC(st.Code())
 	}
 	md := info.GetMetadata()
 	e = &lease.Error{Code: code, Message: md[mdMessage], Field: md[mdField], Holder: md[mdHolder],

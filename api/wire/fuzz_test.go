@@ -34,7 +34,7 @@ func FuzzBulkRequest(f *testing.F) {
 				continue
 			}
 			if c.Op == lease.OpClaim || c.Op == lease.OpExtend {
-				if o.DurationMs <= 0 || o.DurationMs > int64(lease.DefaultLimits.MaxDuration/time.Millisecond) {
+				if o.DurationMs <= 0 || o.DurationMs > int64(lease.MaxDurationCap/time.Millisecond) {
 					t.Fatalf("op with duration_ms %d validated as %v", o.DurationMs, c.Duration)
 				}
 			}

@@ -23,7 +23,7 @@ func TestErrorRoundTrip(t *testing.T) {
 			in.Token, in.Start, in.Expiry, in.Now = 1<<40+3, 1234567891, 2345678912, 1999999999
 		}
 		st := Status(in)
-		if st.Code() != code.GRPCCode() {
+		if st.Code() != GRPCCode(code) {
 			t.Fatalf("%v: grpc code %v", code, st.Code())
 		}
 		out, ok := FromStatus(st)

@@ -27,7 +27,7 @@ func printSettings(p *printer, s *client.Settings) {
 		for _, kv := range s.Settings {
 			m[kv.Key] = kv.Value
 		}
-		p.emit(map[string]any{"settings": m, "replicated": s.Replicated})
+		p.emit(map[string]any{"settings": m, "replicated": s.Replicated, "version": s.Version})
 		return
 	}
 	w := tabwriter.NewWriter(p.stdout, 0, 4, 2, ' ', 0)
@@ -35,8 +35,9 @@ func printSettings(p *printer, s *client.Settings) {
 		fmt.Fprintf(w, "%s\t%s\n", kv.Key, kv.Value)
 	}
 	w.Flush()
+	fmt.Fprintf(p.stdout, "(settings version %d)\n", s.Version)
 	if !s.Replicated {
-		fmt.Fprintln(p.stdout, "(never changed: the server's configured settings)")
+		fmt.Fprintln(p.stdout, "(never changed: the built-in defaults)")
 	}
 }
 
@@ -79,6 +80,7 @@ func init() {
 	})
 	var sf clientFlags
 	set := adminSub(settingsCmd, "set KEY=VALUE...", "Change cluster settings; every server applies them without restart", cobra.MinimumNArgs(1), &sf)
+	ifVersion := set.Flags().Int64("if-version", -1, "change the settings only if they are still at this version (from `settings get`); refused if someone changed them since")
 	set.RunE = func(cmd *cobra.Command, args []string) error {
 		return run(&sf, func(ctx context.Context, c *client.Client, p *printer) error {
 			values := map[string]string{}
@@ -91,7 +93,13 @@ func init() {
 			}
 			ctx, cancel := sf.reqCtx(ctx)
 			defer cancel()
-			s, err := c.SetSettings(ctx, values)
+			var s *client.Settings
+			var err error
+			if *ifVersion >= 0 {
+				s, err = c.SetSettingsFrom(ctx, uint64(*ifVersion), values)
+			} else {
+				s, err = c.SetSettings(ctx, values)
+			}
 			if err != nil {
 				return err
 			}

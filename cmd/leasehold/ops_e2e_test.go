@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -299,10 +300,16 @@ func TestOperatorPath(t *testing.T) {
 		if s["max_duration"] == nil || s["min_duration"] == nil || s["tick_interval"] == nil {
 			t.Fatalf("settings get JSON %v", m)
 		}
-		r = e.op(t, opsAdmin, all, "settings", "set", "max_duration=1m", "--json")
+		version, _ := m["version"].(float64)
+		r = e.op(t, opsAdmin, all, "settings", "set", "max_duration=1m", "--json", "--if-version", strconv.Itoa(int(version)))
 		expect(t, r, 0, "settings set")
-		if m := decode(t, r); m["replicated"] != true {
-			t.Fatalf("settings set JSON %v", m)
+		if m := decode(t, r); m["replicated"] != true || m["version"] != version+1 {
+			t.Fatalf("settings set JSON %v (read at version %v)", m, version)
+		}
+		// A second change based on the same, now stale, version is refused.
+		r = e.op(t, opsAdmin, all, "settings", "set", "max_duration=3m", "--json", "--if-version", strconv.Itoa(int(version)))
+		if e := errJSON(t, expectCode(t, r, 2), "invalid_argument"); e["field"] != "settings_version" {
+			t.Fatalf("stale settings change: %v", e)
 		}
 		for _, ep := range eps {
 			r := e.op(t, opsAgent, ep, "claim", "app/model-2/db", "unit/0", "--duration", "90s", "--json")

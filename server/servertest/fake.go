@@ -52,7 +52,7 @@ var _ interface {
 // NewCluster makes n nodes "n1".."nN"; "n1" leads. The replicated clock is
 // real elapsed time since creation unless SetClock replaces it.
 func NewCluster(n int) *Cluster {
-	c := &Cluster{m: fsm.New(lease.DefaultLimits), start: time.Now(), leader: "n1",
+	c := &Cluster{m: fsm.New(), start: time.Now(), leader: "n1",
 		hub: server.NewWatchHub(0, 256), limits: lease.DefaultLimits}
 	c.clock = func() time.Duration { return time.Since(c.start) }
 	c.m.RecordEvents(true)
