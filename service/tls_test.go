@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"math/big"
 	"net"
+	"net/url"
 	"testing"
 	"time"
 
@@ -38,7 +39,7 @@ func testCA(t *testing.T) (*x509.CertPool, func(name string) tls.Certificate) {
 		ct := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
 			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-			IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
+			IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, URIs: []*url.URL{raftnode.ServerURI(name)}}
 		d, err := x509.CreateCertificate(rand.Reader, ct, ca, &key.PublicKey, caKey)
 		if err != nil {
 			t.Fatal(err)

@@ -91,7 +91,7 @@ func buildService(c serverConfig, logger *slog.Logger) (service.Config, error) {
 		}
 	}
 	if c.RaftTLSCert != "" {
-		if cfg.Raft.TLS, err = raftnode.ServerTLSConfig(c.RaftTLSCert, c.RaftTLSKey, c.RaftTLSCA); err != nil {
+		if cfg.Raft.TLS, err = raftnode.ServerTLSConfig(c.ID, c.RaftTLSCert, c.RaftTLSKey, c.RaftTLSCA); err != nil {
 			return cfg, err
 		}
 	}

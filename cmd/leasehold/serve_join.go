@@ -55,14 +55,15 @@ func joinCluster(ctx context.Context, srv *service.Server, c serverConfig, logge
 func clusterClient(c serverConfig, endpoint string) (*client.Client, error) {
 	cfg := client.Config{Endpoints: []string{endpoint}, Token: adminToken(c)}
 	if c.TLSCert != "" {
-		// The other servers' API certificates come from our PKI: verify them
-		// with the client CA when there is one, else with the CA of the
-		// servers' Raft certificates (deploy/leasehold.json uses the same
-		// certificate for both and has no tls_client_ca; with neither, the
-		// system roots, which a private CA is not in).
-		ca := c.TLSClientCA
+		// The other servers' API certificates are server certificates:
+		// verify them with the server CA (raft_tls_ca) when there is one,
+		// else with tls_client_ca (a single-CA setup); with neither, the
+		// system roots, which a private CA is not in. This server's own
+		// certificate is its client certificate, so the servers'
+		// tls_client_ca must admit the server CA too (api-client-ca.pem).
+		ca := c.RaftTLSCA
 		if ca == "" {
-			ca = c.RaftTLSCA
+			ca = c.TLSClientCA
 		}
 		t, err := client.TLSConfig(ca, c.TLSCert, c.TLSKey, "")
 		if err != nil {
