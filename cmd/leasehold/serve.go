@@ -90,6 +90,13 @@ func buildService(c serverConfig, logger *slog.Logger) (service.Config, error) {
 			return cfg, err
 		}
 	}
+	warning, err := exposure(c.ClientAddr, len(cfg.Server.Tokens), cfg.Server.TLS != nil, c.InsecureAllowOpen)
+	if err != nil {
+		return cfg, err
+	}
+	if warning != "" {
+		logger.Warn(warning, "client_addr", c.ClientAddr)
+	}
 	if c.RaftTLSCert != "" {
 		if cfg.Raft.TLS, err = raftnode.ServerTLSConfig(c.ID, c.RaftTLSCert, c.RaftTLSKey, c.RaftTLSCA); err != nil {
 			return cfg, err

@@ -173,3 +173,33 @@ func TestGenerateCerts(t *testing.T) {
 		t.Errorf("server certificate as an API server: %v", err)
 	}
 }
+
+func TestExposure(t *testing.T) {
+	cases := []struct {
+		addr          string
+		tokens        int
+		tls, allow    bool
+		refuse, warns bool
+	}{
+		{"127.0.0.1:7101", 0, false, false, false, false},
+		{"localhost:7101", 0, false, false, false, false},
+		{"[::1]:7101", 0, false, false, false, false},
+		{"0.0.0.0:7101", 0, false, false, true, false},
+		{":7101", 0, true, false, true, false},
+		{"10.0.0.1:7101", 0, true, false, true, false},
+		{"leasehold.internal:7101", 0, true, false, true, false},
+		{"10.0.0.1:7101", 0, false, true, false, true},
+		{"10.0.0.1:7101", 2, false, false, false, true},
+		{"10.0.0.1:7101", 2, true, false, false, false},
+	}
+	for _, tc := range cases {
+		warn, err := exposure(tc.addr, tc.tokens, tc.tls, tc.allow)
+		if (err != nil) != tc.refuse || (warn != "") != tc.warns {
+			t.Errorf("%+v: warning %q, error %v", tc, warn, err)
+		}
+	}
+	c, err := resolveServerConfig(parseServerFlags(t, "--id", "n1", "--data-dir", "/d", "--insecure-allow-open"), func(string) string { return "" })
+	if err != nil || !c.InsecureAllowOpen {
+		t.Fatalf("--insecure-allow-open: %v %+v", err, c)
+	}
+}
