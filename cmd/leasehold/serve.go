@@ -150,13 +150,19 @@ func runServer(ctx context.Context, c serverConfig) error {
 			return err
 		}
 	}
-	registered := make(chan struct{})
-	go func() {
-		defer close(registered)
-		registerSelf(ctx, srv, c, logger)
-	}()
-	<-ctx.Done()
-	<-registered
+	member := make(chan error, 1)
+	go func() { member <- stayMember(ctx, srv, c, logger) }()
+	select {
+	case <-ctx.Done():
+		<-member
+	case err := <-member:
+		if err != nil {
+			logger.Error("stopping", "err", err)
+			srv.Close()
+			return err
+		}
+		<-ctx.Done()
+	}
 	logger.Info("shutting down (leadership is handed over first when this server leads)")
 	return srv.Close()
 }
