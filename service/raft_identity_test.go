@@ -1,75 +1,16 @@
 package service_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"net"
-	"net/url"
 	"testing"
 	"time"
 
 	"github.com/leasehold/leasehold/client"
+	"github.com/leasehold/leasehold/internal/testutil"
 	"github.com/leasehold/leasehold/raftnode"
 	"github.com/leasehold/leasehold/service"
 )
-
-// certKind says what a test certificate is for.
-type certKind int
-
-const (
-	// oldClientCert is what `leasehold certs` used to issue as client.pem:
-	// signed by the cluster CA, ServerAuth and ClientAuth, the servers'
-	// host names, and nothing naming a server.
-	oldClientCert certKind = iota
-	// apiClientCert is a proper API client certificate: ClientAuth only.
-	apiClientCert
-	// serverCert names the Raft server ID it speaks for.
-	serverCert
-)
-
-// identityCA is a CA that issues each kind of certificate; the server ones
-// carry the server ID as a leasehold-server: URI.
-func identityCA(t *testing.T) (*x509.CertPool, func(kind certKind, id string) tls.Certificate) {
-	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "identity CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
-		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	serial := int64(1)
-	return pool, func(kind certKind, id string) tls.Certificate {
-		serial++
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		ct := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: id},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			KeyUsage:    x509.KeyUsageDigitalSignature,
-			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-			IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"}}
-		switch kind {
-		case apiClientCert:
-			ct.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-			ct.IPAddresses, ct.DNSNames = nil, nil
-		case serverCert:
-			ct.URIs = []*url.URL{{Scheme: "leasehold-server", Opaque: id}}
-		}
-		d, err := x509.CreateCertificate(rand.Reader, ct, ca, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tls.Certificate{Certificate: [][]byte{d}, PrivateKey: key}
-	}
-}
 
 // refused reports whether a TLS connection to addr with cfg is refused: TLS
 // 1.3 reports the server's refusal of our certificate on the first read.
@@ -92,26 +33,27 @@ func refused(addr string, cfg *tls.Config) error {
 // signed with server usage (what `leasehold certs` used to issue), must not
 // open the Raft port, and a server holding one must never receive the log.
 func TestRaftRefusesCertificatesThatAreNotThePeersServerCertificate(t *testing.T) {
-	pool, issue := identityCA(t)
+	ca := testutil.NewCA(t, "identity CA")
+	pool, issue := ca.Pool, ca.Issue
 	dir := t.TempDir()
 	withCert := func(cert tls.Certificate) func(*service.Config) {
 		return func(c *service.Config) { c.Raft.TLS = raftnode.PeerTLSConfig(cert, pool) }
 	}
-	s1 := startOne(t, "s1", dir, withCert(issue(serverCert, "s1")))
+	s1 := startOne(t, "s1", dir, withCert(issue(testutil.ServerCert, "s1")))
 	defer s1.Close()
 	bootstrapAlone(t, s1)
 
 	// Raw dials to the Raft port: only a server certificate is admitted.
 	for name, cert := range map[string]tls.Certificate{
-		"the old client.pem (CA-signed, ServerAuth+ClientAuth)": issue(oldClientCert, "client"),
-		"an API client certificate (ClientAuth only)":           issue(apiClientCert, "client"),
+		"the old client.pem (CA-signed, ServerAuth+ClientAuth)": issue(testutil.OldClientCert, "client"),
+		"an API client certificate (ClientAuth only)":           issue(testutil.ClientCert, "client"),
 	} {
 		cfg := &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS13}
 		if err := refused(s1.Raft.RaftAddr(), cfg); err == nil {
 			t.Errorf("raft port accepted %s", name)
 		}
 	}
-	good := &tls.Config{Certificates: []tls.Certificate{issue(serverCert, "s9")}, RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS13}
+	good := &tls.Config{Certificates: []tls.Certificate{issue(testutil.ServerCert, "s9")}, RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS13}
 	if err := refused(s1.Raft.RaftAddr(), good); err == nil {
 		t.Errorf("raft port accepted the server certificate of s9, not a member of its configuration")
 	}
@@ -120,11 +62,11 @@ func TestRaftRefusesCertificatesThatAreNotThePeersServerCertificate(t *testing.T
 	// one with the old client.pem, one with another server's certificate.
 	// Only the first may receive the log.
 	cl := newClient(t, client.Config{}, s1.ClientAddr())
-	honest := startOne(t, "s2", dir, withCert(issue(serverCert, "s2")))
+	honest := startOne(t, "s2", dir, withCert(issue(testutil.ServerCert, "s2")))
 	defer honest.Close()
 	intruders := map[string]*service.Server{
-		"a server using the old client.pem":         startOne(t, "s3", dir, withCert(issue(oldClientCert, "client"))),
-		"a server using another server's (s9) cert": startOne(t, "s4", dir, withCert(issue(serverCert, "s9"))),
+		"a server using the old client.pem":         startOne(t, "s3", dir, withCert(issue(testutil.OldClientCert, "client"))),
+		"a server using another server's (s9) cert": startOne(t, "s4", dir, withCert(issue(testutil.ServerCert, "s9"))),
 	}
 	for _, s := range intruders {
 		defer s.Close()
