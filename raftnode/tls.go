@@ -1,10 +1,12 @@
 package raftnode
 
 import (
+	"bufio"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"slices"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-msgpack/v2/codec"
 	"github.com/hashicorp/raft"
 
 	"github.com/leasehold/leasehold/internal/pemfile"
@@ -118,11 +121,121 @@ func (l *tlsStreamLayer) verifyMember(cs tls.ConnectionState) error {
 	return fmt.Errorf("raft TLS: peer certificate for server %v: not a member of the configuration", got)
 }
 
+// Accept wraps each accepted connection so every RPC it carries must be sent
+// as the server its certificate names (see rpcCheckConn).
+func (l *tlsStreamLayer) Accept() (net.Conn, error) {
+	conn, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &rpcCheckConn{Conn: conn, tc: conn.(*tls.Conn), br: bufio.NewReaderSize(conn, 64<<10)}, nil
+}
+
 func (l *tlsStreamLayer) Addr() net.Addr {
 	if l.advertise != nil {
 		return l.advertise
 	}
 	return l.Listener.Addr()
+}
+
+// hashicorp/raft's NetworkTransport frames each RPC as a type byte and a
+// msgpack-encoded request; an InstallSnapshot request is followed by Size
+// bytes of snapshot.
+const (
+	rpcTypeAppendEntries uint8 = iota
+	rpcTypeRequestVote
+	rpcTypeInstallSnapshot
+	rpcTypeTimeoutNow
+	rpcTypeRequestPreVote
+)
+
+// rpcCheckConn is an accepted Raft connection that reads each RPC ahead of
+// the transport and passes it on only if the sender ID in its header is a
+// server ID the peer's certificate names: holding one server's certificate
+// does not let a peer vote, append or install a snapshot as another. A
+// mismatch is a read error, on which the transport drops the connection
+// without handling the RPC.
+type rpcCheckConn struct {
+	net.Conn
+	tc   *tls.Conn
+	br   *bufio.Reader
+	ids  []string // from the peer's certificate, after the handshake
+	out  []byte   // checked bytes the transport has not read yet
+	raw  int64    // snapshot bytes to pass through
+	err  error
+	rec  recorder
+	hdr  rpcHeaderOnly
+	hand bool
+}
+
+// rpcHeaderOnly decodes the fields the check needs and skips the rest. The
+// header is embedded, as in raft's requests, whose encoding flattens it.
+type rpcHeaderOnly struct {
+	raft.RPCHeader
+	Size int64 // InstallSnapshotRequest only
+}
+
+// recorder keeps every byte the decoder reads, to hand them on unchanged.
+type recorder struct {
+	r   io.Reader
+	buf []byte
+}
+
+func (r *recorder) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.buf = append(r.buf, p[:n]...)
+	return n, err
+}
+
+func (c *rpcCheckConn) Read(p []byte) (int, error) {
+	if len(c.out) == 0 && c.raw == 0 && c.err == nil {
+		c.err = c.next()
+	}
+	if len(c.out) > 0 {
+		n := copy(p, c.out)
+		c.out = c.out[n:]
+		return n, nil
+	}
+	if c.raw > 0 {
+		n, err := c.br.Read(p[:min(int64(len(p)), c.raw)])
+		c.raw -= int64(n)
+		return n, err
+	}
+	return 0, c.err
+}
+
+// next reads one RPC and checks its sender.
+func (c *rpcCheckConn) next() error {
+	if !c.hand {
+		if err := c.tc.Handshake(); err != nil {
+			return err
+		}
+		c.hand = true
+		c.ids = ServerIDs(c.tc.ConnectionState().PeerCertificates[0]) // verified non-empty in the handshake
+	}
+	typ, err := c.br.ReadByte()
+	if err != nil {
+		return err
+	}
+	if typ > rpcTypeRequestPreVote {
+		return fmt.Errorf("raft TLS: unknown RPC type %d", typ)
+	}
+	c.rec = recorder{r: c.br, buf: append(c.out[:0], typ)}
+	c.hdr = rpcHeaderOnly{}
+	if err := codec.NewDecoder(&c.rec, &codec.MsgpackHandle{}).Decode(&c.hdr); err != nil {
+		return err
+	}
+	if id := string(c.hdr.RPCHeader.ID); !slices.Contains(c.ids, id) {
+		return fmt.Errorf("raft TLS: a peer with the certificate of server %v sent an RPC as server %q", c.ids, id)
+	}
+	c.out = c.rec.buf
+	if typ == rpcTypeInstallSnapshot {
+		if c.hdr.Size < 0 {
+			return errors.New("raft TLS: negative snapshot size")
+		}
+		c.raw = c.hdr.Size
+	}
+	return nil
 }
 
 // newTLSTransport listens on bind with cfg (from PeerTLSConfig). The caller

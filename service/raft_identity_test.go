@@ -1,10 +1,14 @@
 package service_test
 
 import (
+	"bufio"
 	"crypto/tls"
 	"net"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-msgpack/v2/codec"
+	"github.com/hashicorp/raft"
 
 	"github.com/leasehold/leasehold/client"
 	"github.com/leasehold/leasehold/internal/testutil"
@@ -89,4 +93,94 @@ func TestRaftRefusesCertificatesThatAreNotThePeersServerCertificate(t *testing.T
 			t.Errorf("%s received the log: %d leases, last index %d", name, st.Leases, st.LastIndex)
 		}
 	}
+}
+
+// rawRequestVote sends one RequestVote RPC as server id over a TLS
+// connection to addr, the way hashicorp/raft's NetworkTransport frames it
+// (a type byte, then the msgpack request), and reports whether an answer
+// came back.
+func rawRequestVote(t *testing.T, addr string, cfg *tls.Config, id string) bool {
+	t.Helper()
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, cfg)
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	w := bufio.NewWriter(conn)
+	w.WriteByte(1) // rpcRequestVote
+	req := raft.RequestVoteRequest{RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(id), Addr: []byte("127.0.0.1:1")},
+		Term: 1, LastLogIndex: 0, LastLogTerm: 0}
+	if err := codec.NewEncoder(w, &codec.MsgpackHandle{}).Encode(&req); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(); err != nil {
+		return false
+	}
+	var rpcErr string
+	var resp raft.RequestVoteResponse
+	dec := codec.NewDecoder(bufio.NewReader(conn), &codec.MsgpackHandle{})
+	return dec.Decode(&rpcErr) == nil && dec.Decode(&resp) == nil
+}
+
+// A member's server certificate lets its holder speak as that server only:
+// an RPC whose header names another server is dropped unanswered.
+func TestRaftRPCMustComeFromTheServerItsCertificateNames(t *testing.T) {
+	ca := testutil.NewCA(t, "identity CA")
+	dir := t.TempDir()
+	s1 := startOne(t, "v1", dir, func(c *service.Config) {
+		c.Raft.TLS = raftnode.PeerTLSConfig(ca.Issue(testutil.ServerCert, "v1"), ca.Pool)
+	})
+	defer s1.Close()
+	bootstrapAlone(t, s1)
+	cl := newClient(t, client.Config{}, s1.ClientAddr())
+	// v2 is a member (a non-voter) whose certificate someone holds.
+	if _, err := cl.AddMember(ctxT(t), client.MemberSpec{ID: "v2", RaftAddr: "127.0.0.1:1", NonVoter: true}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{ca.Issue(testutil.ServerCert, "v2")}, InsecureSkipVerify: true, MinVersion: tls.VersionTLS13}
+	if !rawRequestVote(t, s1.Raft.RaftAddr(), cfg, "v2") {
+		t.Fatal("a RequestVote from v2 with v2's certificate got no answer")
+	}
+	if rawRequestVote(t, s1.Raft.RaftAddr(), cfg, "v1") {
+		t.Error("a RequestVote claiming to be v1, sent with v2's certificate, was answered")
+	}
+	if rawRequestVote(t, s1.Raft.RaftAddr(), cfg, "v3") {
+		t.Error("a RequestVote claiming to be v3, sent with v2's certificate, was answered")
+	}
+}
+
+// InstallSnapshot, whose snapshot bytes follow the request on the wire,
+// passes the per-RPC sender check intact: after a restore the leader's log
+// starts at the snapshot, so a new member can only catch up through one.
+func TestRaftTLSInstallsSnapshots(t *testing.T) {
+	ca := testutil.NewCA(t, "identity CA")
+	dir := t.TempDir()
+	withCert := func(id string) func(*service.Config) {
+		return func(c *service.Config) {
+			c.Raft.TLS = raftnode.PeerTLSConfig(ca.Issue(testutil.ServerCert, id), ca.Pool)
+		}
+	}
+	s1 := startOne(t, "i1", dir, withCert("i1"))
+	defer s1.Close()
+	bootstrapAlone(t, s1)
+	cl := newClient(t, client.Config{}, s1.ClientAddr())
+	for i := range 20 {
+		if _, err := cl.Claim(ctxT(t), mustKey("app/snap/k"+string(rune('a'+i))), "h", 4*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, _, err := cl.SaveSnapshot(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s1.Raft.RestoreSnapshot(ctxT(t), data); err != nil {
+		t.Fatal(err)
+	}
+	s2 := startOne(t, "i2", dir, withCert("i2"))
+	defer s2.Close()
+	if _, err := cl.AddMember(ctxT(t), client.MemberSpec{ID: "i2", RaftAddr: s2.Raft.RaftAddr(), NonVoter: true}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "i2 receives the state", func() bool { return s2.Raft.State().Leases == 20 })
 }
