@@ -26,7 +26,12 @@ func init() {
 		Long: `Run one Leasehold server. Restarting it with the same --data-dir recovers its
 state. To create a new cluster, start every server with the same --bootstrap
 list; later restarts ignore it. To add a server to a running cluster, start it
-with --join pointing at any member's client address.
+with --join pointing at any member's client address. A server removed from
+its cluster and started again with its old data directory says so and exits
+with code 9; to rejoin, start it with an empty data directory and --join.
+
+Without tokens every caller is admin: the server then refuses a client
+address that is not loopback unless --insecure-allow-open is given.
 
 Settings come from the JSON --config file, then the flags given on the
 command line, then the environment (LEASEHOLD_TOKENS_FILE, and

@@ -95,7 +95,7 @@ func addServerFlags(fs *pflag.FlagSet) {
 	fs.String("bootstrap", "", "bootstrap a new cluster: ID=RAFTADDR,ID=RAFTADDR,... (must include this server)")
 	fs.String("join", "", "join a running cluster through this server's client address (ignored once this server is a member)")
 	fs.String("join-as", d.JoinAs, "join as voter or nonvoter")
-	fs.String("tokens-file", "", "file of bearer tokens, one \"ROLE TOKEN\" per line (env LEASEHOLD_TOKENS_FILE); without tokens the API is open")
+	fs.String("tokens-file", "", "file of bearer tokens, one \"ROLE TOKEN\" per line (env LEASEHOLD_TOKENS_FILE); without tokens the API is open, which only a loopback client-addr (or --insecure-allow-open) allows")
 	fs.Bool("insecure-allow-open", false, "INSECURE: allow serving without tokens on a non-loopback client address (every caller is admin)")
 	fs.String("tls-cert", "", "serve the API over TLS with this certificate (PEM)")
 	fs.String("tls-key", "", "private key of --tls-cert (PEM)")
