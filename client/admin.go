@@ -106,6 +106,23 @@ func (c *Client) AddMember(ctx context.Context, m MemberSpec) ([]Member, error) 
 	return out, err
 }
 
+// RegisterMember writes a server's client and HTTP addresses into the
+// member directory (on the leader). It never adds a server: for one that is
+// not in the configuration at m.RaftAddr it fails with invalid_argument,
+// field "id". Admin only; servers call it for themselves.
+func (c *Client) RegisterMember(ctx context.Context, m MemberSpec) ([]Member, error) {
+	var out []Member
+	err := c.do(ctx, kindWrite, func(ctx context.Context, ep *endpoint, p *peer.Peer) error {
+		r, err := admin(ep).RegisterMember(ctx, &pb.RegisterMemberRequest{Id: m.ID, RaftAddr: m.RaftAddr, ClientAddr: m.ClientAddr,
+			HttpAddr: m.HTTPAddr}, grpc.Peer(p))
+		if err == nil {
+			out = membersOf(r)
+		}
+		return err
+	})
+	return out, err
+}
+
 // RemoveMember removes a server from the cluster (on the leader). Admin only.
 func (c *Client) RemoveMember(ctx context.Context, id string) ([]Member, error) {
 	var out []Member

@@ -85,6 +85,7 @@ var agentAllowed = map[string]bool{
 	"/leasehold.v1.Admin/GetSettings":             false,
 	"/leasehold.v1.Admin/SetSettings":             false,
 	"/leasehold.v1.Admin/AddMember":               false,
+	"/leasehold.v1.Admin/RegisterMember":          false,
 	"/leasehold.v1.Admin/RemoveMember":            false,
 	"/leasehold.v1.Admin/ListMembers":             false,
 	"/leasehold.v1.Admin/SaveSnapshot":            false,

@@ -102,6 +102,11 @@ func (n *Node) AddMember(ctx context.Context, m server.Member) error {
 	return n.r.AddMember(ctx, logentry.Member{ID: m.ID, ClientAddr: m.ClientAddr, HTTPAddr: m.HTTPAddr}, m.RaftAddr, m.Voter)
 }
 
+// RegisterMember implements server.AdminBackend.
+func (n *Node) RegisterMember(ctx context.Context, m server.Member) error {
+	return n.r.RegisterMember(ctx, logentry.Member{ID: m.ID, ClientAddr: m.ClientAddr, HTTPAddr: m.HTTPAddr}, m.RaftAddr)
+}
+
 // RemoveMember implements server.AdminBackend.
 func (n *Node) RemoveMember(ctx context.Context, id string) error { return n.r.RemoveMember(ctx, id) }
 

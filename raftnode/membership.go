@@ -42,6 +42,25 @@ func (n *Node) AddMember(ctx context.Context, m logentry.Member, raftAddr string
 	return n.proposeEntry(&logentry.Entry{Kind: logentry.KindMember, Payload: logentry.EncodeMember(m)}).wait(ctx)
 }
 
+// RegisterMember writes the addresses of a server that is in the Raft
+// configuration at raftAddr into the member directory. Leader only. It never
+// changes the configuration, so a server registering its addresses cannot
+// re-add itself after an admin removed it: a server not in the leader's
+// latest configuration is refused (InvalidArgument, field "id").
+func (n *Node) RegisterMember(ctx context.Context, m logentry.Member, raftAddr string) error {
+	if _, ok := n.Now(); !ok {
+		return n.NotLeaderError()
+	}
+	known := false
+	for _, s := range n.raft.GetConfiguration().Configuration().Servers {
+		known = known || (string(s.ID) == m.ID && string(s.Address) == raftAddr)
+	}
+	if !known {
+		return lease.InvalidArgument("id", "no member %q at %s in the configuration (removed?); registering addresses never adds a server", m.ID, raftAddr)
+	}
+	return n.proposeEntry(&logentry.Entry{Kind: logentry.KindMember, Payload: logentry.EncodeMember(m)}).wait(ctx)
+}
+
 // RemoveMember removes a server from the Raft configuration. Leader only. A
 // leader removing itself steps down once the change commits.
 func (n *Node) RemoveMember(ctx context.Context, id string) error {

@@ -116,6 +116,7 @@ func (n *Node) open() error {
 	if err != nil {
 		return fmt.Errorf("raftnode: open snapshots: %w", err)
 	}
+	var tlsLayer *tlsStreamLayer
 	if cfg.Transport != nil {
 		n.trans = cfg.Transport
 	} else {
@@ -131,7 +132,7 @@ func (n *Node) open() error {
 		}
 		var t *raft.NetworkTransport
 		if cfg.TLS != nil {
-			t, err = newTLSTransport(cfg.RaftAddr, advertise, cfg.TLS, hlog)
+			t, tlsLayer, err = newTLSTransport(cfg.RaftAddr, advertise, cfg.TLS, hlog)
 		} else {
 			t, err = raft.NewTCPTransportWithLogger(cfg.RaftAddr, advertise, 4, 10*time.Second, hlog)
 		}
@@ -177,6 +178,9 @@ func (n *Node) open() error {
 		return fmt.Errorf("raftnode: start raft: %w", err)
 	}
 	n.raft = r
+	if tlsLayer != nil {
+		tlsLayer.raft.Store(r) // peers are checked against its configuration
+	}
 	return nil
 }
 

@@ -24,6 +24,9 @@ type AdminBackend interface {
 	SetSettings(ctx context.Context, changes map[string]string, basedOn *uint64) (settings.Settings, uint64, error)
 	// AddMember adds a server to the Raft configuration and the directory.
 	AddMember(ctx context.Context, m Member) error
+	// RegisterMember writes a configured server's addresses into the
+	// directory; it never changes the Raft configuration.
+	RegisterMember(ctx context.Context, m Member) error
 	// RemoveMember removes a server from the Raft configuration.
 	RemoveMember(ctx context.Context, id string) error
 	// Snapshot returns the leader's state machine snapshot after a
@@ -92,6 +95,20 @@ func (a *Admin) AddMember(ctx context.Context, req *pb.AddMemberRequest) (*pb.Me
 	}
 	m := Member{ID: req.Id, RaftAddr: req.RaftAddr, ClientAddr: req.ClientAddr, HTTPAddr: req.HttpAddr, Voter: !req.Nonvoter}
 	if err := a.b.AddMember(ctx, m); err != nil {
+		return nil, statusErr(err)
+	}
+	return a.members(), nil
+}
+
+func (a *Admin) RegisterMember(ctx context.Context, req *pb.RegisterMemberRequest) (*pb.MembersResponse, error) {
+	if req.Id == "" {
+		return nil, statusErr(lease.InvalidArgument("id", "member ID is required"))
+	}
+	if req.RaftAddr == "" {
+		return nil, statusErr(lease.InvalidArgument("raft_addr", "raft address is required"))
+	}
+	m := Member{ID: req.Id, RaftAddr: req.RaftAddr, ClientAddr: req.ClientAddr, HTTPAddr: req.HttpAddr}
+	if err := a.b.RegisterMember(ctx, m); err != nil {
 		return nil, statusErr(err)
 	}
 	return a.members(), nil

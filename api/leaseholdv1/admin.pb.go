@@ -313,6 +313,75 @@ func (x *AddMemberRequest) GetNonvoter() bool {
 	return false
 }
 
+type RegisterMemberRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The server's Raft address, which must match the configuration's.
+	RaftAddr      string `protobuf:"bytes,2,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
+	ClientAddr    string `protobuf:"bytes,3,opt,name=client_addr,json=clientAddr,proto3" json:"client_addr,omitempty"`
+	HttpAddr      string `protobuf:"bytes,4,opt,name=http_addr,json=httpAddr,proto3" json:"http_addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterMemberRequest) Reset() {
+	*x = RegisterMemberRequest{}
+	mi := &file_leaseholdv1_admin_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterMemberRequest) ProtoMessage() {}
+
+func (x *RegisterMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_leaseholdv1_admin_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterMemberRequest.ProtoReflect.Descriptor instead.
+func (*RegisterMemberRequest) Descriptor() ([]byte, []int) {
+	return file_leaseholdv1_admin_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RegisterMemberRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RegisterMemberRequest) GetRaftAddr() string {
+	if x != nil {
+		return x.RaftAddr
+	}
+	return ""
+}
+
+func (x *RegisterMemberRequest) GetClientAddr() string {
+	if x != nil {
+		return x.ClientAddr
+	}
+	return ""
+}
+
+func (x *RegisterMemberRequest) GetHttpAddr() string {
+	if x != nil {
+		return x.HttpAddr
+	}
+	return ""
+}
+
 type RemoveMemberRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -322,7 +391,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_leaseholdv1_admin_proto_msgTypes[5]
+	mi := &file_leaseholdv1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -334,7 +403,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leaseholdv1_admin_proto_msgTypes[5]
+	mi := &file_leaseholdv1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -347,7 +416,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_leaseholdv1_admin_proto_rawDescGZIP(), []int{5}
+	return file_leaseholdv1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RemoveMemberRequest) GetId() string {
@@ -365,7 +434,7 @@ type ListMembersRequest struct {
 
 func (x *ListMembersRequest) Reset() {
 	*x = ListMembersRequest{}
-	mi := &file_leaseholdv1_admin_proto_msgTypes[6]
+	mi := &file_leaseholdv1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -377,7 +446,7 @@ func (x *ListMembersRequest) String() string {
 func (*ListMembersRequest) ProtoMessage() {}
 
 func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leaseholdv1_admin_proto_msgTypes[6]
+	mi := &file_leaseholdv1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -390,7 +459,7 @@ func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersRequest.ProtoReflect.Descriptor instead.
 func (*ListMembersRequest) Descriptor() ([]byte, []int) {
-	return file_leaseholdv1_admin_proto_rawDescGZIP(), []int{6}
+	return file_leaseholdv1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 type AdminMember struct {
@@ -407,7 +476,7 @@ type AdminMember struct {
 
 func (x *AdminMember) Reset() {
 	*x = AdminMember{}
-	mi := &file_leaseholdv1_admin_proto_msgTypes[7]
+	mi := &file_leaseholdv1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -419,7 +488,7 @@ func (x *AdminMember) String() string {
 func (*AdminMember) ProtoMessage() {}
 
 func (x *AdminMember) ProtoReflect() protoreflect.Message {
-	mi := &file_leaseholdv1_admin_proto_msgTypes[7]
+	mi := &file_leaseholdv1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -432,7 +501,7 @@ func (x *AdminMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminMember.ProtoReflect.Descriptor instead.
 func (*AdminMember) Descriptor() ([]byte, []int) {
-	return file_leaseholdv1_admin_proto_rawDescGZIP(), []int{7}
+	return file_leaseholdv1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AdminMember) GetId() string {
@@ -486,7 +555,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_leaseholdv1_admin_proto_msgTypes[8]
+	mi := &file_leaseholdv1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -498,7 +567,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leaseholdv1_admin_proto_msgTypes[8]
+	mi := &file_leaseholdv1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -511,7 +580,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_leaseholdv1_admin_proto_rawDescGZIP(), []int{8}
+	return file_leaseholdv1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *MembersResponse) GetMembers() []*AdminMember {
@@ -529,7 +598,7 @@ type SaveSnapshotRequest struct {
 
 func (x *SaveSnapshotRequest) Reset() {
 	*x = SaveSnapshotRequest{}
-	mi := &file_leaseholdv1_admin_proto_msgTypes[9]
+	mi := &file_leaseholdv1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -541,7 +610,7 @@ func (x *SaveSnapshotRequest) String() string {
 func (*SaveSnapshotRequest) ProtoMessage() {}
 
 func (x *SaveSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leaseholdv1_admin_proto_msgTypes[9]
+	mi := &file_leaseholdv1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -554,7 +623,7 @@ func (x *SaveSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SaveSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_leaseholdv1_admin_proto_rawDescGZIP(), []int{9}
+	return file_leaseholdv1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 type SnapshotChunk struct {
@@ -569,7 +638,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_leaseholdv1_admin_proto_msgTypes[10]
+	mi := &file_leaseholdv1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -581,7 +650,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_leaseholdv1_admin_proto_msgTypes[10]
+	mi := &file_leaseholdv1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -594,7 +663,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_leaseholdv1_admin_proto_rawDescGZIP(), []int{10}
+	return file_leaseholdv1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SnapshotChunk) GetData() []byte {
@@ -647,7 +716,13 @@ const file_leaseholdv1_admin_proto_rawDesc = "" +
 	"\vclient_addr\x18\x03 \x01(\tR\n" +
 	"clientAddr\x12\x1b\n" +
 	"\thttp_addr\x18\x04 \x01(\tR\bhttpAddr\x12\x1a\n" +
-	"\bnonvoter\x18\x05 \x01(\bR\bnonvoter\"%\n" +
+	"\bnonvoter\x18\x05 \x01(\bR\bnonvoter\"\x82\x01\n" +
+	"\x15RegisterMemberRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
+	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x1f\n" +
+	"\vclient_addr\x18\x03 \x01(\tR\n" +
+	"clientAddr\x12\x1b\n" +
+	"\thttp_addr\x18\x04 \x01(\tR\bhttpAddr\"%\n" +
 	"\x13RemoveMemberRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x14\n" +
 	"\x12ListMembersRequest\"\xa6\x01\n" +
@@ -665,11 +740,12 @@ const file_leaseholdv1_admin_proto_rawDesc = "" +
 	"\rSnapshotChunk\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x04R\x04size\x12\x14\n" +
-	"\x05index\x18\x03 \x01(\x04R\x05index2\xe9\x03\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index2\xbf\x04\n" +
 	"\x05Admin\x12O\n" +
 	"\vGetSettings\x12 .leasehold.v1.GetSettingsRequest\x1a\x1e.leasehold.v1.SettingsResponse\x12O\n" +
 	"\vSetSettings\x12 .leasehold.v1.SetSettingsRequest\x1a\x1e.leasehold.v1.SettingsResponse\x12J\n" +
-	"\tAddMember\x12\x1e.leasehold.v1.AddMemberRequest\x1a\x1d.leasehold.v1.MembersResponse\x12P\n" +
+	"\tAddMember\x12\x1e.leasehold.v1.AddMemberRequest\x1a\x1d.leasehold.v1.MembersResponse\x12T\n" +
+	"\x0eRegisterMember\x12#.leasehold.v1.RegisterMemberRequest\x1a\x1d.leasehold.v1.MembersResponse\x12P\n" +
 	"\fRemoveMember\x12!.leasehold.v1.RemoveMemberRequest\x1a\x1d.leasehold.v1.MembersResponse\x12N\n" +
 	"\vListMembers\x12 .leasehold.v1.ListMembersRequest\x1a\x1d.leasehold.v1.MembersResponse\x12P\n" +
 	"\fSaveSnapshot\x12!.leasehold.v1.SaveSnapshotRequest\x1a\x1b.leasehold.v1.SnapshotChunk0\x01B<Z:github.com/leasehold/leasehold/api/leaseholdv1;leaseholdv1b\x06proto3"
@@ -686,39 +762,42 @@ func file_leaseholdv1_admin_proto_rawDescGZIP() []byte {
 	return file_leaseholdv1_admin_proto_rawDescData
 }
 
-var file_leaseholdv1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_leaseholdv1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_leaseholdv1_admin_proto_goTypes = []any{
-	(*GetSettingsRequest)(nil),  // 0: leasehold.v1.GetSettingsRequest
-	(*SetSettingsRequest)(nil),  // 1: leasehold.v1.SetSettingsRequest
-	(*Setting)(nil),             // 2: leasehold.v1.Setting
-	(*SettingsResponse)(nil),    // 3: leasehold.v1.SettingsResponse
-	(*AddMemberRequest)(nil),    // 4: leasehold.v1.AddMemberRequest
-	(*RemoveMemberRequest)(nil), // 5: leasehold.v1.RemoveMemberRequest
-	(*ListMembersRequest)(nil),  // 6: leasehold.v1.ListMembersRequest
-	(*AdminMember)(nil),         // 7: leasehold.v1.AdminMember
-	(*MembersResponse)(nil),     // 8: leasehold.v1.MembersResponse
-	(*SaveSnapshotRequest)(nil), // 9: leasehold.v1.SaveSnapshotRequest
-	(*SnapshotChunk)(nil),       // 10: leasehold.v1.SnapshotChunk
-	nil,                         // 11: leasehold.v1.SetSettingsRequest.ValuesEntry
+	(*GetSettingsRequest)(nil),    // 0: leasehold.v1.GetSettingsRequest
+	(*SetSettingsRequest)(nil),    // 1: leasehold.v1.SetSettingsRequest
+	(*Setting)(nil),               // 2: leasehold.v1.Setting
+	(*SettingsResponse)(nil),      // 3: leasehold.v1.SettingsResponse
+	(*AddMemberRequest)(nil),      // 4: leasehold.v1.AddMemberRequest
+	(*RegisterMemberRequest)(nil), // 5: leasehold.v1.RegisterMemberRequest
+	(*RemoveMemberRequest)(nil),   // 6: leasehold.v1.RemoveMemberRequest
+	(*ListMembersRequest)(nil),    // 7: leasehold.v1.ListMembersRequest
+	(*AdminMember)(nil),           // 8: leasehold.v1.AdminMember
+	(*MembersResponse)(nil),       // 9: leasehold.v1.MembersResponse
+	(*SaveSnapshotRequest)(nil),   // 10: leasehold.v1.SaveSnapshotRequest
+	(*SnapshotChunk)(nil),         // 11: leasehold.v1.SnapshotChunk
+	nil,                           // 12: leasehold.v1.SetSettingsRequest.ValuesEntry
 }
 var file_leaseholdv1_admin_proto_depIdxs = []int32{
-	11, // 0: leasehold.v1.SetSettingsRequest.values:type_name -> leasehold.v1.SetSettingsRequest.ValuesEntry
+	12, // 0: leasehold.v1.SetSettingsRequest.values:type_name -> leasehold.v1.SetSettingsRequest.ValuesEntry
 	2,  // 1: leasehold.v1.SettingsResponse.settings:type_name -> leasehold.v1.Setting
-	7,  // 2: leasehold.v1.MembersResponse.members:type_name -> leasehold.v1.AdminMember
+	8,  // 2: leasehold.v1.MembersResponse.members:type_name -> leasehold.v1.AdminMember
 	0,  // 3: leasehold.v1.Admin.GetSettings:input_type -> leasehold.v1.GetSettingsRequest
 	1,  // 4: leasehold.v1.Admin.SetSettings:input_type -> leasehold.v1.SetSettingsRequest
 	4,  // 5: leasehold.v1.Admin.AddMember:input_type -> leasehold.v1.AddMemberRequest
-	5,  // 6: leasehold.v1.Admin.RemoveMember:input_type -> leasehold.v1.RemoveMemberRequest
-	6,  // 7: leasehold.v1.Admin.ListMembers:input_type -> leasehold.v1.ListMembersRequest
-	9,  // 8: leasehold.v1.Admin.SaveSnapshot:input_type -> leasehold.v1.SaveSnapshotRequest
-	3,  // 9: leasehold.v1.Admin.GetSettings:output_type -> leasehold.v1.SettingsResponse
-	3,  // 10: leasehold.v1.Admin.SetSettings:output_type -> leasehold.v1.SettingsResponse
-	8,  // 11: leasehold.v1.Admin.AddMember:output_type -> leasehold.v1.MembersResponse
-	8,  // 12: leasehold.v1.Admin.RemoveMember:output_type -> leasehold.v1.MembersResponse
-	8,  // 13: leasehold.v1.Admin.ListMembers:output_type -> leasehold.v1.MembersResponse
-	10, // 14: leasehold.v1.Admin.SaveSnapshot:output_type -> leasehold.v1.SnapshotChunk
-	9,  // [9:15] is the sub-list for method output_type
-	3,  // [3:9] is the sub-list for method input_type
+	5,  // 6: leasehold.v1.Admin.RegisterMember:input_type -> leasehold.v1.RegisterMemberRequest
+	6,  // 7: leasehold.v1.Admin.RemoveMember:input_type -> leasehold.v1.RemoveMemberRequest
+	7,  // 8: leasehold.v1.Admin.ListMembers:input_type -> leasehold.v1.ListMembersRequest
+	10, // 9: leasehold.v1.Admin.SaveSnapshot:input_type -> leasehold.v1.SaveSnapshotRequest
+	3,  // 10: leasehold.v1.Admin.GetSettings:output_type -> leasehold.v1.SettingsResponse
+	3,  // 11: leasehold.v1.Admin.SetSettings:output_type -> leasehold.v1.SettingsResponse
+	9,  // 12: leasehold.v1.Admin.AddMember:output_type -> leasehold.v1.MembersResponse
+	9,  // 13: leasehold.v1.Admin.RegisterMember:output_type -> leasehold.v1.MembersResponse
+	9,  // 14: leasehold.v1.Admin.RemoveMember:output_type -> leasehold.v1.MembersResponse
+	9,  // 15: leasehold.v1.Admin.ListMembers:output_type -> leasehold.v1.MembersResponse
+	11, // 16: leasehold.v1.Admin.SaveSnapshot:output_type -> leasehold.v1.SnapshotChunk
+	10, // [10:17] is the sub-list for method output_type
+	3,  // [3:10] is the sub-list for method input_type
 	3,  // [3:3] is the sub-list for extension type_name
 	3,  // [3:3] is the sub-list for extension extendee
 	0,  // [0:3] is the sub-list for field type_name
@@ -736,7 +815,7 @@ func file_leaseholdv1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_leaseholdv1_admin_proto_rawDesc), len(file_leaseholdv1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,12 +23,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Admin_GetSettings_FullMethodName  = "/leasehold.v1.Admin/GetSettings"
-	Admin_SetSettings_FullMethodName  = "/leasehold.v1.Admin/SetSettings"
-	Admin_AddMember_FullMethodName    = "/leasehold.v1.Admin/AddMember"
-	Admin_RemoveMember_FullMethodName = "/leasehold.v1.Admin/RemoveMember"
-	Admin_ListMembers_FullMethodName  = "/leasehold.v1.Admin/ListMembers"
-	Admin_SaveSnapshot_FullMethodName = "/leasehold.v1.Admin/SaveSnapshot"
+	Admin_GetSettings_FullMethodName    = "/leasehold.v1.Admin/GetSettings"
+	Admin_SetSettings_FullMethodName    = "/leasehold.v1.Admin/SetSettings"
+	Admin_AddMember_FullMethodName      = "/leasehold.v1.Admin/AddMember"
+	Admin_RegisterMember_FullMethodName = "/leasehold.v1.Admin/RegisterMember"
+	Admin_RemoveMember_FullMethodName   = "/leasehold.v1.Admin/RemoveMember"
+	Admin_ListMembers_FullMethodName    = "/leasehold.v1.Admin/ListMembers"
+	Admin_SaveSnapshot_FullMethodName   = "/leasehold.v1.Admin/SaveSnapshot"
 )
 
 // AdminClient is the client API for Admin service.
@@ -43,6 +44,12 @@ type AdminClient interface {
 	// AddMember adds a server to the Raft configuration (voter or non-voter)
 	// and registers its addresses in the member directory.
 	AddMember(ctx context.Context, in *AddMemberRequest, opts ...grpc.CallOption) (*MembersResponse, error)
+	// RegisterMember writes a server's client and HTTP addresses into the
+	// member directory. It never changes the Raft configuration: it fails
+	// with invalid_argument (field "id") when the server is not in the
+	// leader's configuration at raft_addr, so a removed server cannot come
+	// back by registering. Servers call it for themselves.
+	RegisterMember(ctx context.Context, in *RegisterMemberRequest, opts ...grpc.CallOption) (*MembersResponse, error)
 	// RemoveMember removes a server from the Raft configuration.
 	RemoveMember(ctx context.Context, in *RemoveMemberRequest, opts ...grpc.CallOption) (*MembersResponse, error)
 	// ListMembers returns the Raft configuration with the directory's addresses.
@@ -84,6 +91,16 @@ func (c *adminClient) AddMember(ctx context.Context, in *AddMemberRequest, opts 
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(MembersResponse)
 	err := c.cc.Invoke(ctx, Admin_AddMember_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) RegisterMember(ctx context.Context, in *RegisterMemberRequest, opts ...grpc.CallOption) (*MembersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MembersResponse)
+	err := c.cc.Invoke(ctx, Admin_RegisterMember_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -141,6 +158,12 @@ type AdminServer interface {
 	// AddMember adds a server to the Raft configuration (voter or non-voter)
 	// and registers its addresses in the member directory.
 	AddMember(context.Context, *AddMemberRequest) (*MembersResponse, error)
+	// RegisterMember writes a server's client and HTTP addresses into the
+	// member directory. It never changes the Raft configuration: it fails
+	// with invalid_argument (field "id") when the server is not in the
+	// leader's configuration at raft_addr, so a removed server cannot come
+	// back by registering. Servers call it for themselves.
+	RegisterMember(context.Context, *RegisterMemberRequest) (*MembersResponse, error)
 	// RemoveMember removes a server from the Raft configuration.
 	RemoveMember(context.Context, *RemoveMemberRequest) (*MembersResponse, error)
 	// ListMembers returns the Raft configuration with the directory's addresses.
@@ -166,6 +189,9 @@ func (UnimplementedAdminServer) SetSettings(context.Context, *SetSettingsRequest
 }
 func (UnimplementedAdminServer) AddMember(context.Context, *AddMemberRequest) (*MembersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AddMember not implemented")
+}
+func (UnimplementedAdminServer) RegisterMember(context.Context, *RegisterMemberRequest) (*MembersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RegisterMember not implemented")
 }
 func (UnimplementedAdminServer) RemoveMember(context.Context, *RemoveMemberRequest) (*MembersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RemoveMember not implemented")
@@ -251,6 +277,24 @@ func _Admin_AddMember_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_RegisterMember_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RegisterMemberRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).RegisterMember(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_RegisterMember_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).RegisterMember(ctx, req.(*RegisterMemberRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Admin_RemoveMember_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RemoveMemberRequest)
 	if err := dec(in); err != nil {
@@ -316,6 +360,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AddMember",
 			Handler:    _Admin_AddMember_Handler,
+		},
+		{
+			MethodName: "RegisterMember",
+			Handler:    _Admin_RegisterMember_Handler,
 		},
 		{
 			MethodName: "RemoveMember",

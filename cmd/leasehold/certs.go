@@ -10,12 +10,15 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/leasehold/leasehold/raftnode"
 )
 
 func init() {
@@ -24,56 +27,103 @@ func init() {
 	var valid time.Duration
 	cmd := &cobra.Command{
 		Use:   "certs",
-		Short: "Generate a test CA and server/client certificates (for TLS between servers and on the API)",
-		Long: `Generate a test certificate authority (ca.pem, ca-key.pem) and, signed by it,
-one certificate per --name (NAME.pem, NAME-key.pem) usable as a server and a
-client certificate, plus client.pem/client-key.pem for the CLI. Every
-certificate is valid for --hosts (DNS names and IPs). For production use your
-own PKI; these are ECDSA P-256 keys written with mode 0600.`,
+		Short: "Generate throw-away test certificates (development and tests only, not a PKI)",
+		Long: `Generate throw-away certificates for development and tests. It is not a PKI:
+it makes new CAs on every run, cannot renew or revoke, and writes the CA keys
+next to the certificates. For production issue certificates from your own
+PKI with the same properties (see docs/operations.md).
+
+Two CAs, so a client certificate can never pass as a server's:
+  server-ca.pem, server-ca-key.pem  signs the server certificates
+  NAME.pem, NAME-key.pem            one per --name: the server NAME (its --id);
+                                    server and client authentication, valid
+                                    for --hosts, and the URI leasehold-server:NAME
+                                    that the Raft transport checks
+  client-ca.pem, client-ca-key.pem  signs client certificates
+  client.pem, client-key.pem        an API client (the CLI): client
+                                    authentication only, no host, no server URI
+  api-client-ca.pem                 client-ca.pem and server-ca.pem together: a
+                                    server's --tls-client-ca, admitting API
+                                    clients and the other servers (join)
+Servers use --raft-tls-ca server-ca.pem; clients use --tls-ca server-ca.pem.
+Keys are ECDSA P-256, written with mode 0600.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return generateCerts(dir, names, strings.Split(hosts, ","), valid)
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "certs", "output directory")
-	cmd.Flags().StringSliceVar(&names, "name", []string{"node1", "node2", "node3"}, "server certificate names")
-	cmd.Flags().StringVar(&hosts, "hosts", "localhost,127.0.0.1", "comma-separated DNS names and IPs the certificates are valid for")
+	cmd.Flags().StringSliceVar(&names, "name", []string{"node1", "node2", "node3"}, "server IDs to issue server certificates for")
+	cmd.Flags().StringVar(&hosts, "hosts", "localhost,127.0.0.1", "comma-separated DNS names and IPs the server certificates are valid for")
 	cmd.Flags().DurationVar(&valid, "valid", 365*24*time.Hour, "validity")
 	rootCmd.AddCommand(cmd)
+}
+
+// testCA is a CA that signs leaf certificates.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+}
+
+func newTestCA(dir, file, name string, now time.Time, valid time.Duration) (*testCA, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(), Subject: pkix.Name{CommonName: name},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(valid),
+		IsCA: true, BasicConstraintsValid: true, MaxPathLenZero: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	return &testCA{cert: cert, key: key}, writePEM(dir, file, der, key)
+}
+
+// issue signs tmpl with a new key and writes NAME.pem and NAME-key.pem.
+func (ca *testCA) issue(dir, file string, tmpl *x509.Certificate) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl.SerialNumber = serial()
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		return err
+	}
+	return writePEM(dir, file, der, key)
 }
 
 func generateCerts(dir string, names, hosts []string, valid time.Duration) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
 	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber: serial(), Subject: pkix.Name{CommonName: "Leasehold test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(valid),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	serverCA, err := newTestCA(dir, "server-ca", "Leasehold test server CA", now, valid)
 	if err != nil {
 		return err
 	}
-	ca, _ := x509.ParseCertificate(caDER)
-	if err := writePEM(dir, "ca", caDER, caKey); err != nil {
+	clientCA, err := newTestCA(dir, "client-ca", "Leasehold test client CA", now, valid)
+	if err != nil {
 		return err
 	}
-	for _, name := range append(names, "client") {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			return err
+	for _, name := range names {
+		if name == "client" || strings.HasSuffix(name, "-ca") {
+			return fmt.Errorf("--name %q would overwrite another file", name)
 		}
 		tmpl := &x509.Certificate{
-			SerialNumber: serial(), Subject: pkix.Name{CommonName: name},
-			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(valid),
-			KeyUsage:    x509.KeyUsageDigitalSignature,
+			Subject: pkix.Name{CommonName: name}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(valid),
+			// A server both accepts and dials Raft connections.
 			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+			URIs:        []*url.URL{raftnode.ServerURI(name)},
 		}
 		for _, h := range hosts {
 			if h = strings.TrimSpace(h); h == "" {
@@ -85,15 +135,25 @@ func generateCerts(dir string, names, hosts []string, valid time.Duration) error
 				tmpl.DNSNames = append(tmpl.DNSNames, h)
 			}
 		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			return err
-		}
-		if err := writePEM(dir, name, der, key); err != nil {
+		if err := serverCA.issue(dir, name, tmpl); err != nil {
 			return err
 		}
 	}
-	fmt.Printf("wrote ca.pem and certificates for %s in %s\n", strings.Join(append(names, "client"), ", "), dir)
+	// The client certificate proves nothing but "an API client": no host
+	// names, no server URI, client authentication only.
+	if err := clientCA.issue(dir, "client", &x509.Certificate{
+		Subject: pkix.Name{CommonName: "leasehold client"}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(valid),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}); err != nil {
+		return err
+	}
+	bundle := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: clientCA.cert.Raw}),
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: serverCA.cert.Raw})...)
+	if err := os.WriteFile(filepath.Join(dir, "api-client-ca.pem"), bundle, 0o644); err != nil {
+		return err
+	}
+	fmt.Printf("wrote TEST certificates (not for production) in %s: server-ca.pem, server certificates for %s, client-ca.pem, client.pem, api-client-ca.pem\n",
+		dir, strings.Join(names, ", "))
 	return nil
 }
 

@@ -98,7 +98,8 @@ func (e *opsEnv) config(t *testing.T, id, cert, bootstrap string, addrs []string
 	m["tokens_file"] = e.tokens
 	m["tls_cert"], m["tls_key"] = filepath.Join(e.certs, cert+".pem"), filepath.Join(e.certs, cert+"-key.pem")
 	m["raft_tls_cert"], m["raft_tls_key"] = m["tls_cert"], m["tls_key"]
-	m["raft_tls_ca"] = filepath.Join(e.certs, "ca.pem")
+	m["raft_tls_ca"] = filepath.Join(e.certs, "server-ca.pem")
+	m["tls_client_ca"] = filepath.Join(e.certs, "api-client-ca.pem")
 	if bootstrap == "" {
 		delete(m, "bootstrap")
 	} else {
@@ -157,7 +158,7 @@ func (s *serverProc) stop(t *testing.T) {
 func (e *opsEnv) op(t *testing.T, token, eps string, args ...string) cliResult {
 	t.Helper()
 	args = append(args, "--endpoints", eps, "--token", token,
-		"--tls-ca", filepath.Join(e.certs, "ca.pem"),
+		"--tls-ca", filepath.Join(e.certs, "server-ca.pem"),
 		"--tls-cert", filepath.Join(e.certs, "client.pem"), "--tls-key", filepath.Join(e.certs, "client-key.pem"))
 	return cli(t, eps, args...)
 }
@@ -208,7 +209,7 @@ func TestOperatorPath(t *testing.T) {
 	// added later) valid for loopback.
 	r := cli(t, "", "certs", "--dir", e.certs, "--name", "node1,node2,node3,node4", "--hosts", "localhost,127.0.0.1")
 	expect(t, r, 0, "certs")
-	for _, f := range []string{"ca.pem", "node1.pem", "node4-key.pem", "client.pem", "client-key.pem"} {
+	for _, f := range []string{"server-ca.pem", "client-ca.pem", "api-client-ca.pem", "node1.pem", "node4-key.pem", "client.pem", "client-key.pem"} {
 		if _, err := os.Stat(filepath.Join(e.certs, f)); err != nil {
 			t.Fatalf("certs: %v", err)
 		}
@@ -276,7 +277,7 @@ func TestOperatorPath(t *testing.T) {
 		// A CA that did not sign the servers' certificates: unavailable too.
 		other := filepath.Join(e.dir, "other-certs")
 		expect(t, cli(t, "", "certs", "--dir", other, "--name", "x"), 0, "other certs")
-		r = cli(t, all, "get", opsKey, "--token", opsAgent, "--tls-ca", filepath.Join(other, "ca.pem"), "--timeout", "3s")
+		r = cli(t, all, "get", opsKey, "--token", opsAgent, "--tls-ca", filepath.Join(other, "server-ca.pem"), "--timeout", "3s")
 		expectCode(t, r, 5)
 		assertHeld(t, all)
 	})

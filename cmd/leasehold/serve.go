@@ -26,7 +26,12 @@ func init() {
 		Long: `Run one Leasehold server. Restarting it with the same --data-dir recovers its
 state. To create a new cluster, start every server with the same --bootstrap
 list; later restarts ignore it. To add a server to a running cluster, start it
-with --join pointing at any member's client address.
+with --join pointing at any member's client address. A server removed from
+its cluster and started again with its old data directory says so and exits
+with code 9; to rejoin, start it with an empty data directory and --join.
+
+Without tokens every caller is admin: the server then refuses a client
+address that is not loopback unless --insecure-allow-open is given.
 
 Settings come from the JSON --config file, then the flags given on the
 command line, then the environment (LEASEHOLD_TOKENS_FILE, and
@@ -90,8 +95,15 @@ func buildService(c serverConfig, logger *slog.Logger) (service.Config, error) {
 			return cfg, err
 		}
 	}
+	warning, err := exposure(c.ClientAddr, len(cfg.Server.Tokens), cfg.Server.TLS != nil, c.InsecureAllowOpen)
+	if err != nil {
+		return cfg, err
+	}
+	if warning != "" {
+		logger.Warn(warning, "client_addr", c.ClientAddr)
+	}
 	if c.RaftTLSCert != "" {
-		if cfg.Raft.TLS, err = raftnode.ServerTLSConfig(c.RaftTLSCert, c.RaftTLSKey, c.RaftTLSCA); err != nil {
+		if cfg.Raft.TLS, err = raftnode.ServerTLSConfig(c.ID, c.RaftTLSCert, c.RaftTLSKey, c.RaftTLSCA); err != nil {
 			return cfg, err
 		}
 	}
@@ -143,13 +155,19 @@ func runServer(ctx context.Context, c serverConfig) error {
 			return err
 		}
 	}
-	registered := make(chan struct{})
-	go func() {
-		defer close(registered)
-		registerSelf(ctx, srv, c, logger)
-	}()
-	<-ctx.Done()
-	<-registered
+	member := make(chan error, 1)
+	go func() { member <- stayMember(ctx, srv, c, logger) }()
+	select {
+	case <-ctx.Done():
+		<-member
+	case err := <-member:
+		if err != nil {
+			logger.Error("stopping", "err", err)
+			srv.Close()
+			return err
+		}
+		<-ctx.Done()
+	}
 	logger.Info("shutting down (leadership is handed over first when this server leads)")
 	return srv.Close()
 }

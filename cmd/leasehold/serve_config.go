@@ -51,6 +51,9 @@ type serverConfig struct {
 	// Tokens are inline "ROLE:TOKEN" entries; prefer tokens_file or the
 	// LEASEHOLD_TOKENS environment variable for secrets.
 	Tokens []string `json:"tokens"`
+	// InsecureAllowOpen lets a server without tokens listen for clients on
+	// a non-loopback address, where every caller is admin.
+	InsecureAllowOpen bool `json:"insecure_allow_open"`
 
 	TLSCert     string `json:"tls_cert"`
 	TLSKey      string `json:"tls_key"`
@@ -92,7 +95,8 @@ func addServerFlags(fs *pflag.FlagSet) {
 	fs.String("bootstrap", "", "bootstrap a new cluster: ID=RAFTADDR,ID=RAFTADDR,... (must include this server)")
 	fs.String("join", "", "join a running cluster through this server's client address (ignored once this server is a member)")
 	fs.String("join-as", d.JoinAs, "join as voter or nonvoter")
-	fs.String("tokens-file", "", "file of bearer tokens, one \"ROLE TOKEN\" per line (env LEASEHOLD_TOKENS_FILE); without tokens the API is open")
+	fs.String("tokens-file", "", "file of bearer tokens, one \"ROLE TOKEN\" per line (env LEASEHOLD_TOKENS_FILE); without tokens the API is open, which only a loopback client-addr (or --insecure-allow-open) allows")
+	fs.Bool("insecure-allow-open", false, "INSECURE: allow serving without tokens on a non-loopback client address (every caller is admin)")
 	fs.String("tls-cert", "", "serve the API over TLS with this certificate (PEM)")
 	fs.String("tls-key", "", "private key of --tls-cert (PEM)")
 	fs.String("tls-client-ca", "", "require API client certificates signed by this CA (PEM)")
@@ -120,6 +124,15 @@ func (c *serverConfig) set(name, v string) error {
 	}
 	dur := map[string]*duration{"tick": &c.Tick, "min-duration": &c.MinDuration, "max-duration": &c.MaxDuration, "snapshot-interval": &c.SnapshotInterval}
 	num := map[string]*uint64{"snapshot-threshold": &c.SnapshotThreshold, "trailing-logs": &c.TrailingLogs}
+	flag := map[string]*bool{"insecure-allow-open": &c.InsecureAllowOpen}
+	if p, ok := flag[name]; ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("--%s: %w", name, err)
+		}
+		*p = b
+		return nil
+	}
 	if p, ok := str[name]; ok {
 		*p = v
 		return nil
@@ -232,6 +245,42 @@ func (c serverConfig) validate() error {
 		}
 	}
 	return nil
+}
+
+// exposure decides whether a server may serve clients as configured: with
+// no tokens every caller is admin, which only a loopback address (or the
+// explicit insecure_allow_open) may allow. Bearer tokens sent over plain TCP
+// to a non-loopback address can be read on the network: that is allowed
+// (a private network or a TLS-terminating proxy may be intended) but
+// warned about.
+func exposure(clientAddr string, tokens int, tls, allowOpen bool) (warning string, err error) {
+	if isLoopback(clientAddr) {
+		return "", nil
+	}
+	switch {
+	case tokens == 0 && !allowOpen:
+		return "", fmt.Errorf("client_addr %s is not a loopback address and no tokens are configured: every caller would be admin. "+
+			"Configure tokens (tokens_file, LEASEHOLD_TOKENS), or pass --insecure-allow-open (insecure_allow_open) if an open server is really intended", clientAddr)
+	case tokens == 0:
+		return "INSECURE: serving with NO AUTHENTICATION on a non-loopback address (--insecure-allow-open): every caller is admin", nil
+	case !tls:
+		return "bearer tokens are accepted over plain TCP on a non-loopback address: anyone on the network path can read them; configure tls_cert and tls_key", nil
+	}
+	return "", nil
+}
+
+// isLoopback reports whether a HOST:PORT listens on loopback only. A
+// wildcard, an empty host or a name other than localhost counts as exposed.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func btoi(b bool) int {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"os"
 	"path/filepath"
 	"strings"
@@ -8,6 +10,9 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/leasehold/leasehold/internal/pemfile"
+	"github.com/leasehold/leasehold/raftnode"
 )
 
 func parseServerFlags(t *testing.T, args ...string) *pflag.FlagSet {
@@ -107,14 +112,94 @@ func TestSampleConfigIsValid(t *testing.T) {
 	}
 }
 
+// `leasehold certs` issues distinct server and client certificates from
+// distinct CAs: a server certificate names its server and passes the Raft
+// transport's checks; the client certificate is for client authentication
+// only, passes none of them, and is not signed by the server CA.
 func TestGenerateCerts(t *testing.T) {
 	dir := t.TempDir()
 	if err := generateCerts(dir, []string{"a", "b"}, []string{"localhost", "127.0.0.1"}, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"ca.pem", "a.pem", "a-key.pem", "b.pem", "client.pem", "client-key.pem"} {
-		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+	p := func(f string) string { return filepath.Join(dir, f) }
+	for _, f := range []string{"server-ca.pem", "client-ca.pem", "api-client-ca.pem", "a.pem", "a-key.pem", "b.pem", "client.pem", "client-key.pem"} {
+		if _, err := os.Stat(p(f)); err != nil {
 			t.Error(err)
 		}
+	}
+	if _, err := raftnode.ServerTLSConfig("a", p("a.pem"), p("a-key.pem"), p("server-ca.pem")); err != nil {
+		t.Errorf("server certificate a refused as a's Raft certificate: %v", err)
+	}
+	if _, err := raftnode.ServerTLSConfig("b", p("a.pem"), p("a-key.pem"), p("server-ca.pem")); err == nil {
+		t.Error("a's certificate accepted as server b's Raft certificate")
+	}
+	for _, ca := range []string{"server-ca.pem", "client-ca.pem", "api-client-ca.pem"} {
+		if _, err := raftnode.ServerTLSConfig("client", p("client.pem"), p("client-key.pem"), p(ca)); err == nil {
+			t.Errorf("client certificate accepted as a Raft certificate (CA %s)", ca)
+		}
+	}
+	leaf := func(f string) *x509.Certificate {
+		c, err := tls.LoadX509KeyPair(p(f), p(strings.TrimSuffix(f, ".pem")+"-key.pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		x, _ := x509.ParseCertificate(c.Certificate[0])
+		return x
+	}
+	verify := func(f, ca string, usage x509.ExtKeyUsage) error {
+		pool, err := pemfile.CertPool(p(ca))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = leaf(f).Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{usage}})
+		return err
+	}
+	if err := verify("client.pem", "client-ca.pem", x509.ExtKeyUsageClientAuth); err != nil {
+		t.Errorf("client certificate as an API client: %v", err)
+	}
+	if err := verify("client.pem", "api-client-ca.pem", x509.ExtKeyUsageClientAuth); err != nil {
+		t.Errorf("client certificate against the servers' tls_client_ca bundle: %v", err)
+	}
+	if err := verify("a.pem", "api-client-ca.pem", x509.ExtKeyUsageClientAuth); err != nil {
+		t.Errorf("server certificate against the servers' tls_client_ca bundle (join, registration): %v", err)
+	}
+	if err := verify("client.pem", "client-ca.pem", x509.ExtKeyUsageServerAuth); err == nil {
+		t.Error("client certificate is valid for server authentication: it could pose as a server")
+	}
+	if err := verify("client.pem", "server-ca.pem", x509.ExtKeyUsageClientAuth); err == nil {
+		t.Error("client certificate signed by the server CA")
+	}
+	if err := verify("a.pem", "server-ca.pem", x509.ExtKeyUsageServerAuth); err != nil {
+		t.Errorf("server certificate as an API server: %v", err)
+	}
+}
+
+func TestExposure(t *testing.T) {
+	cases := []struct {
+		addr          string
+		tokens        int
+		tls, allow    bool
+		refuse, warns bool
+	}{
+		{"127.0.0.1:7101", 0, false, false, false, false},
+		{"localhost:7101", 0, false, false, false, false},
+		{"[::1]:7101", 0, false, false, false, false},
+		{"0.0.0.0:7101", 0, false, false, true, false},
+		{":7101", 0, true, false, true, false},
+		{"10.0.0.1:7101", 0, true, false, true, false},
+		{"leasehold.internal:7101", 0, true, false, true, false},
+		{"10.0.0.1:7101", 0, false, true, false, true},
+		{"10.0.0.1:7101", 2, false, false, false, true},
+		{"10.0.0.1:7101", 2, true, false, false, false},
+	}
+	for _, tc := range cases {
+		warn, err := exposure(tc.addr, tc.tokens, tc.tls, tc.allow)
+		if (err != nil) != tc.refuse || (warn != "") != tc.warns {
+			t.Errorf("%+v: warning %q, error %v", tc, warn, err)
+		}
+	}
+	c, err := resolveServerConfig(parseServerFlags(t, "--id", "n1", "--data-dir", "/d", "--insecure-allow-open"), func(string) string { return "" })
+	if err != nil || !c.InsecureAllowOpen {
+		t.Fatalf("--insecure-allow-open: %v %+v", err, c)
 	}
 }

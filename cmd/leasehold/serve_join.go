@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,7 +13,9 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/leasehold/leasehold/client"
+	"github.com/leasehold/leasehold/lease"
 	"github.com/leasehold/leasehold/logentry"
+	"github.com/leasehold/leasehold/raftnode"
 	"github.com/leasehold/leasehold/server"
 	"github.com/leasehold/leasehold/service"
 )
@@ -22,7 +25,8 @@ import (
 // until the leader accepts or ctx ends: the join address may be starting too.
 func joinCluster(ctx context.Context, srv *service.Server, c serverConfig, logger *slog.Logger) error {
 	if len(srv.Raft.State().Servers) > 0 {
-		logger.Info("already a cluster member; --join ignored")
+		// Whether it still is a member is stayMember's question.
+		logger.Info("this server has a cluster configuration; --join is not needed")
 		return nil
 	}
 	cl, err := clusterClient(c, c.Join)
@@ -55,14 +59,15 @@ func joinCluster(ctx context.Context, srv *service.Server, c serverConfig, logge
 func clusterClient(c serverConfig, endpoint string) (*client.Client, error) {
 	cfg := client.Config{Endpoints: []string{endpoint}, Token: adminToken(c)}
 	if c.TLSCert != "" {
-		// The other servers' API certificates come from our PKI: verify them
-		// with the client CA when there is one, else with the CA of the
-		// servers' Raft certificates (deploy/leasehold.json uses the same
-		// certificate for both and has no tls_client_ca; with neither, the
-		// system roots, which a private CA is not in).
-		ca := c.TLSClientCA
+		// The other servers' API certificates are server certificates:
+		// verify them with the server CA (raft_tls_ca) when there is one,
+		// else with tls_client_ca (a single-CA setup); with neither, the
+		// system roots, which a private CA is not in. This server's own
+		// certificate is its client certificate, so the servers'
+		// tls_client_ca must admit the server CA too (api-client-ca.pem).
+		ca := c.RaftTLSCA
 		if ca == "" {
-			ca = c.RaftTLSCA
+			ca = c.TLSClientCA
 		}
 		t, err := client.TLSConfig(ca, c.TLSCert, c.TLSKey, "")
 		if err != nil {
@@ -98,48 +103,93 @@ func adminToken(c serverConfig) string {
 	return slices.Min(toks) // any admin token works; the same one every time
 }
 
-// registerSelf writes this server's client and HTTP addresses into the
-// member directory when the directory lacks them. A leader registers only
-// itself (when it takes over), so without this the other servers of a
-// bootstrapped cluster, or one restarted on new addresses, are listed
-// without client addresses (`member list`, leader hints) until each leads
-// once. It asks the leader, through its own client address and leader hint,
-// to add this server again with its addresses and current suffrage, which
-// leaves the Raft configuration as it is. It returns once registered.
-func registerSelf(ctx context.Context, srv *service.Server, c serverConfig, logger *slog.Logger) {
+// removedError: this server is not in the cluster's configuration. Exit
+// code 9, so a supervisor does not restart it in a loop.
+type removedError struct{ msg string }
+
+func (e removedError) Error() string { return e.msg }
+
+func (e removedError) ExitCode() int {
+	fmt.Fprintln(os.Stderr, "leasehold server:", e.msg)
+	return 9
+}
+
+// askClusterAfter is how long a server that lists itself but hears from no
+// leader waits before asking the cluster whether it is still a member (a
+// server removed while it was down never hears from a leader again).
+const askClusterAfter = 5 * time.Second
+
+// stayMember registers this server's client and HTTP addresses in the
+// member directory, and finds out when this server is no longer a member.
+// A leader registers only itself (when it takes over), so without this the
+// other servers of a bootstrapped cluster, or one restarted on new
+// addresses, are listed without client addresses (`member list`, leader
+// hints) until each leads once. Registration goes to the leader as
+// RegisterMember, which only writes the directory and is refused for a
+// server not in the configuration: it never adds this server back after an
+// admin removed it.
+//
+// It returns nil once registered and following a leader, and a removedError
+// when the cluster's leader does not list this server: removed while
+// running (its own configuration no longer lists it) or while down (it
+// lists itself but no leader talks to it). Rejoining is explicit: an empty
+// data directory and --join.
+func stayMember(ctx context.Context, srv *service.Server, c serverConfig, logger *slog.Logger) error {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	start := time.Now()
 	for attempt := 0; ; attempt++ {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-t.C:
 		}
 		st := srv.Raft.State()
+		if len(st.Servers) == 0 {
+			continue // not bootstrapped nor joined yet: waiting for `member add`
+		}
 		want := logentry.Member{ID: c.ID, ClientAddr: srv.ClientAddr(), HTTPAddr: srv.HTTPAddr()}
-		if slices.Contains(st.Directory, want) {
-			return
-		}
-		if st.LeaderID == "" || st.LeaderID == c.ID {
-			continue // the leader registers itself
-		}
 		var me *raft.Server
 		for i := range st.Servers {
 			if string(st.Servers[i].ID) == c.ID {
 				me = &st.Servers[i]
 			}
 		}
-		if me == nil {
-			continue // not (yet) a member
+		if me == nil || (st.LeaderID == "" && time.Since(start) > askClusterAfter) {
+			removed, err := removedFromCluster(ctx, c, st)
+			if err != nil {
+				if attempt%10 == 0 {
+					logger.Warn("cannot ask the cluster whether this server is a member; retrying", "err", err)
+				}
+				continue
+			}
+			if removed {
+				return removedError{fmt.Sprintf("this server (%s) was removed from the cluster: the leader's configuration does not list it. "+
+					"To rejoin, move its data directory (%s) away and start it again with --join", c.ID, c.DataDir)}
+			}
+			continue // a member still catching up
 		}
-		if err := addSelf(ctx, c, st.LeaderAddr, client.MemberSpec{ID: c.ID, RaftAddr: string(me.Address),
-			ClientAddr: want.ClientAddr, HTTPAddr: want.HTTPAddr, NonVoter: me.Suffrage != raft.Voter}); err != nil && attempt%10 == 0 {
+		if st.LeaderID == "" || st.LeaderID == c.ID {
+			continue // no leader yet, or the leader registers itself
+		}
+		if slices.Contains(st.Directory, want) {
+			return nil
+		}
+		err := registerSelf(ctx, c, st.LeaderAddr, client.MemberSpec{ID: c.ID, RaftAddr: string(me.Address),
+			ClientAddr: want.ClientAddr, HTTPAddr: want.HTTPAddr})
+		if notAMember(err) {
+			// The leader's configuration lacks us: ask again to be sure.
+			if removed, err := removedFromCluster(ctx, c, st); err == nil && removed {
+				return removedError{fmt.Sprintf("this server (%s) was removed from the cluster. To rejoin, move its data directory (%s) away and start it again with --join", c.ID, c.DataDir)}
+			}
+		}
+		if err != nil && attempt%10 == 0 {
 			logger.Warn("registering this server's addresses failed; retrying", "err", err)
 		}
 	}
 }
 
-func addSelf(ctx context.Context, c serverConfig, leaderAddr string, spec client.MemberSpec) error {
+func registerSelf(ctx context.Context, c serverConfig, leaderAddr string, spec client.MemberSpec) error {
 	if leaderAddr == "" {
 		return fmt.Errorf("no leader address known yet")
 	}
@@ -150,8 +200,71 @@ func addSelf(ctx context.Context, c serverConfig, leaderAddr string, spec client
 	defer cl.Close()
 	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	_, err = cl.AddMember(actx, spec)
+	_, err = cl.RegisterMember(actx, spec)
 	return err
+}
+
+// notAMember reports whether err is RegisterMember's "not in the
+// configuration" refusal.
+func notAMember(err error) bool {
+	var le *lease.Error
+	return errors.As(err, &le) && le.Code == lease.CodeInvalidArgument && le.Field == "id"
+}
+
+// removedFromCluster asks the cluster's leader whether its configuration
+// lists this server: through --join and the directory's client addresses
+// it finds the leader's client address, then asks the leader itself (a
+// follower's view may lag behind the change that added us). An error means
+// no leader could be asked.
+func removedFromCluster(ctx context.Context, c serverConfig, st raftnode.State) (bool, error) {
+	var eps []string
+	if c.Join != "" {
+		eps = append(eps, c.Join)
+	}
+	for _, m := range st.Directory {
+		if m.ID != c.ID && m.ClientAddr != "" {
+			eps = append(eps, m.ClientAddr)
+		}
+	}
+	if len(eps) == 0 {
+		return false, errors.New("no other server's client address known (no --join, empty directory)")
+	}
+	list := func(ep string) ([]client.Member, error) {
+		cl, err := clusterClient(c, ep)
+		if err != nil {
+			return nil, err
+		}
+		defer cl.Close()
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return cl.ListMembers(actx)
+	}
+	var lastErr error
+	for _, ep := range eps {
+		ms, err := list(ep)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		leader := ""
+		for _, m := range ms {
+			if m.Leader {
+				leader = m.ClientAddr
+			}
+		}
+		if leader == "" {
+			lastErr = fmt.Errorf("%s knows no leader", ep)
+			continue
+		}
+		if leader != ep {
+			if ms, err = list(leader); err != nil {
+				lastErr = err
+				continue
+			}
+		}
+		return !slices.ContainsFunc(ms, func(m client.Member) bool { return m.ID == c.ID }), nil
+	}
+	return false, lastErr
 }
 
 func cut(roleTok string) (string, string, bool) {
