@@ -50,7 +50,7 @@ func testServer(t *testing.T) (*httptest.Server, *metrics.Series) {
 
 func TestEndpoints(t *testing.T) {
 	srv, _ := testServer(t)
-	for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ok", "/": "<canvas", "/status.json": `"LeaderID":"node-leader-7"`} {
+	for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ok", "/": `id="lease-table"`, "/status.json": `"LeaderID":"node-leader-7"`} {
 		resp, err := http.Get(srv.URL + path)
 		if err != nil {
 			t.Fatal(err)
