@@ -53,6 +53,9 @@ func (m *Machine) Page(q PageQuery, at time.Duration) PageResult {
 		// Whole groups before the cursor's group hold no candidate, but
 		// they still count as matches.
 		before := compareGroupKeys(gk, groupKey{q.After.Namespace, q.After.Group})
+		// Once the heap is full of keys from earlier groups, this group's
+		// leases only count.
+		countOnly := before < 0 || len(top) == limit && compareGroupKeys(gk, top[0].g.key) > 0
 		for name, r := range g.leases {
 			if q.Name != "" && !strings.Contains(name, q.Name) {
 				continue
@@ -65,7 +68,13 @@ func (m *Machine) Page(q PageQuery, at time.Duration) PageResult {
 				continue
 			}
 			res.Matched++
-			if before < 0 || before == 0 && name <= q.After.Name {
+			if countOnly {
+				if before >= 0 {
+					res.More = true
+				}
+				continue
+			}
+			if before == 0 && name <= q.After.Name {
 				continue
 			}
 			if len(top) == limit && compareRecords(r, top[0]) >= 0 {
@@ -104,6 +113,9 @@ func (m *Machine) PinnedBy(k lease.Key) []string {
 func (m *Machine) isPinned(r *record) bool { return len(m.pins[r.key()]) > 0 }
 
 func compareRecords(a, b *record) int {
+	if a.g == b.g {
+		return strings.Compare(a.name(), b.name())
+	}
 	return cmp.Or(compareGroupKeys(a.g.key, b.g.key), strings.Compare(a.name(), b.name()))
 }
 

@@ -17,7 +17,7 @@ import (
 // same way (List sorts everything: the reference).
 func TestPageMatchesList(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	for round := 0; round < 40; round++ {
+	for round := 0; round < 200; round++ {
 		m := New(lease.DefaultLimits)
 		var cmds []lease.Command
 		for i := 0; i < 300; i++ {

@@ -52,10 +52,13 @@ type scanner struct {
 }
 
 const (
-	cacheFor  = time.Second
-	dutyRatio = 4
-	maxLimit  = 500
+	cacheFor = time.Second
+	maxLimit = 500
 )
+
+// dutyRatio is the rest after a scan, in multiples of the scan (a var so
+// the measurement can switch the limiter off to compare).
+var dutyRatio time.Duration = 4
 
 func (s *scanner) page(ctx context.Context, q fsm.PageQuery) (leasePage, error) {
 	s.mu.Lock()
