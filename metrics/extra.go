@@ -3,6 +3,7 @@ package metrics
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -42,36 +43,56 @@ func (t *timedStore) StoreLogs(logs []*raft.Log) error {
 }
 
 // AddCertificates exports the expiry of the certificate cfg presents, read
-// at every scrape (so a reloaded certificate shows at once), under use.
+// at every scrape (so a reloaded certificate shows at once), under use. A
+// nil cfg (TLS off) adds nothing. One collector serves every use: a metric
+// name may be registered once.
 func (m *Metrics) AddCertificates(use string, cfg *tls.Config) {
 	if cfg == nil {
 		return
 	}
-	m.Registry.MustRegister(&certCollector{use: use, cfg: cfg})
+	m.certsMu.Lock()
+	defer m.certsMu.Unlock()
+	if m.certs == nil {
+		m.certs = &certCollector{}
+		m.Registry.MustRegister(m.certs)
+	}
+	m.certs.mu.Lock()
+	m.certs.uses = append(m.certs.uses, certUse{use, cfg})
+	m.certs.mu.Unlock()
+}
+
+type certUse struct {
+	use string
+	cfg *tls.Config
 }
 
 type certCollector struct {
-	use string
-	cfg *tls.Config
+	mu   sync.Mutex
+	uses []certUse
 }
 
 func (c *certCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descCertExpiry }
 
 func (c *certCollector) Collect(ch chan<- prometheus.Metric) {
-	certs := c.cfg.Certificates
-	if c.cfg.GetCertificate != nil {
-		if crt, err := c.cfg.GetCertificate(&tls.ClientHelloInfo{}); err == nil && crt != nil {
-			certs = []tls.Certificate{*crt}
+	c.mu.Lock()
+	uses := c.uses
+	c.mu.Unlock()
+	for _, u := range uses {
+		certs := u.cfg.Certificates
+		if u.cfg.GetCertificate != nil {
+			if crt, err := u.cfg.GetCertificate(&tls.ClientHelloInfo{}); err == nil && crt != nil {
+				certs = []tls.Certificate{*crt}
+			}
 		}
-	}
-	for _, crt := range certs {
-		leaf := crt.Leaf
-		if leaf == nil && len(crt.Certificate) > 0 {
-			leaf, _ = x509.ParseCertificate(crt.Certificate[0])
+		for _, crt := range certs {
+			leaf := crt.Leaf
+			if leaf == nil && len(crt.Certificate) > 0 {
+				leaf, _ = x509.ParseCertificate(crt.Certificate[0])
+			}
+			if leaf == nil {
+				continue
+			}
+			ch <- prometheus.MustNewConstMetric(descCertExpiry, prometheus.GaugeValue, float64(leaf.NotAfter.Unix()), u.use, leaf.Subject.CommonName)
 		}
-		if leaf == nil {
-			continue
-		}
-		ch <- prometheus.MustNewConstMetric(descCertExpiry, prometheus.GaugeValue, float64(leaf.NotAfter.Unix()), c.use, leaf.Subject.CommonName)
 	}
 }

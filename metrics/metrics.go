@@ -44,6 +44,9 @@ type Metrics struct {
 
 	status func() server.Status
 
+	certsMu sync.Mutex
+	certs   *certCollector
+
 	stopOnce sync.Once
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -207,6 +210,9 @@ func (m *Metrics) Close() {
 // stateCollector reads the node's status at scrape time.
 type stateCollector struct {
 	status func() server.Status
+
+	certsMu sync.Mutex
+	certs   *certCollector
 }
 
 var (
