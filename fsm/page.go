@@ -46,7 +46,16 @@ func (m *Machine) Page(q PageQuery, at time.Duration) PageResult {
 	limit := max(q.Limit, 1)
 	var res PageResult
 	top := make(pageHeap, 0, limit+1)
-	for gk, g := range m.groups {
+	groups := m.groups
+	if q.Namespace != "" && q.Group != "" {
+		// One group: look it up rather than visit every group (a caller
+		// paging group by group would otherwise pay O(groups) per group).
+		groups = nil
+		if g := m.groups[groupKey{q.Namespace, q.Group}]; g != nil {
+			groups = map[groupKey]*group{g.key: g}
+		}
+	}
+	for gk, g := range groups {
 		if (q.Namespace != "" && gk.ns != q.Namespace) || (q.Group != "" && gk.group != q.Group) {
 			continue
 		}
@@ -94,6 +103,35 @@ func (m *Machine) Page(q PageQuery, at time.Duration) PageResult {
 		res.Leases[i], _ = m.info(r)
 	}
 	return res
+}
+
+// GroupSize is one group of leases and how many it holds (including any
+// past their expiry that no entry has expired yet).
+type GroupSize struct {
+	Namespace, Group string
+	Leases           int
+}
+
+// Groups returns the groups in namespace ns and group grp (all if empty)
+// from the group of after on, in key order, with their sizes; or nil and
+// false, without sorting, when more than max groups match. It lets a caller
+// page group by group, releasing the read lock between groups.
+func (m *Machine) Groups(ns, grp string, after lease.Key, max int) ([]GroupSize, bool) {
+	from := groupKey{after.Namespace, after.Group}
+	var out []GroupSize
+	for gk, g := range m.groups {
+		if (ns != "" && gk.ns != ns) || (grp != "" && gk.group != grp) || compareGroupKeys(gk, from) < 0 {
+			continue
+		}
+		if len(out) == max {
+			return nil, false
+		}
+		out = append(out, GroupSize{gk.ns, gk.group, len(g.leases)})
+	}
+	slices.SortFunc(out, func(a, b GroupSize) int {
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Group, b.Group))
+	})
+	return out, true
 }
 
 // PinnedBy returns the entities pinning k, sorted (nil if none).

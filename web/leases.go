@@ -1,6 +1,7 @@
 package web
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -32,15 +33,21 @@ type leasePage struct {
 	Matched      int        `json:"matched"`
 	More         bool       `json:"more"`
 	Leases       []leaseRow `json:"leases"`
-	// Scan is how long the page held the state machine's read lock.
-	ScanMicros int64 `json:"scan_us"`
+	// ScanMicros is how long the page held the state machine's read lock
+	// in all, over Reads reads, the longest for MaxHoldMicros.
+	ScanMicros    int64 `json:"scan_us"`
+	MaxHoldMicros int64 `json:"max_hold_us"`
+	Reads         int   `json:"reads"`
 }
 
 // scanner serves lease pages from the replica's state without letting the
-// page stall applies: one scan at a time, an identical query within a
-// second is answered from the last result, and after a scan that held the
-// read lock for d the next waits until 4d has passed, so however hard the
-// page is hammered it holds the lock at most a fifth of the time.
+// page stall applies. It reads group by group (fsm.Machine.Groups), a chunk
+// of groups per read, so the state machine's read lock is held for one
+// chunk at a time, not for every lease; after a read that held the lock for
+// d, the next read waits until dutyRatio*d has passed, so however hard the
+// page is hammered it holds the lock at most a fifth of the time; one
+// request scans at a time, and an identical query within a second is
+// answered from the last result.
 type scanner struct {
 	b   server.Backend
 	mu  sync.Mutex
@@ -56,8 +63,17 @@ const (
 	maxLimit = 500
 )
 
-// dutyRatio is the rest after a scan, in multiples of the scan (a var so
-// the measurement can switch the limiter off to compare).
+var (
+	// chunkLeases bounds the leases one read visits (a single larger
+	// group is still read whole).
+	chunkLeases = 8192
+	// maxChunkedGroups: past this many groups, listing and sorting them
+	// would cost what it saves; one read pages over everything instead.
+	maxChunkedGroups = 4096
+)
+
+// dutyRatio is the rest after a read, in multiples of the time it held the
+// lock (a var so the measurement can switch the limiter off to compare).
 var dutyRatio time.Duration = 4
 
 func (s *scanner) page(ctx context.Context, q fsm.PageQuery) (leasePage, error) {
@@ -66,41 +82,115 @@ func (s *scanner) page(ctx context.Context, q fsm.PageQuery) (leasePage, error) 
 	if q == s.lastQ && time.Since(s.lastAt) < cacheFor {
 		return s.lastP, nil
 	}
+	var p leasePage
+	var groups []fsm.GroupSize
+	chunked := false
+	if err := s.read(ctx, &p, func(m *fsm.Machine, at time.Duration) {
+		p.Total = m.Len()
+		groups, chunked = m.Groups(q.Namespace, q.Group, lease.Key{}, maxChunkedGroups)
+		if !chunked {
+			s.collect(&p, m, at, q, m.Page(q, at))
+		}
+	}); err != nil || !chunked {
+		return s.done(q, p, err)
+	}
+	filtered := q.Name != "" || q.Holder != ""
+	cursor := fsm.GroupSize{Namespace: q.After.Namespace, Group: q.After.Group}
+	for len(groups) > 0 {
+		// Unfiltered, a group wholly before the cursor or after a full
+		// page is only counted, from its size (which may include a lease
+		// past its expiry not yet expired by an entry: the count is an
+		// upper bound).
+		g := groups[0]
+		if !filtered && (compareGroups(g, cursor) < 0 || len(p.Leases) == q.Limit) {
+			p.Matched += g.Leases
+			p.More = p.More || compareGroups(g, cursor) >= 0 && g.Leases > 0
+			groups = groups[1:]
+			continue
+		}
+		n, size := 0, 0
+		for n < len(groups) && (n == 0 || size+groups[n].Leases <= chunkLeases) {
+			size += groups[n].Leases
+			n++
+		}
+		chunk := groups[:n]
+		groups = groups[n:]
+		if err := s.read(ctx, &p, func(m *fsm.Machine, at time.Duration) {
+			for _, g := range chunk {
+				gq := q
+				gq.Namespace, gq.Group = g.Namespace, g.Group
+				gq.Limit = max(q.Limit-len(p.Leases), 1)
+				s.collect(&p, m, at, q, m.Page(gq, at))
+			}
+		}); err != nil {
+			return s.done(q, p, err)
+		}
+	}
+	return s.done(q, p, nil)
+}
+
+// read runs fn under the replica's read lock, after the rest the duty
+// cycle asks for. Stale: the page shows this server's applied state (any
+// server can serve it, and a follower's page is how one sees it lag).
+func (s *scanner) read(ctx context.Context, p *leasePage, fn func(*fsm.Machine, time.Duration)) error {
 	if wait := time.Until(s.nxt); wait > 0 {
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return leasePage{}, ctx.Err()
+			return ctx.Err()
 		case <-t.C:
 		}
 	}
-	var p leasePage
 	var held time.Duration
-	// Stale: the page shows this server's applied state (any server can
-	// serve it, and a follower's page is how one sees it lagging).
 	meta, err := s.b.Read(ctx, true, func(m *fsm.Machine, at time.Duration) {
 		start := time.Now()
-		res := m.Page(q, at)
-		p.Total, p.Matched, p.More = m.Len(), res.Matched, res.More
-		p.Leases = make([]leaseRow, len(res.Leases))
-		for i, in := range res.Leases {
-			r := leaseRow{Namespace: in.Key.Namespace, Group: in.Key.Group, Name: in.Key.Name, Holder: in.Holder,
-				Token: in.Token, LeftMs: (in.Expiry - at).Milliseconds(), HeldMs: (at - in.Start).Milliseconds()}
-			if in.Pinned {
-				r.PinnedBy = m.PinnedBy(in.Key)
-			}
-			p.Leases[i] = r
-		}
+		fn(m, at)
 		held = time.Since(start)
 	})
 	if err != nil {
+		return err
+	}
+	p.AppliedIndex, p.NowNs = meta.AppliedIndex, int64(meta.Now)
+	p.Reads++
+	p.ScanMicros += held.Microseconds()
+	p.MaxHoldMicros = max(p.MaxHoldMicros, held.Microseconds())
+	s.nxt = time.Now().Add(dutyRatio * held)
+	return nil
+}
+
+// collect adds one fsm page (of a group, or of everything) to p, keeping at
+// most q.Limit leases.
+func (s *scanner) collect(p *leasePage, m *fsm.Machine, at time.Duration, q fsm.PageQuery, res fsm.PageResult) {
+	p.Matched += res.Matched
+	for _, in := range res.Leases {
+		if len(p.Leases) == q.Limit {
+			p.More = true
+			return
+		}
+		r := leaseRow{Namespace: in.Key.Namespace, Group: in.Key.Group, Name: in.Key.Name, Holder: in.Holder,
+			Token: in.Token, LeftMs: (in.Expiry - at).Milliseconds(), HeldMs: (at - in.Start).Milliseconds()}
+		if in.Pinned {
+			r.PinnedBy = m.PinnedBy(in.Key)
+		}
+		p.Leases = append(p.Leases, r)
+	}
+	p.More = p.More || res.More
+}
+
+func (s *scanner) done(q fsm.PageQuery, p leasePage, err error) (leasePage, error) {
+	if err != nil {
 		return leasePage{}, err
 	}
-	p.AppliedIndex, p.NowNs, p.ScanMicros = meta.AppliedIndex, int64(meta.Now), held.Microseconds()
-	s.nxt = time.Now().Add(dutyRatio * held)
+	if p.Leases == nil {
+		p.Leases = []leaseRow{}
+	}
 	s.lastQ, s.lastAt, s.lastP = q, time.Now(), p
 	return p, nil
+}
+
+func compareGroups(a, b fsm.GroupSize) int {
+	return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Group, b.Group))
 }
 
 func queryOf(r *http.Request) fsm.PageQuery {

@@ -141,13 +141,17 @@ func TestScannerDutyCycle(t *testing.T) {
 	b.apply(time.Second, claimCmd("a", "b", "c", "h"))
 	s := &scanner{b: b}
 	q := fsm.PageQuery{Limit: 10}
-	for i := 0; i < 20; i++ {
+	if _, err := s.page(context.Background(), q); err != nil {
+		t.Fatal(err)
+	}
+	first := b.reads
+	for i := 0; i < 19; i++ {
 		if _, err := s.page(context.Background(), q); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if b.reads != 1 {
-		t.Fatalf("20 identical queries read the state %d times, want 1", b.reads)
+	if b.reads != first {
+		t.Fatalf("19 more identical queries read the state %d more times, want 0", b.reads-first)
 	}
 	s.nxt = time.Now().Add(time.Hour) // as if the last scan had been long
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -232,5 +236,57 @@ func TestLeasePageShowsHistory(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Log(page)
+	}
+}
+
+// TestChunkedPagesMatchOneRead checks the scanner's group-by-group pages
+// (small chunks, so a page spans several reads) against fsm.Page over
+// everything in one read, for filtered and unfiltered queries from many
+// cursors; and that past maxChunkedGroups it falls back to one read.
+func TestChunkedPagesMatchOneRead(t *testing.T) {
+	b := newMachineBackend()
+	var cmds []lease.Command
+	for i := 0; i < 400; i++ {
+		cmds = append(cmds, claimCmd(fmt.Sprintf("ns%d", i%2), fmt.Sprintf("g%d", i%9), fmt.Sprintf("n%03d", i%97), fmt.Sprintf("h%d", i%5)))
+	}
+	b.apply(time.Second, cmds...)
+	oldChunk, oldMax := chunkLeases, maxChunkedGroups
+	defer func() { chunkLeases, maxChunkedGroups = oldChunk, oldMax }()
+	for _, mode := range []struct {
+		chunk, maxGroups, minReads int
+	}{{chunk: 30, maxGroups: 100, minReads: 3}, {chunk: 30, maxGroups: 5, minReads: 1}} {
+		chunkLeases, maxChunkedGroups = mode.chunk, mode.maxGroups
+		for _, q0 := range []fsm.PageQuery{{Limit: 13}, {Limit: 13, Holder: "h2"}, {Limit: 7, Namespace: "ns1"}, {Limit: 500},
+			{Limit: 5, Name: "n05"}, {Limit: 4, Namespace: "ns0", Group: "g4"}} {
+			q := q0
+			for pages := 0; pages < 200; pages++ {
+				s := &scanner{b: b}
+				got, err := s.page(context.Background(), q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var want fsm.PageResult
+				b.Read(context.Background(), true, func(m *fsm.Machine, at time.Duration) { want = m.Page(q, at) })
+				var names, wantNames []string
+				for _, l := range got.Leases {
+					names = append(names, l.Namespace+"/"+l.Group+"/"+l.Name)
+				}
+				for _, in := range want.Leases {
+					wantNames = append(wantNames, in.Key.String())
+				}
+				if strings.Join(names, " ") != strings.Join(wantNames, " ") || got.Matched != want.Matched || got.More != want.More {
+					t.Fatalf("chunk %d %+v: got %d matched, more %v, %v\nwant %d matched, more %v, %v",
+						mode.chunk, q, got.Matched, got.More, names, want.Matched, want.More, wantNames)
+				}
+				if mode.maxGroups == 100 && q.Namespace == "" && q.Limit == 500 && got.Reads < mode.minReads {
+					t.Fatalf("a page over every lease took %d reads with %d-lease chunks", got.Reads, mode.chunk)
+				}
+				if !got.More {
+					break
+				}
+				last := want.Leases[len(want.Leases)-1].Key
+				q.After = last
+			}
+		}
 	}
 }
