@@ -114,3 +114,22 @@ func BenchmarkPage(b *testing.B) {
 		})
 	}
 }
+
+func TestGroups(t *testing.T) {
+	h := newHarness(t)
+	h.apply(time.Second, claim(key("b", "y", "1"), "h", time.Minute), claim(key("a", "z", "1"), "h", time.Minute),
+		claim(key("a", "x", "1"), "h", time.Minute), claim(key("a", "x", "2"), "h", time.Minute), claim(key("b", "x", "1"), "h", time.Minute))
+	gs, ok := h.m.Groups("", "", lease.Key{}, 10)
+	if got := fmt.Sprint(gs); !ok || got != "[{a x 2} {a z 1} {b x 1} {b y 1}]" {
+		t.Fatalf("Groups = %s %v", got, ok)
+	}
+	if gs, _ := h.m.Groups("", "", key("a", "z", "9"), 10); fmt.Sprint(gs) != "[{a z 1} {b x 1} {b y 1}]" {
+		t.Fatalf("Groups from a/z = %v", gs)
+	}
+	if gs, _ := h.m.Groups("b", "", lease.Key{}, 10); fmt.Sprint(gs) != "[{b x 1} {b y 1}]" {
+		t.Fatalf("Groups(b) = %v", gs)
+	}
+	if gs, ok := h.m.Groups("", "", lease.Key{}, 3); ok || gs != nil {
+		t.Fatalf("Groups past max = %v %v", gs, ok)
+	}
+}
