@@ -3,7 +3,7 @@
 # promtool and the real-Prometheus test) and chromium (for the status page's
 # browser test) when missing, then checks and unit-tests the Prometheus rules
 # in deploy/prometheus. The Go tests that use the binaries run in `go test
-# ./...` (deploy/prometheus, web) and skip, saying why, only if they are absent.
+# ./...` (metrics: TestPrometheusScrapesCluster; web: TestLeasesInChromium) and skip, saying why, only if they are absent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -1,6 +1,4 @@
-// Package prometheus_test runs Leasehold's Prometheus rules in a real
-// Prometheus (Debian's `prometheus` package) scraping a real cluster.
-package prometheus_test
+package metrics_test
 
 import (
 	"bytes"
@@ -23,8 +21,10 @@ import (
 	"github.com/leasehold/leasehold/lease"
 )
 
-// TestPrometheusScrapesCluster starts a 3-server cluster on loopback free
-// ports, claims leases, starts Prometheus with deploy/prometheus's rules
+// TestPrometheusScrapesCluster runs Leasehold's rules in a real Prometheus
+// (Debian's `prometheus` package) scraping a real cluster: it starts a
+// 3-server cluster on loopback free ports, claims leases, starts
+// Prometheus with deploy/prometheus's rules
 // scraping the servers' /metrics, and checks that queries over Leasehold's
 // metrics and recording rules return the cluster's data and that the rules
 // load and evaluate without error. Everything it starts is stopped, and its
@@ -34,7 +34,7 @@ func TestPrometheusScrapesCluster(t *testing.T) {
 	if err != nil {
 		t.Skip("real-Prometheus test skipped: no `prometheus` binary on PATH (apt-get install -y prometheus; scripts/ci-ops.sh does)")
 	}
-	rules, err := filepath.Abs("leasehold.rules.yml")
+	rules, err := filepath.Abs("../deploy/prometheus/leasehold.rules.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
