@@ -39,6 +39,13 @@ type Metrics struct {
 	opLatency     *prometheus.HistogramVec
 	events        *prometheus.CounterVec
 	leaderChanges prometheus.Counter
+	fsyncLatency  prometheus.Histogram
+	retryAfter    prometheus.Histogram
+
+	status func() server.Status
+
+	certsMu sync.Mutex
+	certs   *certCollector
 
 	stopOnce sync.Once
 	stop     chan struct{}
@@ -48,7 +55,7 @@ type Metrics struct {
 // New creates the collectors. status is read at every scrape for the Raft
 // and state gauges (nil leaves them out).
 func New(status func() server.Status) *Metrics {
-	m := &Metrics{Registry: prometheus.NewRegistry(), Series: NewSeries(120), stop: make(chan struct{})}
+	m := &Metrics{Registry: prometheus.NewRegistry(), Series: NewSeries(120), stop: make(chan struct{}), status: status}
 	f := promauto{m.Registry}
 	m.queueDepth = f.gaugeVec("queue_depth", "Ops waiting in the admission queue, per lane.", "lane")
 	m.queueWait = f.histVec("queue_wait_seconds", "Time an op waited in the admission queue before it was proposed.", latencyBuckets, "lane")
@@ -59,6 +66,8 @@ func New(status func() server.Status) *Metrics {
 	m.opLatency = f.histVec("op_seconds", "API call latency by op and result (ok or the error code).", latencyBuckets, "op", "result")
 	m.events = f.counterVec("lease_events_total", "Applied lease events by kind (claimed, extended, revoked, expired...).", "kind")
 	m.leaderChanges = f.counter("leader_changes_total", "Leader changes this server observed.")
+	m.fsyncLatency = f.hist("fsync_seconds", "Time to append a batch of entries to the Raft log (one fsync).", latencyBuckets)
+	m.retryAfter = f.hist("retry_after_seconds", "Retry-after told to calls refused as overloaded.", []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30})
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if status != nil {
 		m.Registry.MustRegister(&stateCollector{status: status})
@@ -83,16 +92,23 @@ func (m *Metrics) Handler() http.Handler {
 // Hooks are the admission queue's metric callbacks.
 func (m *Metrics) Hooks() admission.Hooks {
 	return admission.Hooks{
-		Depth: func(l admission.Lane, d int) { m.queueDepth.WithLabelValues(l.String()).Set(float64(d)) },
-		Wait:  func(l admission.Lane, d time.Duration) { m.queueWait.WithLabelValues(l.String()).Observe(d.Seconds()) },
+		Depth: func(l admission.Lane, d int) {
+			m.queueDepth.WithLabelValues(l.String()).Set(float64(d))
+			m.Series.SetDepth(time.Now(), l, d)
+		},
+		Wait: func(l admission.Lane, d time.Duration) { m.queueWait.WithLabelValues(l.String()).Observe(d.Seconds()) },
 		Entry: func(ops, bytes int) {
 			m.entryOps.Observe(float64(ops))
 			m.entryBytes.Observe(float64(bytes))
+			m.Series.AddEntry(time.Now(), ops)
 		},
-		Committed: func(ops int, latency time.Duration, err error) { m.commitLatency.Observe(latency.Seconds()) },
+		Committed: func(ops int, latency time.Duration, err error) {
+			m.commitLatency.Observe(latency.Seconds())
+			m.Series.AddCommit(time.Now(), latency)
+		},
 		Rejected: func(r admission.Reason, l admission.Lane, n int) {
 			m.rejects.WithLabelValues(r.String(), l.String()).Add(float64(n))
-			m.Series.AddRejects(time.Now(), n)
+			m.Series.AddRejectsReason(time.Now(), r, n)
 		},
 	}
 }
@@ -117,6 +133,23 @@ func resultOf(err error) string {
 	return wire.AsError(err).Code.String()
 }
 
+// retryAfterOf is the retry-after an overloaded answer carried (0 if none).
+func retryAfterOf(err error) time.Duration {
+	if err == nil {
+		return 0
+	}
+	if st, ok := status.FromError(err); ok {
+		if e, ok := wire.FromStatus(st); ok && e.Code == lease.CodeOverloaded {
+			return e.RetryAfter
+		}
+		return 0
+	}
+	if e := wire.AsError(err); e.Code == lease.CodeOverloaded {
+		return e.RetryAfter
+	}
+	return 0
+}
+
 // UnaryInterceptor records every unary call's latency by op (the method
 // name, e.g. Claim) and result.
 func (m *Metrics) UnaryInterceptor() grpc.UnaryServerInterceptor {
@@ -126,11 +159,17 @@ func (m *Metrics) UnaryInterceptor() grpc.UnaryServerInterceptor {
 		d := time.Since(start)
 		m.opLatency.WithLabelValues(path.Base(info.FullMethod), resultOf(err)).Observe(d.Seconds())
 		m.Series.AddOp(start, d, err == nil)
+		if ra := retryAfterOf(err); ra > 0 {
+			m.retryAfter.Observe(ra.Seconds())
+			m.Series.AddRetryAfter(start.Add(d), ra)
+		}
 		return resp, err
 	}
 }
 
-// WatchLeader counts leader changes seen by r until Close.
+// WatchLeader counts leader changes seen by r until Close, and samples the
+// replicated clock every second for the status page's chart (a sampler, not
+// the scrape: the clock matters most when nothing else happens).
 func (m *Metrics) WatchLeader(r *raft.Raft) {
 	ch := make(chan raft.Observation, 16)
 	obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
@@ -142,13 +181,20 @@ func (m *Metrics) WatchLeader(r *raft.Raft) {
 	go func() {
 		defer m.wg.Done()
 		defer r.DeregisterObserver(obs)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
 		for {
 			select {
 			case <-m.stop:
 				return
+			case now := <-tick.C:
+				if m.status != nil {
+					m.Series.SetReplicated(now, m.status().Now)
+				}
 			case o := <-ch:
 				if lo, ok := o.Data.(raft.LeaderObservation); ok && lo.LeaderID != "" {
 					m.leaderChanges.Inc()
+					m.Series.AddLeaderChange(time.Now())
 				}
 			}
 		}
@@ -164,6 +210,9 @@ func (m *Metrics) Close() {
 // stateCollector reads the node's status at scrape time.
 type stateCollector struct {
 	status func() server.Status
+
+	certsMu sync.Mutex
+	certs   *certCollector
 }
 
 var (
@@ -179,7 +228,7 @@ var (
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descState, descTerm, descCommit, descApplied, descLast, descLag, descLeases, descMembers, descLeader} {
+	for _, d := range []*prometheus.Desc{descState, descTerm, descCommit, descApplied, descLast, descLag, descLeases, descMembers, descLeader, descReplicated} {
 		ch <- d
 	}
 }
@@ -204,6 +253,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(descLag, lag)
 	gauge(descLeases, float64(st.Leases))
+	gauge(descReplicated, st.Now.Seconds())
 	voters, nonvoters := 0, 0
 	for _, mem := range st.Members {
 		if mem.Voter {

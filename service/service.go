@@ -1,11 +1,13 @@
 package service
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net"
 	"net/http"
 
+	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
 
 	"github.com/leasehold/leasehold/metrics"
@@ -38,6 +40,8 @@ type Server struct {
 	http               *http.Server
 	log                *slog.Logger
 	done               chan struct{}
+	stopHistory        context.CancelFunc
+	historyDone        chan struct{}
 }
 
 // Start listens on the client and HTTP addresses, opens the replica and
@@ -70,6 +74,14 @@ func Start(cfg Config) (*Server, error) {
 	if cfg.Node.Logger == nil {
 		cfg.Node.Logger = s.log
 	}
+	// Time every log append (one fsync) for leasehold_fsync_seconds.
+	if wrap := cfg.Raft.WrapLogStore; wrap != nil {
+		cfg.Raft.WrapLogStore = func(l raft.LogStore) raft.LogStore { return s.Metrics.WrapLogStore(wrap(l)) }
+	} else {
+		cfg.Raft.WrapLogStore = s.Metrics.WrapLogStore
+	}
+	s.Metrics.AddCertificates("api", cfg.Server.TLS)
+	s.Metrics.AddCertificates("raft", cfg.Raft.TLS)
 	cfg.Server.GRPCOptions = append(cfg.Server.GRPCOptions[:len(cfg.Server.GRPCOptions):len(cfg.Server.GRPCOptions)],
 		grpc.ChainUnaryInterceptor(s.Metrics.UnaryInterceptor()))
 	if s.Raft, err = raftnode.Open(cfg.Raft); err != nil {
@@ -92,7 +104,13 @@ func Start(cfg Config) (*Server, error) {
 	}
 	server.RegisterAdmin(s.API, s.Node)
 	s.Metrics.WatchLeader(s.Raft.Raft())
-	s.http = &http.Server{Handler: web.New(web.Options{Backend: s.Node, Metrics: s.Metrics.Handler(), Series: s.Metrics.Series})}
+	// The status page's per-lease history, fed from this server's watch.
+	hist := web.NewHistory(0, 0)
+	var hctx context.Context
+	hctx, s.stopHistory = context.WithCancel(context.Background())
+	s.historyDone = make(chan struct{})
+	go func() { defer close(s.historyDone); hist.Run(hctx, s.Node) }()
+	s.http = &http.Server{Handler: web.New(web.Options{Backend: s.Node, Metrics: s.Metrics.Handler(), Series: s.Metrics.Series, History: hist})}
 	go s.API.Serve(s.clientLis)
 	go func() {
 		defer close(s.done)
@@ -120,6 +138,8 @@ func (s *Server) Close() error {
 	s.API.Stop()
 	s.http.Close()
 	<-s.done
+	s.stopHistory()
+	<-s.historyDone
 	s.Node.Close()
 	err := s.Raft.Close()
 	s.Metrics.Close()

@@ -50,7 +50,7 @@ func testServer(t *testing.T) (*httptest.Server, *metrics.Series) {
 
 func TestEndpoints(t *testing.T) {
 	srv, _ := testServer(t)
-	for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ok", "/": "<canvas", "/status.json": `"LeaderID":"node-leader-7"`} {
+	for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ok", "/": `id="lease-table"`, "/status.json": `"LeaderID":"node-leader-7"`} {
 		resp, err := http.Get(srv.URL + path)
 		if err != nil {
 			t.Fatal(err)
@@ -99,6 +99,8 @@ func TestStatusPageInChromium(t *testing.T) {
 	dom := string(out)
 	for _, want := range []string{
 		`data-loaded="yes"`,
+		// the fake series refused 4 ops two seconds ago: the banner says so
+		`data-state="pushing-back"`, `Pushing back: 4 ops refused in the last 10 s`,
 		`<b id="leader">node-leader-7</b>`,
 		`<b id="member-count">3</b>`,
 		`<b id="term">42</b>`,
@@ -113,5 +115,22 @@ func TestStatusPageInChromium(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("DOM:\n%s", dom)
+	}
+
+	// Without a leader the banner says that first, plainly.
+	st := server.Status{ID: "node2", State: "candidate", Term: 43}
+	noLeader := httptest.NewServer(New(Options{Backend: fakeBackend{st}, Series: metrics.NewSeries(120)}))
+	defer noLeader.Close()
+	cmd = exec.CommandContext(ctx, bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--user-data-dir="+t.TempDir(), "--virtual-time-budget=5000", "--dump-dom", noLeader.URL+"/")
+	out, err = cmd.Output()
+	if err != nil {
+		t.Fatalf("chromium: %v\n%s", err, out)
+	}
+	for _, want := range []string{`data-state="no-leader"`, `No leader: the cluster cannot grant, extend or revoke leases`, `<b id="leader">none</b>`} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("no-leader DOM lacks %s", want)
+		}
 	}
 }
