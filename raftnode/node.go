@@ -35,6 +35,9 @@ type Node struct {
 	trans raft.Transport
 	store *boltstore.Store // log and stable store
 	clock leaderClock
+	// leadershipMu is held by watchLeadership while it handles a change;
+	// tests hold it to model a watcher that has not run yet.
+	leadershipMu sync.Mutex
 
 	tickNanos  atomic.Int64 // live tick interval (settings.go)
 	settingsFn atomic.Pointer[func(payload []byte)]
@@ -67,6 +70,7 @@ func Open(cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), sm: newStateMachine(cfg.Limits)}
 	n.initSettings()
 	n.clock.clock = cfg.Clock
+	n.clock.leading = n.leadingTerm
 	n.clockEpoch = cfg.Clock.Now()
 	if err := n.open(); err != nil {
 		n.closeStores()
@@ -324,6 +328,8 @@ func (n *Node) watchLeadership() {
 			cancelEstablish()
 			return
 		case isLeader := <-n.raft.LeaderCh():
+			n.leadershipMu.Lock()
+			n.leadershipMu.Unlock()
 			cancelEstablish()
 			gen := n.clock.stop()
 			if !isLeader {
@@ -346,8 +352,14 @@ func (n *Node) watchLeadership() {
 // the clock generation of this leadership: if leadership is lost meanwhile,
 // the clock stays stopped.
 func (n *Node) establish(ctx context.Context, gen uint64) {
-	term := n.raft.CurrentTerm()
-	for ctx.Err() == nil && n.raft.State() == raft.Leader {
+	for ctx.Err() == nil {
+		// The term is read before the barrier is issued: if it is still
+		// current (and led) once the barrier completes, the barrier ran in
+		// it and every entry of earlier terms is applied.
+		term, leader := n.leadingTerm()
+		if !leader {
+			return
+		}
 		errc, ok := n.track(func() raft.Future { return n.raft.Barrier(n.cfg.ElectionTimeout * 5) })
 		if !ok {
 			return // closing
@@ -362,8 +374,8 @@ func (n *Node) establish(ctx context.Context, gen uint64) {
 			n.log.Warn("leader barrier failed; retrying", "err", err)
 			continue
 		}
-		if ctx.Err() != nil || n.raft.State() != raft.Leader || n.raft.CurrentTerm() != term {
-			return
+		if cur, leader := n.leadingTerm(); cur != term || !leader {
+			continue
 		}
 		var base time.Duration
 		n.sm.read(func(m *fsm.Machine) { base = m.Now() })
@@ -373,6 +385,19 @@ func (n *Node) establish(ctx context.Context, gen uint64) {
 		n.log.Info("leader ready", "term", term, "replicated_time", base)
 		n.registerMembers()
 		return
+	}
+}
+
+// leadingTerm returns Raft's current term and whether this node leads in
+// it. Terms only grow, so a term read unchanged on both sides of the state
+// means the state belongs to that term (a node leads at most once per term).
+func (n *Node) leadingTerm() (term uint64, leader bool) {
+	for {
+		term = n.raft.CurrentTerm()
+		leader = n.raft.State() == raft.Leader
+		if n.raft.CurrentTerm() == term {
+			return term, leader
+		}
 	}
 }
 

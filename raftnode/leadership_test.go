@@ -1,0 +1,90 @@
+package raftnode
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/leasehold/leasehold/fsm"
+	"github.com/leasehold/leasehold/lease"
+)
+
+// A leader that loses and regains leadership before its leadership watcher
+// runs (LeaderCh coalesces false+true into one true) must not read its old
+// term's clock: no entry may be stamped with it (it counts the time it did
+// not lead, so replicated time would jump) and no read may be served before
+// the new term's barrier.
+func TestLoseAndRegainBeforeWatcherRuns(t *testing.T) {
+	tc := newTestCluster(t, 3, nil)
+	l := tc.leader()
+	li := tc.index(l)
+	term := l.raft.CurrentTerm()
+	before := replicatedTime(l)
+
+	// Stall l's leadership watcher, then depose it and give it back
+	// leadership in a later term.
+	l.leadershipMu.Lock()
+	held := true
+	defer func() {
+		if held {
+			l.leadershipMu.Unlock()
+		}
+	}()
+	tc.isolate(li)
+	var other *Node
+	waitFor(t, "another leader", func() bool {
+		for i, n := range tc.nodes {
+			if i != li && n.raft.State() == raft.Leader {
+				other = n
+				return true
+			}
+		}
+		return false
+	})
+	waitFor(t, "the old leader to step down", func() bool { return l.raft.State() != raft.Leader })
+	// The time l did not lead: its old clock would count it.
+	const gap = time.Hour
+	tc.clocks[li].Advance(gap)
+	tc.heal(li)
+	waitFor(t, "the old leader to regain leadership", func() bool {
+		if l.raft.State() == raft.Leader {
+			return true
+		}
+		if other.raft.State() == raft.Leader {
+			other.raft.LeadershipTransferToServer(raft.ServerID(l.ID()), l.trans.LocalAddr()).Error()
+		}
+		return false
+	})
+	if l.raft.CurrentTerm() <= term {
+		t.Fatalf("regained leadership in term %d, not after %d", l.raft.CurrentTerm(), term)
+	}
+
+	if now, ok := l.Now(); ok {
+		t.Errorf("clock of term %d readable in term %d before its barrier: %v", term, l.raft.CurrentTerm(), now)
+	}
+	p, err := l.Propose([]lease.Command{claimCmd("h", time.Minute)})
+	if err == nil {
+		<-p.Done()
+		if _, err = p.Result(); err == nil {
+			t.Errorf("entry stamped by the stale clock was applied; replicated time %v", replicatedTime(l))
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, at, err := l.ReadConsistent(ctx, func(*fsm.Machine, time.Duration) {}); err == nil {
+		t.Errorf("read served from the stale clock at %v", at)
+	}
+
+	// Once the watcher runs, the new term is readied from the state
+	// machine's time: the gap is never counted.
+	l.leadershipMu.Unlock()
+	held = false
+	waitFor(t, "the new term to be ready", func() bool { _, ok := l.Now(); return ok || l.raft.State() != raft.Leader })
+	for _, n := range tc.nodes {
+		if got := replicatedTime(n); got >= before+gap {
+			t.Errorf("replica %s: replicated time jumped from %v to %v", n.ID(), before, got)
+		}
+	}
+}
