@@ -26,13 +26,6 @@ type leaderClock struct {
 	start time.Time     // monotonic reading at that moment
 }
 
-// run makes the clock run from base for the given term.
-func (c *leaderClock) run(term uint64, base time.Duration) {
-	c.mu.Lock()
-	c.ready, c.term, c.base, c.start = true, term, base, c.clock.Now()
-	c.mu.Unlock()
-}
-
 // stop stops the clock and returns the new generation: only runIf with
 // that generation may start it again.
 func (c *leaderClock) stop() uint64 {
