@@ -44,8 +44,15 @@ type Node struct {
 
 	// proposeMu orders clock readings with appends, so entry stamps increase
 	// in log order.
-	proposeMu    sync.Mutex
+	proposeMu sync.Mutex
+	// lastProposed is the last entry handed to Raft (under proposeMu).
+	// Entries apply in log order, so once it has applied every entry
+	// proposed before it has too.
+	lastProposed *Proposal
 	lastProposal atomic.Int64 // monotonic nanoseconds since clockEpoch of the last proposal
+	// waitingReads counts linearizable reads waiting for earlier proposals
+	// to apply (tests watch it).
+	waitingReads atomic.Int64
 	clockEpoch   time.Time
 
 	// futures counts Raft futures being waited on; closing refuses new ones.

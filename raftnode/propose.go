@@ -23,6 +23,9 @@ type Proposal struct {
 	done    chan struct{}
 	results []lease.Result
 	err     error
+	// applied is set (before done closes) when Raft applied the entry on
+	// this node, whatever the state machine made of it.
+	applied bool
 }
 
 // Done is closed when the entry has been applied on this node, or failed.
@@ -89,9 +92,10 @@ func (n *Node) proposeEntry(e *logentry.Entry) *Proposal {
 	e.Time = t
 	f := n.raft.Apply(e.Marshal(), enqueueTimeout)
 	n.lastProposal.Store(int64(n.cfg.Clock.Since(n.clockEpoch)))
+	p := &Proposal{done: make(chan struct{})}
+	n.lastProposed = p
 	n.proposeMu.Unlock()
 
-	p := &Proposal{done: make(chan struct{})}
 	go func() {
 		defer n.futures.Done()
 		defer close(p.done)
@@ -99,6 +103,7 @@ func (n *Node) proposeEntry(e *logentry.Entry) *Proposal {
 			p.err = n.mapApplyError(err)
 			return
 		}
+		p.applied = true
 		r, ok := f.Response().(applyResult)
 		switch {
 		case !ok:

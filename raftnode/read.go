@@ -11,13 +11,24 @@ import (
 	"github.com/leasehold/leasehold/logentry"
 )
 
-// ReadConsistent runs fn linearizably: only on a ready leader, after Raft
-// confirms with a quorum that it still leads. Every write acknowledged
-// before the read began was applied to this leader's state machine before it
-// was acknowledged (or before the barrier that readied this term), so fn sees
-// it. at is the leader's clock reading, at which leases are evaluated.
+// ReadConsistent runs fn linearizably, on a ready leader. Its read index is
+// the last entry proposed when the read begins, not the last one applied:
+// the clock reading it evaluates leases at and that entry are taken
+// together under the proposal lock, the read waits until that entry has
+// applied here and Raft has confirmed with a quorum that this node still
+// leads, and only then runs fn. So every entry stamped at or before the
+// reading is in the state fn sees (an extend stamped before an expiry can
+// no longer apply after a read that called the lease absent), every entry
+// proposed later is stamped at or after it, and every write acknowledged
+// before the read began was applied here before it was acknowledged (or
+// before the barrier that readied this term). at is the replicated time
+// leases are evaluated at.
 func (n *Node) ReadConsistent(ctx context.Context, fn func(m *fsm.Machine, at time.Duration)) (index uint64, at time.Duration, err error) {
-	if _, _, ok := n.clock.now(); !ok {
+	n.proposeMu.Lock()
+	at, term, ok := n.clock.now()
+	last := n.lastProposed
+	n.proposeMu.Unlock()
+	if !ok {
 		return 0, 0, n.NotLeaderError()
 	}
 	errc, ok := n.track(n.raft.VerifyLeader)
@@ -32,18 +43,44 @@ func (n *Node) ReadConsistent(ctx context.Context, fn func(m *fsm.Machine, at ti
 	case <-ctx.Done():
 		return 0, 0, contextError(ctx.Err())
 	}
-	at, _, ok = n.clock.now()
-	if !ok {
-		return 0, 0, n.NotLeaderError()
+	if last != nil {
+		n.waitingReads.Add(1)
+		select {
+		case <-last.done:
+		case <-ctx.Done():
+		}
+		n.waitingReads.Add(-1)
+		if ctx.Err() != nil {
+			return 0, 0, contextError(ctx.Err())
+		}
+		if !last.applied {
+			// Not appended (Raft did not take it in time, or this node
+			// stopped leading) or lost with leadership: the read cannot be
+			// ordered after it.
+			if lease.CodeOf(last.err) == lease.CodeOverloaded {
+				return 0, 0, last.err
+			}
+			return 0, 0, n.NotLeaderError()
+		}
 	}
+	deposed := false
 	n.sm.read(func(m *fsm.Machine) {
+		// Still leading in the read's term, the applied state holds no
+		// later leader's entries (whose clock may run behind this reading).
+		if _, cur, ok := n.clock.now(); !ok || cur != term {
+			deposed = true
+			return
+		}
 		index = n.sm.applied.Load()
-		// Never evaluate behind the applied state: a clock that stepped
-		// back (against the Clock contract) would otherwise show leases
-		// acknowledged at a later replicated time as absent.
+		// Entries applied since the read index are this term's, stamped
+		// at or after the reading: evaluating at the latest applied time
+		// keeps the read linearizable after them.
 		at = max(at, m.Now())
 		fn(m, at)
 	})
+	if deposed {
+		return 0, 0, n.NotLeaderError()
+	}
 	return index, at, nil
 }
 

@@ -28,6 +28,9 @@ type stateMachine struct {
 	// onSettings, if set, receives the payload of the last settings entry of
 	// each applied batch (and of a restored snapshot), outside the lock.
 	onSettings func(payload []byte)
+	// beforeApply, if set, runs on Raft's apply goroutine before each batch
+	// is applied; tests use it to hold committed entries back.
+	beforeApply atomic.Pointer[func()]
 }
 
 var (
@@ -51,6 +54,9 @@ func (s *stateMachine) Apply(l *raft.Log) any {
 }
 
 func (s *stateMachine) ApplyBatch(logs []*raft.Log) []any {
+	if hook := s.beforeApply.Load(); hook != nil {
+		(*hook)()
+	}
 	out := make([]any, len(logs))
 	entries := make([]logentry.Entry, len(logs))
 	for i, l := range logs {
