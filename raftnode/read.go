@@ -13,19 +13,23 @@ import (
 
 // ReadConsistent runs fn linearizably, on a ready leader. Its read index is
 // the last entry proposed when the read begins, not the last one applied:
-// the clock reading it evaluates leases at and that entry are taken
-// together under the proposal lock, the read waits until that entry has
-// applied here and Raft has confirmed with a quorum that this node still
-// leads, and only then runs fn. So every entry stamped at or before the
-// reading is in the state fn sees (an extend stamped before an expiry can
-// no longer apply after a read that called the lease absent), every entry
-// proposed later is stamped at or after it, and every write acknowledged
-// before the read began was applied here before it was acknowledged (or
-// before the barrier that readied this term). at is the replicated time
-// leases are evaluated at.
+// the read waits until that entry has applied here and Raft has confirmed
+// with a quorum that this node still leads, and only then runs fn. So an
+// entry stamped before the read began (an extend stamped before a lease's
+// expiry, say) is in the state fn sees, and every write acknowledged before
+// the read began was applied here before it was acknowledged (or before the
+// barrier that readied this term).
+//
+// at, the replicated time leases are evaluated at, is the applied state's
+// own time (the stamp of the last applied entry), not a fresh reading of
+// the leader's clock: every later entry is stamped at or after it, in this
+// term and in any later leader's (whose clock starts from the applied time).
+// A fresh reading runs up to a tick ahead of the log, and a lease the read
+// called expired at such a time could still be extended, by a later
+// leader's entry stamped before it, without ever having lapsed.
 func (n *Node) ReadConsistent(ctx context.Context, fn func(m *fsm.Machine, at time.Duration)) (index uint64, at time.Duration, err error) {
 	n.proposeMu.Lock()
-	at, term, ok := n.clock.now()
+	_, term, ok := n.clock.now()
 	last := n.lastProposed
 	n.proposeMu.Unlock()
 	if !ok {
@@ -45,13 +49,19 @@ func (n *Node) ReadConsistent(ctx context.Context, fn func(m *fsm.Machine, at ti
 	}
 	if last != nil {
 		n.waitingReads.Add(1)
+		var closing bool
 		select {
 		case <-last.done:
 		case <-ctx.Done():
+		case <-n.ctx.Done(): // hashicorp/raft leaves futures unanswered at shutdown
+			closing = true
 		}
 		n.waitingReads.Add(-1)
 		if ctx.Err() != nil {
 			return 0, 0, contextError(ctx.Err())
+		}
+		if closing {
+			return 0, 0, errShuttingDown()
 		}
 		if !last.applied {
 			// Not appended (Raft did not take it in time, or this node
@@ -65,17 +75,14 @@ func (n *Node) ReadConsistent(ctx context.Context, fn func(m *fsm.Machine, at ti
 	}
 	deposed := false
 	n.sm.read(func(m *fsm.Machine) {
-		// Still leading in the read's term, the applied state holds no
-		// later leader's entries (whose clock may run behind this reading).
+		// The read index was taken in this term: still leading in it, no
+		// other leader's entry can have been proposed in the meantime.
 		if _, cur, ok := n.clock.now(); !ok || cur != term {
 			deposed = true
 			return
 		}
 		index = n.sm.applied.Load()
-		// Entries applied since the read index are this term's, stamped
-		// at or after the reading: evaluating at the latest applied time
-		// keeps the read linearizable after them.
-		at = max(at, m.Now())
+		at = m.Now()
 		fn(m, at)
 	})
 	if deposed {
