@@ -107,6 +107,9 @@ func (n *Node) open() error {
 	if err := refuseOldWAL(cfg.DataDir, dbPath); err != nil {
 		return err
 	}
+	if err := refuseLostLog(cfg.DataDir, dbPath); err != nil {
+		return err
+	}
 	w, err := boltstore.Open(dbPath)
 	if err != nil {
 		return fmt.Errorf("raftnode: open log: %w", err)
@@ -209,11 +212,28 @@ func refuseOldWAL(dir, dbPath string) error {
 	if _, err := os.Stat(dbPath); err == nil {
 		return nil
 	}
-	old, err := os.ReadDir(filepath.Join(dir, "wal"))
-	if err != nil || len(old) == 0 {
+	if nonEmptyDir(filepath.Join(dir, "wal")) {
+		return fmt.Errorf("raftnode: %s holds a raft-wal log from an earlier version, which this version cannot read; rebuild this server from an empty data directory (remove it from the cluster, clear the directory, add it back)", dir)
+	}
+	return nil
+}
+
+// refuseLostLog fails when dir holds Raft snapshots but no raft.db: the
+// log and stable store were lost, and starting without them would forget
+// the node's term and vote just as an old raft-wal directory would.
+func refuseLostLog(dir, dbPath string) error {
+	if _, err := os.Stat(dbPath); err == nil {
 		return nil
 	}
-	return fmt.Errorf("raftnode: %s holds a raft-wal log from an earlier version, which this version cannot read; rebuild this server from an empty data directory (remove it from the cluster, clear the directory, add it back)", dir)
+	if nonEmptyDir(filepath.Join(dir, "snapshots")) {
+		return fmt.Errorf("raftnode: %s holds Raft snapshots but no raft.db (the log, term and vote): it was lost or removed, and a server that forgot its vote can vote twice in a term; rebuild this server from an empty data directory (remove it from the cluster, clear the directory, add it back)", dir)
+	}
+	return nil
+}
+
+func nonEmptyDir(path string) bool {
+	entries, err := os.ReadDir(path)
+	return err == nil && len(entries) > 0
 }
 
 // Close stops the node. A leader first hands leadership to another voter so
