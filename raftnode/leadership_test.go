@@ -2,6 +2,7 @@ package raftnode
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -87,4 +88,30 @@ func TestLoseAndRegainBeforeWatcherRuns(t *testing.T) {
 			t.Errorf("replica %s: replicated time jumped from %v to %v", n.ID(), before, got)
 		}
 	}
+}
+
+// A leader that cannot serve yet (establishing its term, or handing
+// leadership over) answers NotLeader with a retry-after, not Unavailable,
+// which clients take for "unreachable, try elsewhere at once".
+func TestNotReadyLeaderAnswersNotLeader(t *testing.T) {
+	tc := newTestCluster(t, 1, nil)
+	l := tc.leader()
+	gen, term := l.clock.pause()
+	_, err := l.Propose([]lease.Command{claimCmd("h", time.Minute)})
+	var le *lease.Error
+	if !errors.As(err, &le) || le.Code != lease.CodeNotLeader || le.RetryAfter <= 0 {
+		t.Fatalf("proposal on a leader establishing its term: %v", err)
+	}
+	if le.LeaderID == l.ID() {
+		t.Fatalf("hinted at itself: %+v", le)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, _, err := l.ReadConsistent(ctx, func(*fsm.Machine, time.Duration) {}); lease.CodeOf(err) != lease.CodeNotLeader {
+		t.Fatalf("read on a leader establishing its term: %v", err)
+	}
+	if !l.clock.runIf(gen, term, replicatedTime(l)) {
+		t.Fatal("clock did not restart")
+	}
+	propose(t, l, claimCmd("h", time.Minute))
 }

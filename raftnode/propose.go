@@ -3,6 +3,7 @@ package raftnode
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -132,13 +133,22 @@ func (n *Node) mapApplyError(err error) error {
 	}
 }
 
+// notReadyRetry is the retry-after a leader that cannot serve yet gives:
+// readying a term takes one commit, and a transfer hands leadership over
+// within an election timeout; clients back off further on their own.
+const notReadyRetry = 100 * time.Millisecond
+
 // NotLeaderError builds CodeNotLeader with the best hint this node has. A
-// leader whose clock is not ready yet answers Unavailable: retry shortly.
+// leader that cannot serve yet (establishing its term, or handing leadership
+// over) knows no other leader: it answers NotLeader without a hint and with
+// a retry-after, so clients back off instead of taking a healthy server for
+// an unreachable one.
 func (n *Node) NotLeaderError() error {
-	if n.raft.State() == raft.Leader {
-		return lease.Errorf(lease.CodeUnavailable, "leader %s is still establishing its term; retry shortly", n.cfg.ID)
-	}
 	id, addr := n.LeaderHint()
+	if id == n.cfg.ID {
+		return &lease.Error{Code: lease.CodeNotLeader, RetryAfter: notReadyRetry,
+			Message: fmt.Sprintf("leader %s is establishing its term or handing leadership over; retry shortly", id)}
+	}
 	return &lease.Error{Code: lease.CodeNotLeader, LeaderID: id, LeaderAddr: addr}
 }
 
