@@ -2,6 +2,7 @@ package raftnode
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -92,18 +93,53 @@ func (n *Node) ReadConsistent(ctx context.Context, fn func(m *fsm.Machine, at ti
 }
 
 // ReadStale runs fn on this replica's state as applied so far. lag is how
-// many entries this replica knows of but has not applied.
+// many entries this replica has heard are committed (the commit index the
+// leader last sent it) but has not applied. It says nothing of what a
+// replica cut off from the leader has not heard: check LeaderContact.
 func (n *Node) ReadStale(fn func(m *fsm.Machine, at time.Duration)) (index uint64, at time.Duration, lag uint64) {
-	last := n.raft.LastIndex()
+	commit := n.raft.CommitIndex()
 	n.sm.read(func(m *fsm.Machine) {
 		index = n.sm.applied.Load()
 		at = m.Now()
 		fn(m, at)
 	})
-	if last > index {
-		lag = last - index
+	if commit > index {
+		lag = commit - index
 	}
 	return index, at, lag
+}
+
+// LeaderContact reports how long ago this replica last heard from a leader
+// (0 on the leader itself). ok is false when that was longer ago than an
+// election timeout, or never: the replica is cut off, or the cluster has no
+// leader, and its state may be behind by any number of entries.
+func (n *Node) LeaderContact() (age time.Duration, ok bool) {
+	if _, leader := n.leadingTerm(); leader {
+		// A leader that loses its quorum steps down within the leader
+		// lease timeout, which is at most an election timeout.
+		return 0, true
+	}
+	last := n.raft.LastContact()
+	if last.IsZero() {
+		return 0, false
+	}
+	age = time.Since(last)
+	return age, age <= n.cfg.ElectionTimeout
+}
+
+// StaleReadError is the error a stale read on this replica gets, or nil: a
+// replica that has not heard from a leader for longer than an election
+// timeout says so rather than answer as if it were current.
+func (n *Node) StaleReadError() error {
+	age, ok := n.LeaderContact()
+	if ok {
+		return nil
+	}
+	msg := fmt.Sprintf("server %s has not heard from a leader", n.cfg.ID)
+	if age > 0 {
+		msg += fmt.Sprintf(" for %v (election timeout %v)", age.Round(time.Millisecond), n.cfg.ElectionTimeout)
+	}
+	return lease.Errorf(lease.CodeUnavailable, "%s: its state may be behind by any amount; read from another server", msg)
 }
 
 // contextError maps a context error to the taxonomy.
