@@ -22,13 +22,24 @@ func TestMain(m *testing.M) {
 		goleak.IgnoreAnyFunction("github.com/hashicorp/raft.(*Raft).leaderLoop.func2"))
 }
 
-// fakeClock is a monotonic clock that moves only when a test advances it.
+// fakeClock is a monotonic clock that moves only when a test advances it;
+// its timers fire as it passes their deadlines.
 type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
+	mu     sync.Mutex
+	t      time.Time
+	timers map[*fakeTimer]bool
 }
 
-func newFakeClock() *fakeClock { return &fakeClock{t: time.Unix(1_000_000, 0)} }
+type fakeTimer struct {
+	at time.Time
+	c  chan time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{t: time.Unix(1_000_000, 0), timers: map[*fakeTimer]bool{}}
+}
+
+var _ TimerClock = (*fakeClock)(nil)
 
 func (c *fakeClock) Now() time.Time {
 	c.mu.Lock()
@@ -38,10 +49,34 @@ func (c *fakeClock) Now() time.Time {
 
 func (c *fakeClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
 
+func (c *fakeClock) Timer(d time.Duration) (<-chan time.Time, func() bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := &fakeTimer{at: c.t.Add(d), c: make(chan time.Time, 1)}
+	if d <= 0 {
+		t.c <- c.t
+		return t.c, func() bool { return false }
+	}
+	c.timers[t] = true
+	return t.c, func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		pending := c.timers[t]
+		delete(c.timers, t)
+		return pending
+	}
+}
+
 func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.t = c.t.Add(d)
-	c.mu.Unlock()
+	for t := range c.timers {
+		if !t.at.After(c.t) {
+			t.c <- c.t
+			delete(c.timers, t)
+		}
+	}
 }
 
 // testCluster is a cluster of Nodes on hashicorp/raft's in-memory

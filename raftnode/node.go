@@ -91,68 +91,102 @@ func Open(cfg Config) (*Node, error) {
 }
 
 func (n *Node) open() error {
-	cfg := n.cfg
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+	if err := os.MkdirAll(n.cfg.DataDir, 0o700); err != nil {
 		return err
 	}
-	out := cfg.RaftLogOutput
+	out := n.cfg.RaftLogOutput
 	if out == nil {
 		out = io.Discard
 	}
-	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft-" + cfg.ID, Level: hclog.Warn, Output: out})
-
-	// The log and the stable store (term, vote) live in one bbolt file; see
-	// boltstore's doc for why not raft-wal (hashicorp/raft-wal#31).
-	dbPath := filepath.Join(cfg.DataDir, "raft.db")
-	if err := refuseOldWAL(cfg.DataDir, dbPath); err != nil {
+	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft-" + n.cfg.ID, Level: hclog.Warn, Output: out})
+	logs, snaps, err := n.openStores(hlog)
+	if err != nil {
 		return err
 	}
-	if err := refuseLostLog(cfg.DataDir, dbPath); err != nil {
+	if err := n.openTransport(hlog); err != nil {
 		return err
+	}
+	rc := n.raftConfig(hlog)
+	if err := n.bootstrapIfNew(rc, logs, snaps); err != nil {
+		return err
+	}
+	r, err := raft.NewRaft(rc, n.sm, logs, n.store, snaps, n.trans)
+	if err != nil {
+		return fmt.Errorf("raftnode: start raft: %w", err)
+	}
+	n.raft = r
+	return nil
+}
+
+// openStores opens the log and stable store (one bbolt file, DataDir/raft.db;
+// see boltstore's doc for why not raft-wal, hashicorp/raft-wal#31) behind an
+// in-memory cache of recent entries, and the snapshot store. It refuses a
+// directory whose log and stable store were lost (refuseOldWAL,
+// refuseLostLog).
+func (n *Node) openStores(hlog hclog.Logger) (raft.LogStore, raft.SnapshotStore, error) {
+	dir := n.cfg.DataDir
+	dbPath := filepath.Join(dir, "raft.db")
+	if err := refuseOldWAL(dir, dbPath); err != nil {
+		return nil, nil, err
+	}
+	if err := refuseLostLog(dir, dbPath); err != nil {
+		return nil, nil, err
 	}
 	w, err := boltstore.Open(dbPath)
 	if err != nil {
-		return fmt.Errorf("raftnode: open log: %w", err)
+		return nil, nil, fmt.Errorf("raftnode: open log: %w", err)
 	}
 	n.store = w
 	var logs raft.LogStore = w
-	if cfg.WrapLogStore != nil {
-		logs = cfg.WrapLogStore(logs)
+	if n.cfg.WrapLogStore != nil {
+		logs = n.cfg.WrapLogStore(logs)
 	}
 	// Followers are fed from recent entries; serve those from memory rather
 	// than re-reading and re-decoding them from disk for every replica.
 	if logs, err = raft.NewLogCache(logCacheEntries, logs); err != nil {
-		return err
+		return nil, nil, err
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hlog)
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hlog)
 	if err != nil {
-		return fmt.Errorf("raftnode: open snapshots: %w", err)
+		return nil, nil, fmt.Errorf("raftnode: open snapshots: %w", err)
 	}
-	if cfg.Transport != nil {
-		n.trans = cfg.Transport
-	} else {
-		// A nil advertise address makes the transport advertise what it
-		// bound, which supports port 0 in tests.
-		var advertise net.Addr
-		if _, port, _ := net.SplitHostPort(cfg.RaftAddr); port != "0" {
-			a, err := net.ResolveTCPAddr("tcp", cfg.RaftAddr)
-			if err != nil {
-				return fmt.Errorf("raftnode: raft address: %w", err)
-			}
-			advertise = a
-		}
-		var t *raft.NetworkTransport
-		if cfg.TLS != nil {
-			t, err = newTLSTransport(cfg.RaftAddr, advertise, cfg.TLS, hlog)
-		} else {
-			t, err = raft.NewTCPTransportWithLogger(cfg.RaftAddr, advertise, 4, 10*time.Second, hlog)
-		}
-		if err != nil {
-			return fmt.Errorf("raftnode: raft transport: %w", err)
-		}
-		n.trans = t
-	}
+	return logs, snaps, nil
+}
 
+// openTransport uses the configured transport, or listens on RaftAddr over
+// TCP (mutual TLS when configured).
+func (n *Node) openTransport(hlog hclog.Logger) error {
+	if n.cfg.Transport != nil {
+		n.trans = n.cfg.Transport
+		return nil
+	}
+	// A nil advertise address makes the transport advertise what it bound,
+	// which supports port 0 in tests.
+	var advertise net.Addr
+	if _, port, _ := net.SplitHostPort(n.cfg.RaftAddr); port != "0" {
+		a, err := net.ResolveTCPAddr("tcp", n.cfg.RaftAddr)
+		if err != nil {
+			return fmt.Errorf("raftnode: raft address: %w", err)
+		}
+		advertise = a
+	}
+	var t *raft.NetworkTransport
+	var err error
+	if n.cfg.TLS != nil {
+		t, err = newTLSTransport(n.cfg.RaftAddr, advertise, n.cfg.TLS, hlog)
+	} else {
+		t, err = raft.NewTCPTransportWithLogger(n.cfg.RaftAddr, advertise, 4, 10*time.Second, hlog)
+	}
+	if err != nil {
+		return fmt.Errorf("raftnode: raft transport: %w", err)
+	}
+	n.trans = t
+	return nil
+}
+
+// raftConfig is hashicorp/raft's configuration for this node.
+func (n *Node) raftConfig(hlog hclog.Logger) *raft.Config {
+	cfg := n.cfg
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.ID)
 	rc.Logger = hlog
@@ -167,29 +201,32 @@ func (n *Node) open() error {
 	rc.BatchApplyCh = true
 	rc.MaxAppendEntries = 64
 	rc.NoSnapshotRestoreOnStart = false
+	return rc
+}
 
-	if len(cfg.Bootstrap) > 0 {
-		has, err := raft.HasExistingState(logs, w, snaps)
-		if err != nil {
-			return err
-		}
-		if !has {
-			var servers []raft.Server
-			for _, p := range cfg.Bootstrap {
-				servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.RaftAddr)})
-			}
-			if err := raft.BootstrapCluster(rc, logs, w, snaps, n.trans, raft.Configuration{Servers: servers}); err != nil {
-				return fmt.Errorf("raftnode: bootstrap: %w", err)
-			}
-			n.log.Info("bootstrapped new cluster", "voters", len(servers))
-		}
+// bootstrapIfNew writes the initial configuration when cfg.Bootstrap is set
+// and the stores hold no state yet.
+func (n *Node) bootstrapIfNew(rc *raft.Config, logs raft.LogStore, snaps raft.SnapshotStore) error {
+	if len(n.cfg.Bootstrap) == 0 {
+		return nil
 	}
-	r, err := raft.NewRaft(rc, n.sm, logs, w, snaps, n.trans)
-	if err != nil {
-		return fmt.Errorf("raftnode: start raft: %w", err)
+	has, err := raft.HasExistingState(logs, n.store, snaps)
+	if err != nil || has {
+		return err
 	}
-	n.raft = r
+	if err := raft.BootstrapCluster(rc, logs, n.store, snaps, n.trans, raft.Configuration{Servers: voters(n.cfg.Bootstrap)}); err != nil {
+		return fmt.Errorf("raftnode: bootstrap: %w", err)
+	}
+	n.log.Info("bootstrapped new cluster", "voters", len(n.cfg.Bootstrap))
 	return nil
+}
+
+func voters(peers []Peer) []raft.Server {
+	var servers []raft.Server
+	for _, p := range peers {
+		servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.RaftAddr)})
+	}
+	return servers
 }
 
 func (n *Node) closeStores() {
@@ -331,11 +368,7 @@ func (n *Node) RaftAddr() string { return string(n.trans.LocalAddr()) }
 // Bootstrap bootstraps a new cluster of peers on a running node that holds no
 // state yet (used when addresses are only known once every node listens).
 func (n *Node) Bootstrap(peers []Peer) error {
-	var servers []raft.Server
-	for _, p := range peers {
-		servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.RaftAddr)})
-	}
-	return n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error()
+	return n.raft.BootstrapCluster(raft.Configuration{Servers: voters(peers)}).Error()
 }
 
 // ID is this node's server ID.
@@ -450,29 +483,30 @@ func (n *Node) registerMembers() {
 
 // tick proposes an empty entry when the leader has proposed nothing for a
 // tick interval, so replicated time advances and leases expire when idle. It
-// waits for each tick to apply before the next, so a slow disk does not pile
-// ticks up.
+// sleeps until the leader would have been idle for an interval (on the
+// injected clock's timers when it has them), and waits for each tick to
+// apply before the next, so a slow disk does not pile ticks up.
 func (n *Node) tick() {
 	defer n.wg.Done()
-	interval := n.tickInterval()
-	t := time.NewTicker(interval)
-	defer t.Stop()
 	for {
+		// The interval is a live cluster setting.
+		interval := n.tickInterval()
+		// A leader wakes when it will have been idle for an interval; a
+		// tick that just failed without proposing waits a whole one.
+		wait := interval
+		if _, _, ok := n.clock.now(); ok {
+			if idle := n.idle(); idle < interval {
+				wait = interval - idle
+			}
+		}
+		c, stop := timer(n.cfg.Clock, wait)
 		select {
 		case <-n.ctx.Done():
+			stop()
 			return
-		case <-t.C:
+		case <-c:
 		}
-		// The interval is a live cluster setting.
-		if iv := n.tickInterval(); iv != interval {
-			interval = iv
-			t.Reset(interval)
-		}
-		if _, _, ok := n.clock.now(); !ok {
-			continue
-		}
-		idle := time.Duration(int64(n.cfg.Clock.Since(n.clockEpoch)) - n.lastProposal.Load())
-		if idle < interval {
+		if _, _, ok := n.clock.now(); !ok || n.idle() < interval {
 			continue
 		}
 		p := n.proposeEntry(&logentry.Entry{Kind: logentry.KindBatch})
@@ -480,4 +514,9 @@ func (n *Node) tick() {
 			n.log.Debug("tick failed", "err", err)
 		}
 	}
+}
+
+// idle is how long ago, on the injected clock, this node last proposed.
+func (n *Node) idle() time.Duration {
+	return time.Duration(int64(n.cfg.Clock.Since(n.clockEpoch)) - n.lastProposal.Load())
 }
