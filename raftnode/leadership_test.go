@@ -3,6 +3,7 @@ package raftnode
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -114,4 +115,91 @@ func TestNotReadyLeaderAnswersNotLeader(t *testing.T) {
 		t.Fatal("clock did not restart")
 	}
 	propose(t, l, claimCmd("h", time.Minute))
+}
+
+// Leadership moves around the cluster: each new leader readies its term
+// from the replicated time in the log, whatever its own clock says, the old
+// leader's clock stops, and replicated time and tokens only go forward.
+func TestLeadershipChanges(t *testing.T) {
+	tc := newTestCluster(t, 3, nil)
+	// Local clocks far apart: replicated time must not follow any of them.
+	tc.clocks[1].Advance(24 * time.Hour)
+	tc.clocks[2].Advance(time.Minute)
+	l := tc.leader()
+	var lastTime time.Duration
+	var lastToken uint64
+	for round := range 4 {
+		holder := fmt.Sprint("h", round)
+		// The previous holder revokes, so the key is free for this one.
+		if round > 0 {
+			propose(t, l, lease.Command{Op: lease.OpRevoke, Key: testKey, Holder: fmt.Sprint("h", round-1), Deadline: forever})
+		}
+		r := propose(t, l, claimCmd(holder, time.Minute))[0]
+		if r.Outcome != lease.OutcomeGranted || r.Token <= lastToken || r.Now < lastTime {
+			t.Fatalf("round %d on %s: %+v after token %d at %v", round, l.ID(), r, lastToken, lastTime)
+		}
+		if r.Now > lastTime+time.Minute {
+			t.Fatalf("round %d on %s: replicated time jumped from %v to %v", round, l.ID(), lastTime, r.Now)
+		}
+		lastTime, lastToken = r.Now, r.Token
+
+		old := l
+		if err := old.raft.LeadershipTransfer().Error(); err != nil {
+			t.Fatalf("transfer from %s: %v", old.ID(), err)
+		}
+		waitFor(t, "a new leader", func() bool {
+			for _, n := range tc.nodes {
+				if _, ok := n.Now(); ok && n != old {
+					l = n
+					return true
+				}
+			}
+			return false
+		})
+		if now, ok := old.Now(); ok {
+			t.Fatalf("old leader %s still reads its clock: %v", old.ID(), now)
+		}
+		if now, _ := l.Now(); now < lastTime {
+			t.Fatalf("new leader %s's clock %v behind the log's %v", l.ID(), now, lastTime)
+		}
+	}
+}
+
+// Close hands leadership to another voter, stops the clock, refuses new
+// proposals and reads, and can be called again; goleak (TestMain) checks
+// that nothing it started keeps running.
+func TestCloseLeader(t *testing.T) {
+	tc := newTestCluster(t, 3, nil)
+	l := tc.leader()
+	propose(t, l, claimCmd("h", time.Minute))
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := l.Now(); ok {
+		t.Fatal("closed node reads its clock")
+	}
+	if _, err := l.Propose([]lease.Command{claimCmd("h", time.Minute)}); lease.CodeOf(err) != lease.CodeUnavailable {
+		t.Fatalf("proposal on a closed node: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, _, err := l.ReadConsistent(ctx, func(*fsm.Machine, time.Duration) {}); err == nil {
+		t.Fatal("read served by a closed node")
+	}
+	if err := l.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	var next *Node
+	waitFor(t, "another leader", func() bool {
+		for _, n := range tc.nodes {
+			if _, ok := n.Now(); ok && n != l {
+				next = n
+				return true
+			}
+		}
+		return false
+	})
+	if info, found, _ := get(t, next, testKey); !found || info.Holder != "h" {
+		t.Fatalf("lease after the handover: %v %+v", found, info)
+	}
 }

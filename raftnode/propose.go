@@ -143,13 +143,20 @@ const notReadyRetry = 100 * time.Millisecond
 // over) knows no other leader: it answers NotLeader without a hint and with
 // a retry-after, so clients back off instead of taking a healthy server for
 // an unreachable one.
+//
+// A closing node with no other leader to point at says it is shutting down.
 func (n *Node) NotLeaderError() error {
 	id, addr := n.LeaderHint()
-	if id == n.cfg.ID {
+	switch {
+	case id != "" && id != n.cfg.ID:
+		return &lease.Error{Code: lease.CodeNotLeader, LeaderID: id, LeaderAddr: addr}
+	case n.closed.Load():
+		return errShuttingDown()
+	case id == n.cfg.ID:
 		return &lease.Error{Code: lease.CodeNotLeader, RetryAfter: notReadyRetry,
 			Message: fmt.Sprintf("leader %s is establishing its term or handing leadership over; retry shortly", id)}
 	}
-	return &lease.Error{Code: lease.CodeNotLeader, LeaderID: id, LeaderAddr: addr}
+	return &lease.Error{Code: lease.CodeNotLeader}
 }
 
 // LeaderHint returns the current leader's ID and client address (from the

@@ -20,7 +20,9 @@ type stateMachine struct {
 	mu sync.RWMutex
 	m  *fsm.Machine
 
-	// applied is the index of the last log applied (any type), for lag reports.
+	// applied is the index of the last log the state machine was given:
+	// commands and configuration changes (Raft keeps its no-ops and
+	// barriers from it), or a restored snapshot's. Reads report it.
 	applied atomic.Uint64
 	// onEvents, if set, receives the events of each applied batch, in log
 	// order, outside the lock. It must not block for long.
