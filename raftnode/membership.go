@@ -98,6 +98,9 @@ func (n *Node) Snapshot(ctx context.Context) (data []byte, index uint64, err err
 // the time they had left when it was taken (the clock never jumps to this
 // cluster's own time, which would expire them early).
 func (n *Node) RestoreSnapshot(ctx context.Context, data []byte) error {
+	if err := ctx.Err(); err != nil {
+		return contextError(err)
+	}
 	probe := fsm.New(n.cfg.Limits)
 	if err := probe.Restore(data); err != nil {
 		return lease.InvalidArgument("snapshot", "%v", err)
@@ -120,21 +123,12 @@ func (n *Node) RestoreSnapshot(ctx context.Context, data []byte) error {
 	if restoreErr == nil {
 		n.log.Info("restored snapshot", "bytes", len(data))
 	}
-	// establish runs on the node's context: the clock must not stay
-	// paused because this caller left.
-	done := make(chan struct{})
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		defer close(done)
-		n.establish(n.ctx, gen)
-	}()
+	// establish runs on the node's context, not the caller's: the clock
+	// must not stay paused because this caller left. It returns once the
+	// clock runs, leadership is lost, or the node closes.
+	n.establish(n.ctx, gen)
 	if restoreErr != nil {
 		return fmt.Errorf("raftnode: restore: %w", restoreErr)
-	}
-	select {
-	case <-done:
-	case <-ctx.Done():
 	}
 	return nil
 }

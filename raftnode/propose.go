@@ -27,6 +27,8 @@ type Proposal struct {
 	// applied is set (before done closes) when Raft applied the entry on
 	// this node, whatever the state machine made of it.
 	applied bool
+	// term is the leader term whose clock stamped the entry.
+	term uint64
 }
 
 // Done is closed when the entry has been applied on this node, or failed.
@@ -81,7 +83,7 @@ func (n *Node) ProposeSettings(ctx context.Context, payload []byte) error {
 
 func (n *Node) proposeEntry(e *logentry.Entry) *Proposal {
 	n.proposeMu.Lock()
-	t, _, ok := n.clock.now()
+	t, term, ok := n.clock.now()
 	if !ok {
 		n.proposeMu.Unlock()
 		return failedProposal(n.NotLeaderError())
@@ -93,7 +95,7 @@ func (n *Node) proposeEntry(e *logentry.Entry) *Proposal {
 	e.Time = t
 	f := n.raft.Apply(e.Marshal(), enqueueTimeout)
 	n.lastProposal.Store(int64(n.cfg.Clock.Since(n.clockEpoch)))
-	p := &Proposal{done: make(chan struct{})}
+	p := &Proposal{done: make(chan struct{}), term: term}
 	n.lastProposed = p
 	n.proposeMu.Unlock()
 
@@ -154,7 +156,7 @@ func (n *Node) NotLeaderError() error {
 		return errShuttingDown()
 	case id == n.cfg.ID:
 		return &lease.Error{Code: lease.CodeNotLeader, RetryAfter: notReadyRetry,
-			Message: fmt.Sprintf("leader %s is establishing its term or handing leadership over; retry shortly", id)}
+			Message: fmt.Sprintf("server %s cannot serve as leader yet (establishing its term or handing leadership over); retry shortly", id)}
 	}
 	return &lease.Error{Code: lease.CodeNotLeader}
 }

@@ -48,7 +48,9 @@ func (n *Node) ReadConsistent(ctx context.Context, fn func(m *fsm.Machine, at ti
 	case <-ctx.Done():
 		return 0, 0, contextError(ctx.Err())
 	}
-	if last != nil {
+	// An entry proposed in an earlier term has applied, or never will,
+	// once this term's barrier has completed (the clock is ready).
+	if last != nil && last.term == term {
 		n.waitingReads.Add(1)
 		var closing bool
 		select {

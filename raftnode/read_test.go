@@ -79,3 +79,25 @@ func TestReadWaitsForEarlierProposals(t *testing.T) {
 			a.at, start, res[0].Start, res[0])
 	}
 }
+
+// An entry lost with an earlier term's leadership does not hold reads up:
+// the new term's barrier has settled every earlier entry.
+func TestReadIgnoresEarlierTermsLostProposal(t *testing.T) {
+	tc := newTestCluster(t, 1, func(_ int, c *Config) { c.TickInterval = time.Hour })
+	l := tc.leader()
+	_, term, _ := l.clock.now()
+	lost := failedProposal(&lease.Error{Code: lease.CodeUnknown, Message: "leadership lost"})
+	lost.term = term - 1
+	l.proposeMu.Lock()
+	l.lastProposed = lost
+	l.proposeMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, _, err := l.ReadConsistent(ctx, func(*fsm.Machine, time.Duration) {}); err != nil {
+		t.Fatalf("read after an earlier term's lost proposal: %v", err)
+	}
+	lost.term = term // lost in this very term: the read cannot be ordered after it
+	if _, _, err := l.ReadConsistent(ctx, func(*fsm.Machine, time.Duration) {}); err == nil {
+		t.Fatal("read ordered after a proposal of its own term that never applied")
+	}
+}
