@@ -368,8 +368,14 @@ func (c *checker) checkFinal(k lease.Key) {
 			tie = true
 		}
 	}
+	// Tokens known to exist before the last write. An answer at the same
+	// replicated time may come from the same entry, after it (a read at
+	// that time sees the whole entry applied), so only w's own counts.
+	if w != nil {
+		maxTok = w.Output.Token
+	}
 	for _, op := range c.byKey[k] {
-		if w != nil && op.Applied() == AppliedYes && op.Output.Now <= w.Output.Now {
+		if w != nil && op.Applied() == AppliedYes && op.Output.Now < w.Output.Now {
 			maxTok = max(maxTok, op.Output.Token)
 		}
 	}
