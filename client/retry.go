@@ -169,7 +169,10 @@ func (c *Client) do(ctx context.Context, k kind, fn attemptFn) error {
 				next, free = h, true
 				break
 			}
-			next, delay = c.pick(k, ep), c.backoff(attempt)
+			// No other leader known (an election, or a leader still
+			// establishing its term or handing over): back off, at least
+			// as long as the server asked.
+			next, delay = c.pick(k, ep), max(last.RetryAfter, c.backoff(attempt))
 		case lease.CodeUnavailable:
 			c.clearLeader(ep)
 			unreachable[ep] = true

@@ -3,6 +3,7 @@ package client_test
 import (
 	"errors"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -79,5 +80,25 @@ func TestRetryBudget(t *testing.T) {
 	cl.Claim(ctx, key, "h", time.Minute) // 0.9 + 0.1 = 1 token: one retry
 	if got := wc.total(); got != 14 {
 		t.Fatalf("after 11 calls: %d attempts, want 14", got)
+	}
+}
+
+// A leader establishing its term or handing leadership over answers
+// NotLeader without a hint and with a retry-after: the client backs off for
+// at least that long and tries again, rather than giving the server up.
+func TestNotReadyLeaderBackedOff(t *testing.T) {
+	c, cl, sl := setup(t, 1, server.Options{}, func(cfg *client.Config) { cfg.MaxAttempts = 4 })
+	var n atomic.Int32
+	countWrites(c, func(string, []lease.Command) error {
+		if n.Add(1) <= 2 {
+			return &lease.Error{Code: lease.CodeNotLeader, RetryAfter: 400 * time.Millisecond, Message: "establishing"}
+		}
+		return nil
+	})
+	if _, err := cl.Claim(ctxT(t), key, "h", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if got := sl.get(); !slices.Equal(got, []time.Duration{400 * time.Millisecond, 400 * time.Millisecond}) {
+		t.Fatalf("sleeps %v, want the retry-after twice", got)
 	}
 }

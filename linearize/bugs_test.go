@@ -185,3 +185,20 @@ func TestPlantedHiddenApply(t *testing.T) {
 func TestPlantedTokenReuse(t *testing.T) {
 	checkBug(t, "token reuse", tokenReuse{last: map[lease.Key]uint64{}, remap: map[uint64]uint64{}}, 2, 7)
 }
+
+// The read of issue 12 hole 5: served at the leader's clock while an entry
+// proposed before it (an extend stamped before the lease's expiry) is still
+// in flight, it can call a continuously held lease absent.
+func TestPlantedReadAhead(t *testing.T) {
+	cfg := simConfig{seed: 7, clients: 12, keys: 4, ops: 3000, maybeRate: 0.02, dropRate: 0.02, readAhead: true}
+	h, reps := runSim(cfg)
+	rep := Check(h, reps, Options{VisualizeDir: t.TempDir()})
+	for _, n := range []int{3, 7} {
+		if !rep.Has(n) {
+			t.Errorf("invariant %d violation not reported:\n%s", n, rep)
+		}
+	}
+	if len(rep.Violations) > 0 {
+		t.Logf("%d violations, first: %s", len(rep.Violations), rep.Violations[0])
+	}
+}

@@ -40,9 +40,11 @@
 // Ops that definitely did not apply (DeadlineExceeded, Overloaded,
 // InvalidArgument, NotLeader, Unavailable, auth errors) are left out of the
 // linearizability check, and stale reads too. A linearizable Get is checked
-// at the replicated time it was evaluated at, without moving the key's clock:
-// the leader may serve a read at a clock reading later than an entry it has
-// proposed and not yet committed, which then linearizes after the read.
+// at the replicated time it was evaluated at and moves the key's clock like a
+// write: the leader serves it only once every entry proposed before it has
+// applied, at the applied state's time, so no write linearized after a read
+// has an earlier Now (a read that called a lease absent while an extend
+// stamped before its expiry was still in flight is a violation).
 //
 // The invariant checks (Check) work from the statements in the history and the
 // replicas' final states: every answer that names a holder, token, start and

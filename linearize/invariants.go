@@ -177,17 +177,6 @@ func (t *tenure) alive(at time.Duration) bool {
 	return t.start < at && at <= t.end && !(t.revoked && at >= t.revokedAt)
 }
 
-// aliveBefore is alive judged only by statements returned before call.
-func (t *tenure) aliveBefore(at time.Duration, call int64) bool {
-	end, known := time.Duration(0), false
-	for v, o := range t.versions {
-		if o.ret < call && (!known || v.expiry > end) {
-			end, known = v.expiry, true
-		}
-	}
-	return known && t.start < at && at <= end && !(t.revoked && at >= t.revokedAt)
-}
-
 func (t *tenure) describe() string {
 	s := fmt.Sprintf("%s's lease token %d held [%v, %v]", t.holder, t.token, t.start, t.end)
 	if t.revoked {
@@ -265,14 +254,7 @@ func (c *checker) checkAbsences(k lease.Key, ts []*tenure) {
 			continue
 		}
 		for _, t := range ts {
-			alive := t.alive(o.Now)
-			if op.Input.Kind == KindGet {
-				// A read may linearize before an entry proposed (and stamped)
-				// at an earlier replicated time: judge it only by what was
-				// acknowledged before it was called.
-				alive = t.aliveBefore(o.Now, op.Call)
-			}
-			if alive && c.maybe(k, t.holder, t.start, op.Return, KindRevoke) == nil {
+			if t.alive(o.Now) && c.maybe(k, t.holder, t.start, op.Return, KindRevoke) == nil {
 				c.fail(3, k, append(opsOf(t.startObs, t.endObs), op), "%s, yet the key was absent at %v", t.describe(), o.Now)
 			}
 		}
@@ -386,8 +368,14 @@ func (c *checker) checkFinal(k lease.Key) {
 			tie = true
 		}
 	}
+	// Tokens known to exist before the last write. An answer at the same
+	// replicated time may come from the same entry, after it (a read at
+	// that time sees the whole entry applied), so only w's own counts.
+	if w != nil {
+		maxTok = w.Output.Token
+	}
 	for _, op := range c.byKey[k] {
-		if w != nil && op.Applied() == AppliedYes && op.Output.Now <= w.Output.Now {
+		if w != nil && op.Applied() == AppliedYes && op.Output.Now < w.Output.Now {
 			maxTok = max(maxTok, op.Output.Token)
 		}
 	}

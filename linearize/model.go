@@ -252,13 +252,18 @@ func stepMaybe(s keyState, op *Operation) []keyState {
 	return out
 }
 
-// stepGet checks a linearizable read evaluated at replicated time o.Now. A
-// read does not advance the key's clock: the leader may read at a clock
-// reading later than that of an entry it has proposed but not yet committed,
-// which then linearizes after the read.
+// stepGet checks a linearizable read evaluated at replicated time o.Now.
+// Like a write, it moves the key's clock: a read is served only after every
+// entry proposed before it has applied, and is evaluated at the applied
+// state's own time, so every write linearized before it has an earlier or
+// equal Now and every write after it a later or equal one.
 func stepGet(s keyState, op *Operation) []keyState {
 	o := &op.Output
-	v := max(o.Now, s.now)
+	v := o.Now
+	if v < s.now {
+		return nil
+	}
+	s.now = v
 	if !o.Found {
 		switch {
 		case !s.held():

@@ -35,6 +35,9 @@ type simConfig struct {
 	bug       bug
 	// divergeAt, when non-zero, makes replica 2 skip ten entries from that index.
 	divergeAt uint64
+	// readAhead plants the read bug of issue 12 hole 5: reads are served at
+	// the leader's clock while entries proposed before them are in flight.
+	readAhead bool
 }
 
 type simOp struct {
@@ -204,16 +207,19 @@ func (s *sim) apply() {
 	}
 }
 
-// serveRead answers a linearizable read on the leader at its current clock
-// reading, which may be ahead of the last applied entry.
+// serveRead answers a linearizable read on the leader as raftnode does: once
+// every entry proposed before it has applied, at the applied state's time.
 func (s *sim) serveRead() {
-	if len(s.reads) == 0 {
+	if len(s.reads) == 0 || (len(s.inflight) > 0 && !s.cfg.readAhead) {
 		return
 	}
 	i := s.rnd.Intn(len(s.reads))
 	op := s.reads[i]
 	s.reads = append(s.reads[:i], s.reads[i+1:]...)
-	at := max(s.rep, s.replicas[0].Now())
+	at := s.replicas[0].Now()
+	if s.cfg.readAhead {
+		at = max(s.rep, at) // the leader's clock, ahead of entries in flight
+	}
 	info, ok := s.replicas[0].Get(op.cmd.Key, at)
 	if ok && s.cfg.bug != nil {
 		info = s.cfg.bug.info(info)

@@ -125,6 +125,9 @@ func (n *Node) Write(ctx context.Context, cmds []lease.Command) ([]lease.Result,
 // Read implements server.Backend.
 func (n *Node) Read(ctx context.Context, stale bool, fn func(m *fsm.Machine, at time.Duration)) (server.ReadMeta, error) {
 	if stale {
+		if err := n.r.StaleReadError(); err != nil {
+			return server.ReadMeta{}, err
+		}
 		idx, at, lag := n.r.ReadStale(fn)
 		return server.ReadMeta{AppliedIndex: idx, Now: at, Lag: lag}, nil
 	}

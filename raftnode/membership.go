@@ -114,36 +114,41 @@ func (n *Node) Snapshot(ctx context.Context) (data []byte, index uint64, err err
 // Snapshot (disaster recovery into a new cluster). Leader only. Raft
 // installs it as a new snapshot and sends it to the followers. The
 // replicated clock then continues from the snapshot's time, so leases keep
-// the time they had left when it was taken.
+// the time they had left when it was taken (the clock never jumps to this
+// cluster's own time, which would expire them early).
 func (n *Node) RestoreSnapshot(ctx context.Context, data []byte) error {
+	if err := ctx.Err(); err != nil {
+		return contextError(err)
+	}
 	probe := fsm.New()
 	if err := probe.Restore(data); err != nil {
 		return lease.InvalidArgument("snapshot", "%v", err)
 	}
-	// Hold proposals while the state is swapped, so no entry is stamped by
-	// the old clock after the restore.
+	// Pause the clock under the proposal lock, so no entry is stamped and
+	// no read evaluated by the old clock once the state is swapped. It
+	// restarts like a new term's clock, through establish and only in this
+	// clock generation: if leadership changes meanwhile, the new term's own
+	// establish readies it instead.
 	n.proposeMu.Lock()
-	defer n.proposeMu.Unlock()
-	_, term, ok := n.clock.now()
-	if !ok {
+	if _, _, ok := n.clock.now(); !ok {
+		n.proposeMu.Unlock()
 		return n.NotLeaderError()
 	}
+	gen, _ := n.clock.pause()
+	n.proposeMu.Unlock()
+
 	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: int64(len(data))}
-	if err := n.raft.Restore(meta, bytes.NewReader(data), time.Minute); err != nil {
-		return fmt.Errorf("raftnode: restore: %w", err)
+	restoreErr := n.raft.Restore(meta, bytes.NewReader(data), time.Minute)
+	if restoreErr == nil {
+		n.log.Info("restored snapshot", "bytes", len(data))
 	}
-	var base time.Duration
-	n.sm.read(func(m *fsm.Machine) { base = m.Now() })
-	if now, _, ok := n.clock.now(); ok && now > base {
-		base = now
+	// establish runs on the node's context, not the caller's: the clock
+	// must not stay paused because this caller left. It returns once the
+	// clock runs, leadership is lost, or the node closes.
+	n.establish(n.ctx, gen)
+	if restoreErr != nil {
+		return fmt.Errorf("raftnode: restore: %w", restoreErr)
 	}
-	n.clock.run(term, base)
-	n.log.Info("restored snapshot", "bytes", len(data), "replicated_time", base)
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		n.registerMembers()
-	}()
 	return nil
 }
 

@@ -35,6 +35,9 @@ type Node struct {
 	trans raft.Transport
 	store *boltstore.Store // log and stable store
 	clock leaderClock
+	// leadershipMu is held by watchLeadership while it handles a change;
+	// tests hold it to model a watcher that has not run yet.
+	leadershipMu sync.Mutex
 
 	tickNanos  atomic.Int64 // live tick interval (settings.go)
 	settingsFn atomic.Pointer[func(payload []byte)]
@@ -43,8 +46,15 @@ type Node struct {
 
 	// proposeMu orders clock readings with appends, so entry stamps increase
 	// in log order.
-	proposeMu    sync.Mutex
+	proposeMu sync.Mutex
+	// lastProposed is the last entry handed to Raft (under proposeMu).
+	// Entries apply in log order, so once it has applied every entry
+	// proposed before it has too.
+	lastProposed *Proposal
 	lastProposal atomic.Int64 // monotonic nanoseconds since clockEpoch of the last proposal
+	// waitingReads counts linearizable reads waiting for earlier proposals
+	// to apply (tests watch it).
+	waitingReads atomic.Int64
 	clockEpoch   time.Time
 
 	// futures counts Raft futures being waited on; closing refuses new ones.
@@ -69,6 +79,7 @@ func Open(cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), sm: newStateMachine()}
 	n.initSettings()
 	n.clock.clock = cfg.Clock
+	n.clock.leading = n.leadingTerm
 	n.clockEpoch = cfg.Clock.Now()
 	if err := n.open(); err != nil {
 		n.closeStores()
@@ -82,66 +93,108 @@ func Open(cfg Config) (*Node, error) {
 }
 
 func (n *Node) open() error {
-	cfg := n.cfg
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+	if err := os.MkdirAll(n.cfg.DataDir, 0o700); err != nil {
 		return err
 	}
-	out := cfg.RaftLogOutput
+	out := n.cfg.RaftLogOutput
 	if out == nil {
 		out = io.Discard
 	}
-	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft-" + cfg.ID, Level: hclog.Warn, Output: out})
-
-	// The log and the stable store (term, vote) live in one bbolt file; see
-	// boltstore's doc for why not raft-wal (hashicorp/raft-wal#31).
-	dbPath := filepath.Join(cfg.DataDir, "raft.db")
-	if err := refuseOldWAL(cfg.DataDir, dbPath); err != nil {
+	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft-" + n.cfg.ID, Level: hclog.Warn, Output: out})
+	logs, snaps, err := n.openStores(hlog)
+	if err != nil {
 		return err
+	}
+	tlsLayer, err := n.openTransport(hlog)
+	if err != nil {
+		return err
+	}
+	rc := n.raftConfig(hlog)
+	if err := n.bootstrapIfNew(rc, logs, snaps); err != nil {
+		return err
+	}
+	r, err := raft.NewRaft(rc, n.sm, logs, n.store, snaps, n.trans)
+	if err != nil {
+		return fmt.Errorf("raftnode: start raft: %w", err)
+	}
+	n.raft = r
+	if tlsLayer != nil {
+		tlsLayer.raft.Store(r) // peers are checked against its configuration
+	}
+	return nil
+}
+
+// openStores opens the log and stable store (one bbolt file, DataDir/raft.db;
+// see boltstore's doc for why not raft-wal, hashicorp/raft-wal#31) behind an
+// in-memory cache of recent entries, and the snapshot store. It refuses a
+// directory whose log and stable store were lost (refuseOldWAL,
+// refuseLostLog).
+func (n *Node) openStores(hlog hclog.Logger) (raft.LogStore, raft.SnapshotStore, error) {
+	dir := n.cfg.DataDir
+	dbPath := filepath.Join(dir, "raft.db")
+	if err := refuseOldWAL(dir, dbPath); err != nil {
+		return nil, nil, err
+	}
+	if err := refuseLostLog(dir, dbPath); err != nil {
+		return nil, nil, err
 	}
 	w, err := boltstore.Open(dbPath)
 	if err != nil {
-		return fmt.Errorf("raftnode: open log: %w", err)
+		return nil, nil, fmt.Errorf("raftnode: open log: %w", err)
 	}
 	n.store = w
 	var logs raft.LogStore = w
-	if cfg.WrapLogStore != nil {
-		logs = cfg.WrapLogStore(logs)
+	if n.cfg.WrapLogStore != nil {
+		logs = n.cfg.WrapLogStore(logs)
 	}
 	// Followers are fed from recent entries; serve those from memory rather
 	// than re-reading and re-decoding them from disk for every replica.
 	if logs, err = raft.NewLogCache(logCacheEntries, logs); err != nil {
-		return err
+		return nil, nil, err
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hlog)
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hlog)
 	if err != nil {
-		return fmt.Errorf("raftnode: open snapshots: %w", err)
+		return nil, nil, fmt.Errorf("raftnode: open snapshots: %w", err)
 	}
-	var tlsLayer *tlsStreamLayer
-	if cfg.Transport != nil {
-		n.trans = cfg.Transport
-	} else {
-		// A nil advertise address makes the transport advertise what it
-		// bound, which supports port 0 in tests.
-		var advertise net.Addr
-		if _, port, _ := net.SplitHostPort(cfg.RaftAddr); port != "0" {
-			a, err := net.ResolveTCPAddr("tcp", cfg.RaftAddr)
-			if err != nil {
-				return fmt.Errorf("raftnode: raft address: %w", err)
-			}
-			advertise = a
-		}
-		var t *raft.NetworkTransport
-		if cfg.TLS != nil {
-			t, tlsLayer, err = newTLSTransport(cfg.RaftAddr, advertise, cfg.TLS, hlog)
-		} else {
-			t, err = raft.NewTCPTransportWithLogger(cfg.RaftAddr, advertise, 4, 10*time.Second, hlog)
-		}
-		if err != nil {
-			return fmt.Errorf("raftnode: raft transport: %w", err)
-		}
-		n.trans = t
-	}
+	return logs, snaps, nil
+}
 
+// openTransport uses the configured transport, or listens on RaftAddr over
+// TCP (mutual TLS when configured: the TLS layer is returned, to be given
+// the Raft instance its peers are checked against).
+func (n *Node) openTransport(hlog hclog.Logger) (*tlsStreamLayer, error) {
+	if n.cfg.Transport != nil {
+		n.trans = n.cfg.Transport
+		return nil, nil
+	}
+	// A nil advertise address makes the transport advertise what it bound,
+	// which supports port 0 in tests.
+	var advertise net.Addr
+	if _, port, _ := net.SplitHostPort(n.cfg.RaftAddr); port != "0" {
+		a, err := net.ResolveTCPAddr("tcp", n.cfg.RaftAddr)
+		if err != nil {
+			return nil, fmt.Errorf("raftnode: raft address: %w", err)
+		}
+		advertise = a
+	}
+	var t *raft.NetworkTransport
+	var tlsLayer *tlsStreamLayer
+	var err error
+	if n.cfg.TLS != nil {
+		t, tlsLayer, err = newTLSTransport(n.cfg.RaftAddr, advertise, n.cfg.TLS, hlog)
+	} else {
+		t, err = raft.NewTCPTransportWithLogger(n.cfg.RaftAddr, advertise, 4, 10*time.Second, hlog)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("raftnode: raft transport: %w", err)
+	}
+	n.trans = t
+	return tlsLayer, nil
+}
+
+// raftConfig is hashicorp/raft's configuration for this node.
+func (n *Node) raftConfig(hlog hclog.Logger) *raft.Config {
+	cfg := n.cfg
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.ID)
 	rc.Logger = hlog
@@ -156,32 +209,32 @@ func (n *Node) open() error {
 	rc.BatchApplyCh = true
 	rc.MaxAppendEntries = 64
 	rc.NoSnapshotRestoreOnStart = false
+	return rc
+}
 
-	if len(cfg.Bootstrap) > 0 {
-		has, err := raft.HasExistingState(logs, w, snaps)
-		if err != nil {
-			return err
-		}
-		if !has {
-			var servers []raft.Server
-			for _, p := range cfg.Bootstrap {
-				servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.RaftAddr)})
-			}
-			if err := raft.BootstrapCluster(rc, logs, w, snaps, n.trans, raft.Configuration{Servers: servers}); err != nil {
-				return fmt.Errorf("raftnode: bootstrap: %w", err)
-			}
-			n.log.Info("bootstrapped new cluster", "voters", len(servers))
-		}
+// bootstrapIfNew writes the initial configuration when cfg.Bootstrap is set
+// and the stores hold no state yet.
+func (n *Node) bootstrapIfNew(rc *raft.Config, logs raft.LogStore, snaps raft.SnapshotStore) error {
+	if len(n.cfg.Bootstrap) == 0 {
+		return nil
 	}
-	r, err := raft.NewRaft(rc, n.sm, logs, w, snaps, n.trans)
-	if err != nil {
-		return fmt.Errorf("raftnode: start raft: %w", err)
+	has, err := raft.HasExistingState(logs, n.store, snaps)
+	if err != nil || has {
+		return err
 	}
-	n.raft = r
-	if tlsLayer != nil {
-		tlsLayer.raft.Store(r) // peers are checked against its configuration
+	if err := raft.BootstrapCluster(rc, logs, n.store, snaps, n.trans, raft.Configuration{Servers: voters(n.cfg.Bootstrap)}); err != nil {
+		return fmt.Errorf("raftnode: bootstrap: %w", err)
 	}
+	n.log.Info("bootstrapped new cluster", "voters", len(n.cfg.Bootstrap))
 	return nil
+}
+
+func voters(peers []Peer) []raft.Server {
+	var servers []raft.Server
+	for _, p := range peers {
+		servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.RaftAddr)})
+	}
+	return servers
 }
 
 func (n *Node) closeStores() {
@@ -204,11 +257,28 @@ func refuseOldWAL(dir, dbPath string) error {
 	if _, err := os.Stat(dbPath); err == nil {
 		return nil
 	}
-	old, err := os.ReadDir(filepath.Join(dir, "wal"))
-	if err != nil || len(old) == 0 {
+	if nonEmptyDir(filepath.Join(dir, "wal")) {
+		return fmt.Errorf("raftnode: %s holds a raft-wal log from an earlier version, which this version cannot read; rebuild this server from an empty data directory (remove it from the cluster, clear the directory, add it back)", dir)
+	}
+	return nil
+}
+
+// refuseLostLog fails when dir holds Raft snapshots but no raft.db: the
+// log and stable store were lost, and starting without them would forget
+// the node's term and vote just as an old raft-wal directory would.
+func refuseLostLog(dir, dbPath string) error {
+	if _, err := os.Stat(dbPath); err == nil {
 		return nil
 	}
-	return fmt.Errorf("raftnode: %s holds a raft-wal log from an earlier version, which this version cannot read; rebuild this server from an empty data directory (remove it from the cluster, clear the directory, add it back)", dir)
+	if nonEmptyDir(filepath.Join(dir, "snapshots")) {
+		return fmt.Errorf("raftnode: %s holds Raft snapshots but no raft.db (the log, term and vote): it was lost or removed, and a server that forgot its vote can vote twice in a term; rebuild this server from an empty data directory (remove it from the cluster, clear the directory, add it back)", dir)
+	}
+	return nil
+}
+
+func nonEmptyDir(path string) bool {
+	entries, err := os.ReadDir(path)
+	return err == nil && len(entries) > 0
 }
 
 // Close stops the node. A leader first hands leadership to another voter so
@@ -306,11 +376,7 @@ func (n *Node) RaftAddr() string { return string(n.trans.LocalAddr()) }
 // Bootstrap bootstraps a new cluster of peers on a running node that holds no
 // state yet (used when addresses are only known once every node listens).
 func (n *Node) Bootstrap(peers []Peer) error {
-	var servers []raft.Server
-	for _, p := range peers {
-		servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.RaftAddr)})
-	}
-	return n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error()
+	return n.raft.BootstrapCluster(raft.Configuration{Servers: voters(peers)}).Error()
 }
 
 // ID is this node's server ID.
@@ -330,6 +396,8 @@ func (n *Node) watchLeadership() {
 			cancelEstablish()
 			return
 		case isLeader := <-n.raft.LeaderCh():
+			n.leadershipMu.Lock()
+			n.leadershipMu.Unlock()
 			cancelEstablish()
 			gen := n.clock.stop()
 			if !isLeader {
@@ -352,8 +420,14 @@ func (n *Node) watchLeadership() {
 // the clock generation of this leadership: if leadership is lost meanwhile,
 // the clock stays stopped.
 func (n *Node) establish(ctx context.Context, gen uint64) {
-	term := n.raft.CurrentTerm()
-	for ctx.Err() == nil && n.raft.State() == raft.Leader {
+	for ctx.Err() == nil {
+		// The term is read before the barrier is issued: if it is still
+		// current (and led) once the barrier completes, the barrier ran in
+		// it and every entry of earlier terms is applied.
+		term, leader := n.leadingTerm()
+		if !leader {
+			return
+		}
 		errc, ok := n.track(func() raft.Future { return n.raft.Barrier(n.cfg.ElectionTimeout * 5) })
 		if !ok {
 			return // closing
@@ -368,8 +442,8 @@ func (n *Node) establish(ctx context.Context, gen uint64) {
 			n.log.Warn("leader barrier failed; retrying", "err", err)
 			continue
 		}
-		if ctx.Err() != nil || n.raft.State() != raft.Leader || n.raft.CurrentTerm() != term {
-			return
+		if cur, leader := n.leadingTerm(); cur != term || !leader {
+			continue
 		}
 		var base time.Duration
 		n.sm.read(func(m *fsm.Machine) { base = m.Now() })
@@ -382,6 +456,19 @@ func (n *Node) establish(ctx context.Context, gen uint64) {
 			(*fn)(ctx)
 		}
 		return
+	}
+}
+
+// leadingTerm returns Raft's current term and whether this node leads in
+// it. Terms only grow, so a term read unchanged on both sides of the state
+// means the state belongs to that term (a node leads at most once per term).
+func (n *Node) leadingTerm() (term uint64, leader bool) {
+	for {
+		term = n.raft.CurrentTerm()
+		leader = n.raft.State() == raft.Leader
+		if n.raft.CurrentTerm() == term {
+			return term, leader
+		}
 	}
 }
 
@@ -407,29 +494,30 @@ func (n *Node) registerMembers() {
 
 // tick proposes an empty entry when the leader has proposed nothing for a
 // tick interval, so replicated time advances and leases expire when idle. It
-// waits for each tick to apply before the next, so a slow disk does not pile
-// ticks up.
+// sleeps until the leader would have been idle for an interval (on the
+// injected clock's timers when it has them), and waits for each tick to
+// apply before the next, so a slow disk does not pile ticks up.
 func (n *Node) tick() {
 	defer n.wg.Done()
-	interval := n.tickInterval()
-	t := time.NewTicker(interval)
-	defer t.Stop()
 	for {
+		// The interval is a live cluster setting.
+		interval := n.tickInterval()
+		// A leader wakes when it will have been idle for an interval; a
+		// tick that just failed without proposing waits a whole one.
+		wait := interval
+		if _, _, ok := n.clock.now(); ok {
+			if idle := n.idle(); idle < interval {
+				wait = interval - idle
+			}
+		}
+		c, stop := timer(n.cfg.Clock, wait)
 		select {
 		case <-n.ctx.Done():
+			stop()
 			return
-		case <-t.C:
+		case <-c:
 		}
-		// The interval is a live cluster setting.
-		if iv := n.tickInterval(); iv != interval {
-			interval = iv
-			t.Reset(interval)
-		}
-		if _, _, ok := n.clock.now(); !ok {
-			continue
-		}
-		idle := time.Duration(int64(n.cfg.Clock.Since(n.clockEpoch)) - n.lastProposal.Load())
-		if idle < interval {
+		if _, _, ok := n.clock.now(); !ok || n.idle() < interval {
 			continue
 		}
 		p := n.proposeEntry(&logentry.Entry{Kind: logentry.KindBatch})
@@ -437,4 +525,9 @@ func (n *Node) tick() {
 			n.log.Debug("tick failed", "err", err)
 		}
 	}
+}
+
+// idle is how long ago, on the injected clock, this node last proposed.
+func (n *Node) idle() time.Duration {
+	return time.Duration(int64(n.cfg.Clock.Since(n.clockEpoch)) - n.lastProposal.Load())
 }

@@ -3,6 +3,7 @@ package raftnode
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -23,6 +24,11 @@ type Proposal struct {
 	done    chan struct{}
 	results []lease.Result
 	err     error
+	// applied is set (before done closes) when Raft applied the entry on
+	// this node, whatever the state machine made of it.
+	applied bool
+	// term is the leader term whose clock stamped the entry.
+	term uint64
 }
 
 // Done is closed when the entry has been applied on this node, or failed.
@@ -86,7 +92,7 @@ func (n *Node) ProposeSettings(ctx context.Context, basedOn uint64, payload []by
 
 func (n *Node) proposeEntry(e *logentry.Entry) *Proposal {
 	n.proposeMu.Lock()
-	t, _, ok := n.clock.now()
+	t, term, ok := n.clock.now()
 	if !ok {
 		n.proposeMu.Unlock()
 		return failedProposal(n.NotLeaderError())
@@ -98,9 +104,10 @@ func (n *Node) proposeEntry(e *logentry.Entry) *Proposal {
 	e.Time = t
 	f := n.raft.Apply(e.Marshal(), enqueueTimeout)
 	n.lastProposal.Store(int64(n.cfg.Clock.Since(n.clockEpoch)))
+	p := &Proposal{done: make(chan struct{}), term: term}
+	n.lastProposed = p
 	n.proposeMu.Unlock()
 
-	p := &Proposal{done: make(chan struct{})}
 	go func() {
 		defer n.futures.Done()
 		defer close(p.done)
@@ -108,6 +115,7 @@ func (n *Node) proposeEntry(e *logentry.Entry) *Proposal {
 			p.err = n.mapApplyError(err)
 			return
 		}
+		p.applied = true
 		r, ok := f.Response().(applyResult)
 		switch {
 		case !ok:
@@ -136,14 +144,30 @@ func (n *Node) mapApplyError(err error) error {
 	}
 }
 
+// notReadyRetry is the retry-after a leader that cannot serve yet gives:
+// readying a term takes one commit, and a transfer hands leadership over
+// within an election timeout; clients back off further on their own.
+const notReadyRetry = 100 * time.Millisecond
+
 // NotLeaderError builds CodeNotLeader with the best hint this node has. A
-// leader whose clock is not ready yet answers Unavailable: retry shortly.
+// leader that cannot serve yet (establishing its term, or handing leadership
+// over) knows no other leader: it answers NotLeader without a hint and with
+// a retry-after, so clients back off instead of taking a healthy server for
+// an unreachable one.
+//
+// A closing node with no other leader to point at says it is shutting down.
 func (n *Node) NotLeaderError() error {
-	if n.raft.State() == raft.Leader {
-		return lease.Errorf(lease.CodeUnavailable, "leader %s is still establishing its term; retry shortly", n.cfg.ID)
-	}
 	id, addr := n.LeaderHint()
-	return &lease.Error{Code: lease.CodeNotLeader, LeaderID: id, LeaderAddr: addr}
+	switch {
+	case id != "" && id != n.cfg.ID:
+		return &lease.Error{Code: lease.CodeNotLeader, LeaderID: id, LeaderAddr: addr}
+	case n.closed.Load():
+		return errShuttingDown()
+	case id == n.cfg.ID:
+		return &lease.Error{Code: lease.CodeNotLeader, RetryAfter: notReadyRetry,
+			Message: fmt.Sprintf("server %s cannot serve as leader yet (establishing its term or handing leadership over); retry shortly", id)}
+	}
+	return &lease.Error{Code: lease.CodeNotLeader}
 }
 
 // LeaderHint returns the current leader's ID and client address (from the

@@ -2,6 +2,7 @@ package raftnode
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -11,13 +12,28 @@ import (
 	"github.com/leasehold/leasehold/logentry"
 )
 
-// ReadConsistent runs fn linearizably: only on a ready leader, after Raft
-// confirms with a quorum that it still leads. Every write acknowledged
-// before the read began was applied to this leader's state machine before it
-// was acknowledged (or before the barrier that readied this term), so fn sees
-// it. at is the leader's clock reading, at which leases are evaluated.
+// ReadConsistent runs fn linearizably, on a ready leader. Its read index is
+// the last entry proposed when the read begins, not the last one applied:
+// the read waits until that entry has applied here and Raft has confirmed
+// with a quorum that this node still leads, and only then runs fn. So an
+// entry stamped before the read began (an extend stamped before a lease's
+// expiry, say) is in the state fn sees, and every write acknowledged before
+// the read began was applied here before it was acknowledged (or before the
+// barrier that readied this term).
+//
+// at, the replicated time leases are evaluated at, is the applied state's
+// own time (the stamp of the last applied entry), not a fresh reading of
+// the leader's clock: every later entry is stamped at or after it, in this
+// term and in any later leader's (whose clock starts from the applied time).
+// A fresh reading runs up to a tick ahead of the log, and a lease the read
+// called expired at such a time could still be extended, by a later
+// leader's entry stamped before it, without ever having lapsed.
 func (n *Node) ReadConsistent(ctx context.Context, fn func(m *fsm.Machine, at time.Duration)) (index uint64, at time.Duration, err error) {
-	if _, _, ok := n.clock.now(); !ok {
+	n.proposeMu.Lock()
+	_, term, ok := n.clock.now()
+	last := n.lastProposed
+	n.proposeMu.Unlock()
+	if !ok {
 		return 0, 0, n.NotLeaderError()
 	}
 	errc, ok := n.track(n.raft.VerifyLeader)
@@ -32,34 +48,100 @@ func (n *Node) ReadConsistent(ctx context.Context, fn func(m *fsm.Machine, at ti
 	case <-ctx.Done():
 		return 0, 0, contextError(ctx.Err())
 	}
-	at, _, ok = n.clock.now()
-	if !ok {
-		return 0, 0, n.NotLeaderError()
+	// An entry proposed in an earlier term has applied, or never will,
+	// once this term's barrier has completed (the clock is ready).
+	if last != nil && last.term == term {
+		n.waitingReads.Add(1)
+		var closing bool
+		select {
+		case <-last.done:
+		case <-ctx.Done():
+		case <-n.ctx.Done(): // hashicorp/raft leaves futures unanswered at shutdown
+			closing = true
+		}
+		n.waitingReads.Add(-1)
+		if ctx.Err() != nil {
+			return 0, 0, contextError(ctx.Err())
+		}
+		if closing {
+			return 0, 0, errShuttingDown()
+		}
+		if !last.applied {
+			// Not appended (Raft did not take it in time, or this node
+			// stopped leading) or lost with leadership: the read cannot be
+			// ordered after it.
+			if lease.CodeOf(last.err) == lease.CodeOverloaded {
+				return 0, 0, last.err
+			}
+			return 0, 0, n.NotLeaderError()
+		}
 	}
+	deposed := false
 	n.sm.read(func(m *fsm.Machine) {
+		// The read index was taken in this term: still leading in it, no
+		// other leader's entry can have been proposed in the meantime.
+		if _, cur, ok := n.clock.now(); !ok || cur != term {
+			deposed = true
+			return
+		}
 		index = n.sm.applied.Load()
-		// Never evaluate behind the applied state: a clock that stepped
-		// back (against the Clock contract) would otherwise show leases
-		// acknowledged at a later replicated time as absent.
-		at = max(at, m.Now())
+		at = m.Now()
 		fn(m, at)
 	})
+	if deposed {
+		return 0, 0, n.NotLeaderError()
+	}
 	return index, at, nil
 }
 
 // ReadStale runs fn on this replica's state as applied so far. lag is how
-// many entries this replica knows of but has not applied.
+// many entries this replica has heard are committed (the commit index the
+// leader last sent it) but has not applied. It says nothing of what a
+// replica cut off from the leader has not heard: check LeaderContact.
 func (n *Node) ReadStale(fn func(m *fsm.Machine, at time.Duration)) (index uint64, at time.Duration, lag uint64) {
-	last := n.raft.LastIndex()
+	commit := n.raft.CommitIndex()
 	n.sm.read(func(m *fsm.Machine) {
 		index = n.sm.applied.Load()
 		at = m.Now()
 		fn(m, at)
 	})
-	if last > index {
-		lag = last - index
+	if commit > index {
+		lag = commit - index
 	}
 	return index, at, lag
+}
+
+// LeaderContact reports how long ago this replica last heard from a leader
+// (0 on the leader itself). ok is false when that was longer ago than an
+// election timeout, or never: the replica is cut off, or the cluster has no
+// leader, and its state may be behind by any number of entries.
+func (n *Node) LeaderContact() (age time.Duration, ok bool) {
+	if _, leader := n.leadingTerm(); leader {
+		// A leader that loses its quorum steps down within the leader
+		// lease timeout, which is at most an election timeout.
+		return 0, true
+	}
+	last := n.raft.LastContact()
+	if last.IsZero() {
+		return 0, false
+	}
+	age = time.Since(last)
+	return age, age <= n.cfg.ElectionTimeout
+}
+
+// StaleReadError is the error a stale read on this replica gets, or nil: a
+// replica that has not heard from a leader for longer than an election
+// timeout says so rather than answer as if it were current.
+func (n *Node) StaleReadError() error {
+	age, ok := n.LeaderContact()
+	if ok {
+		return nil
+	}
+	msg := fmt.Sprintf("server %s has not heard from a leader", n.cfg.ID)
+	if age > 0 {
+		msg += fmt.Sprintf(" for %v (election timeout %v)", age.Round(time.Millisecond), n.cfg.ElectionTimeout)
+	}
+	return lease.Errorf(lease.CodeUnavailable, "%s: its state may be behind by any amount; read from another server", msg)
 }
 
 // contextError maps a context error to the taxonomy.

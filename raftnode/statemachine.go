@@ -20,7 +20,9 @@ type stateMachine struct {
 	mu sync.RWMutex
 	m  *fsm.Machine
 
-	// applied is the index of the last log applied (any type), for lag reports.
+	// applied is the index of the last log the state machine was given:
+	// commands and configuration changes (Raft keeps its no-ops and
+	// barriers from it), or a restored snapshot's. Reads report it.
 	applied atomic.Uint64
 	// onEvents, if set, receives the events of each applied batch, in log
 	// order, outside the lock. It must not block for long.
@@ -28,6 +30,9 @@ type stateMachine struct {
 	// onSettings, if set, receives the payload of the last settings entry of
 	// each applied batch (and of a restored snapshot), outside the lock.
 	onSettings func(payload []byte)
+	// beforeApply, if set, runs on Raft's apply goroutine before each batch
+	// is applied; tests use it to hold committed entries back.
+	beforeApply atomic.Pointer[func()]
 }
 
 var (
@@ -51,6 +56,9 @@ func (s *stateMachine) Apply(l *raft.Log) any {
 }
 
 func (s *stateMachine) ApplyBatch(logs []*raft.Log) []any {
+	if hook := s.beforeApply.Load(); hook != nil {
+		(*hook)()
+	}
 	out := make([]any, len(logs))
 	entries := make([]logentry.Entry, len(logs))
 	for i, l := range logs {

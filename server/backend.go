@@ -37,7 +37,9 @@ type ReadMeta struct {
 	// Now is the replicated time the read was evaluated at.
 	Now time.Duration
 	// Lag is how far (in log entries) this replica's applied index was behind
-	// the last index it knows of; 0 on the leader.
+	// the commit index the leader last sent it. A replica that has not heard
+	// from a leader for longer than an election timeout refuses stale reads
+	// (CodeUnavailable) instead.
 	Lag uint64
 }
 
