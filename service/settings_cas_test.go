@@ -5,8 +5,11 @@ import (
 	"sync"
 	"testing"
 
+	"time"
+
 	"github.com/leasehold/leasehold/client"
 	"github.com/leasehold/leasehold/cluster"
+	"github.com/leasehold/leasehold/internal/testutil"
 	"github.com/leasehold/leasehold/lease"
 )
 
@@ -16,10 +19,17 @@ import (
 func TestConcurrentSettingsChangesFromOneVersion(t *testing.T) {
 	c := startCluster(t, cluster.Options{})
 	cl := newClient(t, client.Config{}, c.Leader().ClientAddr)
-	read, err := cl.GetSettings(ctxT(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The first leader writes the initial settings (version 1) once it is
+	// ready; a change read before that entry applies would be refused for
+	// being based on version 0, which is right but not what is tested here.
+	var read *client.Settings
+	testutil.WaitFor(t, 10*time.Second, "initial settings applied", func() bool {
+		s, err := cl.GetSettings(ctxT(t))
+		if err == nil && s.Version >= 1 {
+			read = s
+		}
+		return read != nil
+	})
 	changes := []map[string]string{{"max_duration": "2m"}, {"max_queued_ops": "6000"}}
 	errs := make([]error, len(changes))
 	var wg sync.WaitGroup
