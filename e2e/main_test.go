@@ -130,6 +130,8 @@ func codeOf(t testing.TB, err error) lease.Code {
 type probeStore struct {
 	raft.LogStore
 
+	writes   atomic.Int64 // StoreLogs calls (one log-store transaction each)
+	writeNs  atomic.Int64 // time spent in the real store's StoreLogs
 	entries  atomic.Int64 // LogCommand entries stored
 	ticks    atomic.Int64 // empty batch entries (clock ticks)
 	opEntry  atomic.Int64 // batch entries holding commands
@@ -170,6 +172,7 @@ func (p *probeStore) StoreLogs(logs []*raft.Log) error {
 			<-ch
 		}
 	}
+	p.writes.Add(1)
 	for _, l := range logs {
 		if l.Type != raft.LogCommand {
 			continue
@@ -187,7 +190,10 @@ func (p *probeStore) StoreLogs(logs []*raft.Log) error {
 			p.ops.Add(int64(len(e.Commands)))
 		}
 	}
-	return p.LogStore.StoreLogs(logs)
+	t0 := time.Now()
+	err := p.LogStore.StoreLogs(logs)
+	p.writeNs.Add(int64(time.Since(t0)))
+	return err
 }
 
 // stall makes later writes block until the returned release is called.

@@ -47,6 +47,15 @@ type Config struct {
 	SnapshotThreshold  uint64
 	SnapshotInterval   time.Duration
 	TrailingLogs       uint64
+	// CommitTimeout is how long an idle leader waits before it sends
+	// followers an AppendEntries that only advances their commit index. A
+	// follower applies an entry only once it learns it is committed, so this
+	// bounds how far followers' state (and their reads) trail the leader's.
+	CommitTimeout time.Duration
+	// LogStore picks the Raft log store for a new data directory: "bolt"
+	// (raftnode/boltstore) or "wal" (internal/walstore). An existing data
+	// directory keeps the store it was created with.
+	LogStore string
 
 	// TLS, when set, runs the Raft transport over mutual TLS (see
 	// ServerTLSConfig): servers must present a certificate the cluster CA
@@ -103,6 +112,9 @@ func (c *Config) setDefaults() {
 		// Entries hold up to a thousand commands, so keep fewer than Raft's
 		// default of 10240 to bound the log on disk.
 		c.TrailingLogs = 2048
+	}
+	if c.CommitTimeout <= 0 {
+		c.CommitTimeout = 5 * time.Millisecond
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -148,7 +148,7 @@ func (n *Node) open() error {
 	rc.SnapshotThreshold = cfg.SnapshotThreshold
 	rc.SnapshotInterval = cfg.SnapshotInterval
 	rc.TrailingLogs = cfg.TrailingLogs
-	rc.CommitTimeout = 5 * time.Millisecond
+	rc.CommitTimeout = cfg.CommitTimeout
 	// Let the leader take up to MaxAppendEntries proposals per disk write.
 	rc.BatchApplyCh = true
 	rc.MaxAppendEntries = 64
