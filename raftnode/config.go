@@ -52,9 +52,9 @@ type Config struct {
 	// follower applies an entry only once it learns it is committed, so this
 	// bounds how far followers' state (and their reads) trail the leader's.
 	CommitTimeout time.Duration
-	// LogStore picks the Raft log store for a new data directory: "bolt"
-	// (raftnode/boltstore) or "wal" (internal/walstore). An existing data
-	// directory keeps the store it was created with.
+	// LogStore picks the Raft log store of a new data directory: "wal"
+	// (raftnode/walstore, the default: one fsync per batch) or "bolt" (the
+	// log in the bbolt file). An existing data directory keeps its store.
 	LogStore string
 
 	// TLS, when set, runs the Raft transport over mutual TLS (see
@@ -113,6 +113,9 @@ func (c *Config) setDefaults() {
 		// default of 10240 to bound the log on disk.
 		c.TrailingLogs = 2048
 	}
+	if c.LogStore == "" {
+		c.LogStore = LogStoreWAL
+	}
 	if c.CommitTimeout <= 0 {
 		c.CommitTimeout = 5 * time.Millisecond
 	}
@@ -133,6 +136,9 @@ func (c *Config) validate() error {
 	}
 	if c.RaftAddr == "" {
 		return errors.New("raftnode: RaftAddr is required")
+	}
+	if c.LogStore != LogStoreWAL && c.LogStore != LogStoreBolt {
+		return fmt.Errorf("raftnode: unknown log store %q (want %q or %q)", c.LogStore, LogStoreWAL, LogStoreBolt)
 	}
 	if len(c.Bootstrap) > 0 {
 		found := false

@@ -20,6 +20,7 @@ import (
 	"github.com/leasehold/leasehold/lease"
 	"github.com/leasehold/leasehold/logentry"
 	"github.com/leasehold/leasehold/raftnode/boltstore"
+	"github.com/leasehold/leasehold/raftnode/walstore"
 )
 
 // logCacheEntries is how many recent log entries stay in memory for
@@ -33,7 +34,8 @@ type Node struct {
 	raft  *raft.Raft
 	sm    *stateMachine
 	trans raft.Transport
-	store *boltstore.Store // log and stable store
+	store *boltstore.Store // stable store, and the log store of bolt data directories
+	wal   *walstore.Store  // the log store when the data directory uses walstore
 	clock leaderClock
 
 	tickNanos  atomic.Int64 // live tick interval (settings.go)
@@ -90,8 +92,9 @@ func (n *Node) open() error {
 	}
 	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft-" + cfg.ID, Level: hclog.Warn, Output: out})
 
-	// The log and the stable store (term, vote) live in one bbolt file; see
-	// boltstore's doc for why not raft-wal (hashicorp/raft-wal#31).
+	// The stable store (term, vote) is a bbolt file; the log is walstore or,
+	// in data directories created that way, the same bbolt file (see
+	// openLogStore, and boltstore's doc for why not raft-wal).
 	dbPath := filepath.Join(cfg.DataDir, "raft.db")
 	if err := refuseOldWAL(cfg.DataDir, dbPath); err != nil {
 		return err
@@ -101,7 +104,11 @@ func (n *Node) open() error {
 		return fmt.Errorf("raftnode: open log: %w", err)
 	}
 	n.store = w
-	var logs raft.LogStore = w
+	logs, wal, err := openLogStore(cfg, w)
+	if err != nil {
+		return err
+	}
+	n.wal = wal
 	if cfg.WrapLogStore != nil {
 		logs = cfg.WrapLogStore(logs)
 	}
@@ -184,6 +191,9 @@ func (n *Node) closeStores() {
 		// them return instead of blocking on a read forever.
 		t.CloseStreams()
 		t.Close()
+	}
+	if n.wal != nil {
+		n.wal.Close()
 	}
 	if n.store != nil {
 		n.store.Close()

@@ -294,3 +294,57 @@ func TestInterruptedDeleteAll(t *testing.T) {
 	}
 	must(t, s2.StoreLogs(entries(70, 71, 2)))
 }
+
+// TestConcurrentReads: Raft reads entries for replication while the leader
+// loop appends and truncates; a read sees a whole, correct entry or
+// ErrLogNotFound, never a partial write (run with -race).
+func TestConcurrentReads(t *testing.T) {
+	s, _ := openTemp(t, small)
+	must(t, s.StoreLogs(entries(1, 10, 1)))
+	done := make(chan struct{})
+	errs := make(chan error, 4)
+	for r := range 4 {
+		go func() {
+			rng := rand.New(rand.NewPCG(uint64(r), 9))
+			for {
+				select {
+				case <-done:
+					errs <- nil
+					return
+				default:
+				}
+				_, last := bounds(t, s)
+				i := 1 + uint64(rng.IntN(int(last)+5))
+				var got raft.Log
+				err := s.GetLog(i, &got)
+				if err != nil && !errors.Is(err, raft.ErrLogNotFound) {
+					errs <- err
+					return
+				}
+				if err == nil && !sameLog(&got, entry(i, got.Term)) {
+					errs <- errors.New("torn or wrong entry read")
+					return
+				}
+			}
+		}()
+	}
+	term := uint64(1)
+	for step := range 200 {
+		f, l := bounds(t, s)
+		switch {
+		case step%10 == 9 && l > f+5:
+			term++
+			must(t, s.DeleteRange(l-3, l))
+		case step%25 == 24 && l > f+20:
+			must(t, s.DeleteRange(f, f+5))
+		default:
+			must(t, s.StoreLogs(entries(l+1, l+5, term)))
+		}
+	}
+	close(done)
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
