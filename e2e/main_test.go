@@ -132,6 +132,11 @@ type probeStore struct {
 
 	writes   atomic.Int64 // StoreLogs calls (one log-store transaction each)
 	writeNs  atomic.Int64 // time spent in the real store's StoreLogs
+	// timed, when set, records when each entry's write started and ended
+	// (Unix ns), for the one-client latency breakdown.
+	timed  atomic.Bool
+	timeMu sync.Mutex
+	times  map[uint64][2]int64
 	entries  atomic.Int64 // LogCommand entries stored
 	ticks    atomic.Int64 // empty batch entries (clock ticks)
 	opEntry  atomic.Int64 // batch entries holding commands
@@ -192,7 +197,18 @@ func (p *probeStore) StoreLogs(logs []*raft.Log) error {
 	}
 	t0 := time.Now()
 	err := p.LogStore.StoreLogs(logs)
-	p.writeNs.Add(int64(time.Since(t0)))
+	t1 := time.Now()
+	p.writeNs.Add(int64(t1.Sub(t0)))
+	if p.timed.Load() {
+		p.timeMu.Lock()
+		if p.times == nil {
+			p.times = map[uint64][2]int64{}
+		}
+		for _, l := range logs {
+			p.times[l.Index] = [2]int64{t0.UnixNano(), t1.UnixNano()}
+		}
+		p.timeMu.Unlock()
+	}
 	return err
 }
 

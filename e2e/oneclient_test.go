@@ -94,6 +94,11 @@ func benchUnary(b *testing.B, op string, workers int) {
 		return n, ns
 	}
 	w0, ns0 := writes()
+	if workers == 1 {
+		for _, ps := range e.stores {
+			ps.timed.Store(true)
+		}
+	}
 	cpu0 := processCPU()
 	lat := make([]time.Duration, b.N)
 	var next atomic.Int64
@@ -140,6 +145,9 @@ func benchUnary(b *testing.B, op string, workers int) {
 		b.ReportMetric(float64(ns1-ns0)/1e6/float64(w1-w0), "ms/logwrite")
 	}
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/op")
+	if workers == 1 {
+		reportStages(b, e, l.ID)
+	}
 	if failed.Load() > 0 {
 		b.Errorf("%d of %d calls failed", failed.Load(), b.N)
 	}
@@ -152,4 +160,45 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportStages splits one-client latency by where each entry was: the
+// leader's log write, the trip to the first follower to store it (Raft
+// sends only after the leader's write), and that follower's log write; the
+// rest of p50 is gRPC, admission, the commit notice and the apply.
+func reportStages(b *testing.B, e *env, leaderID string) {
+	lead := e.stores[leaderID]
+	var leaderW, ship, followerW []float64
+	lead.timeMu.Lock()
+	defer lead.timeMu.Unlock()
+	for idx, lt := range lead.times {
+		var best [2]int64
+		for id, ps := range e.stores {
+			if id == leaderID {
+				continue
+			}
+			ps.timeMu.Lock()
+			ft, ok := ps.times[idx]
+			ps.timeMu.Unlock()
+			if ok && (best[1] == 0 || ft[1] < best[1]) {
+				best = ft
+			}
+		}
+		if best[1] == 0 {
+			continue
+		}
+		leaderW = append(leaderW, float64(lt[1]-lt[0])/1e6)
+		ship = append(ship, float64(best[0]-lt[1])/1e6)
+		followerW = append(followerW, float64(best[1]-best[0])/1e6)
+	}
+	med := func(v []float64) float64 {
+		if len(v) == 0 {
+			return 0
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	b.ReportMetric(med(leaderW), "leader-write-ms")
+	b.ReportMetric(med(ship), "ship-ms")
+	b.ReportMetric(med(followerW), "follower-write-ms")
 }
