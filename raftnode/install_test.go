@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/leasehold/leasehold/cluster"
 	"github.com/leasehold/leasehold/fsm"
 	"github.com/leasehold/leasehold/internal/testutil"
@@ -17,13 +19,27 @@ import (
 
 // A follower that fell behind the leader's compacted log installs a
 // snapshot; with walstore (a MonotonicLogStore) Raft then deletes the
-// follower's whole log and appends after the snapshot index. The follower
-// must catch up, and come back from a restart with everything.
+// follower's whole log and appends after the snapshot index. Behind a
+// wrapper that hides IsMonotonic (as fault-injection wrappers do), Raft
+// compacts instead and appends past a gap. Either way the follower must
+// catch up, and come back from a restart with everything.
 func TestFollowerInstallsSnapshotOnWALStore(t *testing.T) {
+	for _, hide := range []bool{false, true} {
+		t.Run(fmt.Sprintf("hide-monotonic=%v", hide), func(t *testing.T) { testInstall(t, hide) })
+	}
+}
+
+// plainStore hides every method but raft.LogStore's.
+type plainStore struct{ raft.LogStore }
+
+func testInstall(t *testing.T, hideMonotonic bool) {
 	c, err := cluster.Start(context.Background(), cluster.Options{Dir: t.TempDir(), Raft: func(rc *raftnode.Config) {
 		testutil.FastRaft(rc)
 		rc.SnapshotThreshold, rc.TrailingLogs = 16, 4
 		rc.LogStore = raftnode.LogStoreWAL
+		if hideMonotonic {
+			rc.WrapLogStore = func(s raft.LogStore) raft.LogStore { return plainStore{s} }
+		}
 	}})
 	if err != nil {
 		t.Fatal(err)

@@ -46,5 +46,9 @@
 //     then removes every segment and the head file.
 //
 // The store implements raft.MonotonicLogStore: it never holds a gap, so Raft
-// deletes the whole log after a snapshot install instead of leaving one.
+// deletes the whole log after a snapshot install instead of leaving one. A
+// wrapper that hides IsMonotonic (fault injection does) makes Raft compact
+// instead and then append past a gap; the store takes that as the snapshot
+// install it is and replaces the whole log, rather than fail every append
+// and leave the follower unable to catch up.
 package walstore

@@ -158,7 +158,8 @@ func (s *Store) GetLog(index uint64, log *raft.Log) error {
 func (s *Store) StoreLog(log *raft.Log) error { return s.StoreLogs([]*raft.Log{log}) }
 
 // StoreLogs appends consecutive entries that follow the last one (any index
-// when the store is empty) with one write and one fdatasync.
+// when the store is empty; an index past a gap replaces the whole log) with
+// one write and one fdatasync.
 func (s *Store) StoreLogs(logs []*raft.Log) error {
 	if len(logs) == 0 {
 		return nil
@@ -182,8 +183,18 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 	if s.failed != nil {
 		return s.failed
 	}
-	if s.last != 0 && logs[0].Index != s.last+1 {
-		return fmt.Errorf("walstore: entry %d does not follow the last index %d", logs[0].Index, s.last)
+	switch {
+	case s.last != 0 && logs[0].Index <= s.last:
+		return fmt.Errorf("walstore: entry %d overlaps the log, which ends at %d (delete the tail first)", logs[0].Index, s.last)
+	case s.last != 0 && logs[0].Index > s.last+1:
+		// Raft appends past a gap only after installing a snapshot that
+		// covers it, when it sees the store as not monotonic (a wrapper that
+		// hides IsMonotonic) and so compacted instead of deleting the log.
+		// Every entry before the gap is covered by that snapshot: start over
+		// at the new index, as Raft does with a monotonic store.
+		if err := s.deleteAll(); err != nil {
+			return err
+		}
 	}
 	tail, err := s.tailFor(logs[0].Index)
 	if err != nil {
