@@ -130,13 +130,13 @@ func codeOf(t testing.TB, err error) lease.Code {
 type probeStore struct {
 	raft.LogStore
 
-	writes   atomic.Int64 // StoreLogs calls (one log-store transaction each)
-	writeNs  atomic.Int64 // time spent in the real store's StoreLogs
+	writes  atomic.Int64 // StoreLogs calls (one log-store transaction each)
+	writeNs atomic.Int64 // time spent in the real store's StoreLogs
 	// timed, when set, records when each entry's write started and ended
 	// (Unix ns), for the one-client latency breakdown.
-	timed  atomic.Bool
-	timeMu sync.Mutex
-	times  map[uint64][2]int64
+	timed    atomic.Bool
+	timeMu   sync.Mutex
+	times    map[uint64][2]int64
 	entries  atomic.Int64 // LogCommand entries stored
 	ticks    atomic.Int64 // empty batch entries (clock ticks)
 	opEntry  atomic.Int64 // batch entries holding commands
