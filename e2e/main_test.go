@@ -130,6 +130,13 @@ func codeOf(t testing.TB, err error) lease.Code {
 type probeStore struct {
 	raft.LogStore
 
+	writes  atomic.Int64 // StoreLogs calls (one log-store transaction each)
+	writeNs atomic.Int64 // time spent in the real store's StoreLogs
+	// timed, when set, records when each entry's write started and ended
+	// (Unix ns), for the one-client latency breakdown.
+	timed    atomic.Bool
+	timeMu   sync.Mutex
+	times    map[uint64][2]int64
 	entries  atomic.Int64 // LogCommand entries stored
 	ticks    atomic.Int64 // empty batch entries (clock ticks)
 	opEntry  atomic.Int64 // batch entries holding commands
@@ -170,6 +177,7 @@ func (p *probeStore) StoreLogs(logs []*raft.Log) error {
 			<-ch
 		}
 	}
+	p.writes.Add(1)
 	for _, l := range logs {
 		if l.Type != raft.LogCommand {
 			continue
@@ -187,7 +195,21 @@ func (p *probeStore) StoreLogs(logs []*raft.Log) error {
 			p.ops.Add(int64(len(e.Commands)))
 		}
 	}
-	return p.LogStore.StoreLogs(logs)
+	t0 := time.Now()
+	err := p.LogStore.StoreLogs(logs)
+	t1 := time.Now()
+	p.writeNs.Add(int64(t1.Sub(t0)))
+	if p.timed.Load() {
+		p.timeMu.Lock()
+		if p.times == nil {
+			p.times = map[uint64][2]int64{}
+		}
+		for _, l := range logs {
+			p.times[l.Index] = [2]int64{t0.UnixNano(), t1.UnixNano()}
+		}
+		p.timeMu.Unlock()
+	}
+	return err
 }
 
 // stall makes later writes block until the returned release is called.

@@ -47,6 +47,15 @@ type Config struct {
 	SnapshotThreshold  uint64
 	SnapshotInterval   time.Duration
 	TrailingLogs       uint64
+	// CommitTimeout is how long an idle leader waits before it sends
+	// followers an AppendEntries that only advances their commit index. A
+	// follower applies an entry only once it learns it is committed, so this
+	// bounds how far followers' state (and their reads) trail the leader's.
+	CommitTimeout time.Duration
+	// LogStore picks the Raft log store of a new data directory: "wal"
+	// (raftnode/walstore, the default: one fsync per batch) or "bolt" (the
+	// log in the bbolt file). An existing data directory keeps its store.
+	LogStore string
 
 	// TLS, when set, runs the Raft transport over mutual TLS (see
 	// ServerTLSConfig): servers must present a certificate the cluster CA
@@ -127,6 +136,12 @@ func (c *Config) setDefaults() {
 		// default of 10240 to bound the log on disk.
 		c.TrailingLogs = 2048
 	}
+	if c.LogStore == "" {
+		c.LogStore = LogStoreWAL
+	}
+	if c.CommitTimeout <= 0 {
+		c.CommitTimeout = 5 * time.Millisecond
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -144,6 +159,9 @@ func (c *Config) validate() error {
 	}
 	if c.RaftAddr == "" {
 		return errors.New("raftnode: RaftAddr is required")
+	}
+	if c.LogStore != LogStoreWAL && c.LogStore != LogStoreBolt {
+		return fmt.Errorf("raftnode: unknown log store %q (want %q or %q)", c.LogStore, LogStoreWAL, LogStoreBolt)
 	}
 	if len(c.Bootstrap) > 0 {
 		found := false

@@ -1,6 +1,7 @@
 // Package raftnode runs one Leasehold server's Raft replica: hashicorp/raft
-// with a bbolt file (package boltstore, DataDir/raft.db) as log and stable
-// store, file snapshots and a TCP transport, the adapter that feeds committed
+// with an append-only log (package walstore, DataDir/log; data directories
+// created before it keep their log in DataDir/raft.db, package boltstore), a
+// bbolt stable store (DataDir/raft.db), file snapshots and a TCP transport, the adapter that feeds committed
 // entries to the pure state machine (package fsm), and the leader's
 // replicated clock.
 //

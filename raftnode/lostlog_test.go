@@ -46,3 +46,39 @@ func TestRefuseSnapshotsWithoutLog(t *testing.T) {
 		t.Fatalf("error does not say what is missing: %v", err)
 	}
 }
+
+// A server whose walstore log (DataDir/log) was lost while raft.db (term and
+// vote) remains must not start with an empty log either: the entries it
+// acknowledged counted towards commits, and a server that forgot them can
+// help elect a leader that lacks them.
+func TestRefuseStableStoreWithoutWALLog(t *testing.T) {
+	dir := t.TempDir()
+	open := func() (*Node, error) {
+		addr, tr := raft.NewInmemTransport("")
+		t.Cleanup(func() { tr.Close() })
+		cfg := Config{ID: "a", DataDir: dir, RaftAddr: string(addr), Transport: tr, Clock: newFakeClock(),
+			Bootstrap: []Peer{{ID: "a", RaftAddr: string(addr)}}}
+		fastConfig(&cfg)
+		return Open(cfg)
+	}
+	n, err := open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "leader", func() bool { _, ok := n.Now(); return ok })
+	propose(t, n, claimCmd("h", 60e9))
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, walDir)); err != nil {
+		t.Fatal(err)
+	}
+	n, err = open()
+	if err == nil {
+		n.Close()
+		t.Fatal("started with an empty log beside a stable store that has voted")
+	}
+	if !strings.Contains(err.Error(), walDir) {
+		t.Fatalf("error does not say what is missing: %v", err)
+	}
+}

@@ -20,11 +20,15 @@ import (
 	"github.com/leasehold/leasehold/lease"
 	"github.com/leasehold/leasehold/logentry"
 	"github.com/leasehold/leasehold/raftnode/boltstore"
+	"github.com/leasehold/leasehold/raftnode/walstore"
 )
 
 // logCacheEntries is how many recent log entries stay in memory for
-// replication (entries hold up to MaxOpsPerEntry commands each).
-const logCacheEntries = 512
+// replication. Entries hold up to MaxOpsPerEntry commands each (about 45 KB
+// full), so 512 held about 23 MB per replica under bulk load; a follower
+// that keeps up trails by at most a few MaxAppendEntries batches, and one
+// that does not is served from the log store.
+const logCacheEntries = 128
 
 // Node is one running Raft replica of the lease state.
 type Node struct {
@@ -33,7 +37,8 @@ type Node struct {
 	raft  *raft.Raft
 	sm    *stateMachine
 	trans raft.Transport
-	store *boltstore.Store // log and stable store
+	store *boltstore.Store // stable store, and the log store of bolt data directories
+	wal   *walstore.Store  // the log store when the data directory uses walstore
 	clock leaderClock
 	// leadershipMu is held by watchLeadership while it handles a change;
 	// tests hold it to model a watcher that has not run yet.
@@ -124,9 +129,9 @@ func (n *Node) open() error {
 	return nil
 }
 
-// openStores opens the log and stable store (one bbolt file, DataDir/raft.db;
-// see boltstore's doc for why not raft-wal, hashicorp/raft-wal#31) behind an
-// in-memory cache of recent entries, and the snapshot store. It refuses a
+// openStores opens the stable store (a bbolt file, DataDir/raft.db) and the
+// log store (walstore, or the same bbolt file in data directories created
+// that way; see openLogStore) behind an in-memory cache of recent entries, and the snapshot store. It refuses a
 // directory whose log and stable store were lost (refuseOldWAL,
 // refuseLostLog).
 func (n *Node) openStores(hlog hclog.Logger) (raft.LogStore, raft.SnapshotStore, error) {
@@ -143,7 +148,11 @@ func (n *Node) openStores(hlog hclog.Logger) (raft.LogStore, raft.SnapshotStore,
 		return nil, nil, fmt.Errorf("raftnode: open log: %w", err)
 	}
 	n.store = w
-	var logs raft.LogStore = w
+	logs, wal, err := openLogStore(n.cfg, w)
+	if err != nil {
+		return nil, nil, err
+	}
+	n.wal = wal
 	if n.cfg.WrapLogStore != nil {
 		logs = n.cfg.WrapLogStore(logs)
 	}
@@ -204,7 +213,7 @@ func (n *Node) raftConfig(hlog hclog.Logger) *raft.Config {
 	rc.SnapshotThreshold = cfg.SnapshotThreshold
 	rc.SnapshotInterval = cfg.SnapshotInterval
 	rc.TrailingLogs = cfg.TrailingLogs
-	rc.CommitTimeout = 5 * time.Millisecond
+	rc.CommitTimeout = cfg.CommitTimeout
 	// Let the leader take up to MaxAppendEntries proposals per disk write.
 	rc.BatchApplyCh = true
 	rc.MaxAppendEntries = 64
@@ -243,6 +252,9 @@ func (n *Node) closeStores() {
 		// them return instead of blocking on a read forever.
 		t.CloseStreams()
 		t.Close()
+	}
+	if n.wal != nil {
+		n.wal.Close()
 	}
 	if n.store != nil {
 		n.store.Close()

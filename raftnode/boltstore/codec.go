@@ -129,3 +129,10 @@ func (d *decoder) bytes() []byte {
 	d.b = d.b[n:]
 	return v
 }
+
+// EncodeLog is the entry encoding shared with raftnode/walstore, so both
+// stores keep one format for a raft.Log.
+func EncodeLog(l *raft.Log) ([]byte, error) { return encodeLog(l) }
+
+// DecodeLog decodes what EncodeLog produced; the slices it sets never alias b.
+func DecodeLog(b []byte, l *raft.Log) error { return decodeLog(b, l) }
