@@ -117,14 +117,19 @@ func (s *Server) WaitUntilReleased(r *pb.WaitRequest, stream pb.Leasehold_WaitUn
 
 func (s *Server) waitReleased(ctx context.Context, k lease.Key, stream pb.Leasehold_WaitUntilReleasedServer, events <-chan []lease.Event, watchErr chan error) error {
 	found := false
-	if _, err := s.b.Read(ctx, false, func(m *fsm.Machine, at time.Duration) { _, found = m.Get(k, at) }); err != nil {
+	meta, err := s.b.Read(ctx, false, func(m *fsm.Machine, at time.Duration) { _, found = m.Get(k, at) })
+	if err != nil {
 		return statusErr(err)
 	}
 	for found {
 		select {
 		case b := <-events:
 			for _, e := range b {
-				if e.Kind == lease.EventRevoked || e.Kind == lease.EventExpired {
+				// Events the read already reflects (applied at or before
+				// its index, buffered since the watch was registered) are
+				// about an earlier tenure: only a release after the read
+				// ends the one it saw.
+				if e.Index > meta.AppliedIndex && (e.Kind == lease.EventRevoked || e.Kind == lease.EventExpired) {
 					found = false
 				}
 			}
@@ -161,13 +166,14 @@ func (s *Server) claimOnRelease(ctx context.Context, c *lease.Command, stream pb
 		defer cancel()
 		s.writeOne(bg, lease.Command{Op: lease.OpCancelQueue, Key: c.Key, Holder: c.Holder})
 	}()
+	// A grant whose Send fails is left to its holder, never revoked here:
+	// the client may already have collected the same tenure on another
+	// stream (its retry's queue write answers "extended"), and this server
+	// cannot know. Revoking it, even by its exact token, would release a
+	// lease the client was told it holds and grant it to the next waiter.
+	// An undelivered grant is collected by the client's retry or expires.
 	grant := func(r *lease.Result) error {
 		if err := stream.Send(&pb.WaitResponse{State: pb.WaitState_WAIT_STATE_GRANTED, Result: s.resultPB(c.Key, r)}); err != nil {
-			// Nobody learnt of this grant: release it rather than leave a
-			// lease held by no one until it expires.
-			bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			defer cancel()
-			s.writeOne(bg, lease.Command{Op: lease.OpRevoke, Key: c.Key, Holder: c.Holder})
 			return err
 		}
 		granted = true
@@ -183,13 +189,20 @@ func (s *Server) claimOnRelease(ctx context.Context, c *lease.Command, stream pb
 	if err := stream.Send(&pb.WaitResponse{State: pb.WaitState_WAIT_STATE_QUEUED, Result: s.resultPB(c.Key, &res)}); err != nil {
 		return err
 	}
+	// Only a grant made after this stream's queue write is this stream's:
+	// the watch also holds events applied before it (a tenure of the same
+	// holder that was released again before the write, which the write then
+	// queued behind). Tokens of one key increase with every tenure, so a
+	// grant after the write has a token above that of the lease it queued
+	// behind.
+	after := res.Token
 	refresh := time.NewTicker(c.Wait / 3)
 	defer refresh.Stop()
 	for {
 		select {
 		case b := <-events:
 			for _, e := range b {
-				if e.Kind == lease.EventClaimed && e.Holder == c.Holder {
+				if e.Kind == lease.EventClaimed && e.Holder == c.Holder && e.Token > after {
 					r := lease.Result{Outcome: lease.OutcomeGranted, Holder: e.Holder, Token: e.Token, Start: e.Now, Expiry: e.Expiry, Now: e.Now}
 					return grant(&r)
 				}
