@@ -32,6 +32,7 @@ var taxonomy = []struct {
 	{CodeUnauthenticated, "unauthenticated", codes.Unauthenticated, 8, false, ErrUnauthenticated},
 	{CodePermissionDenied, "permission_denied", codes.PermissionDenied, 8, false, ErrPermissionDenied},
 	{CodeCanceled, "canceled", codes.Canceled, 1, false, ErrCanceled},
+	{CodeCompacted, "compacted", codes.OutOfRange, 2, false, ErrCompacted},
 }
 
 func TestTaxonomyTable(t *testing.T) {
@@ -92,7 +93,7 @@ func TestCodeEdges(t *testing.T) {
 			t.Errorf("CodeFromName(%q) = %v, %v; want unknown, false", name, c, ok)
 		}
 	}
-	for _, gc := range []codes.Code{codes.NotFound, codes.OutOfRange, codes.Unimplemented, codes.Internal, codes.DataLoss, 99} {
+	for _, gc := range []codes.Code{codes.NotFound, codes.Unimplemented, codes.Internal, codes.DataLoss, 99} {
 		if c := CodeFromGRPC(gc); c != CodeUnknown {
 			t.Errorf("CodeFromGRPC(%v) = %v, want unknown", gc, c)
 		}
@@ -131,6 +132,7 @@ func TestErrorStrings(t *testing.T) {
 		{&Error{Code: CodeUnauthenticated}, "unauthenticated"},
 		{&Error{Code: CodePermissionDenied}, "permission denied"},
 		{&Error{Code: CodeCanceled}, "canceled"},
+		{&Error{Code: CodeCompacted, Index: 42}, "watch events before the requested index are no longer kept: oldest index kept is 42"},
 		{&Error{Code: CodeInvalidArgument, Field: "holder", Message: "holder is empty"}, "holder is empty"},
 		{InvalidArgument("duration", "duration %v is outside", time.Hour), "duration 1h0m0s is outside"},
 		{Errorf(CodeNotHeld, "lease %s not held by %q", "a/b/c", "u/0"), `lease a/b/c not held by "u/0"`},

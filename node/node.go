@@ -72,6 +72,11 @@ func New(r *raftnode.Node, opts Options) (*Node, error) {
 		r.OnEvents(n.WatchHub.Publish)
 	}
 	r.OnSettings(n.applySettings)
+	// A server restarted from a snapshot holds no events before it: a
+	// watch resuming from there must be told (compacted), as must the
+	// watchers of a server that installs a snapshot later.
+	n.WatchHub.Reset(r.AppliedIndex())
+	r.OnRestore(n.WatchHub.Reset)
 	return n, nil
 }
 

@@ -248,11 +248,8 @@ func (s *Server) Watch(r *pb.WatchRequest, stream pb.Leasehold_WatchServer) erro
 	}
 	created := false
 	f := WatchFilter{Namespace: r.Namespace, Group: r.Group, Name: r.Name}
-	err := w.Watch(stream.Context(), r.StartIndex, f, func(batch []lease.Event) error {
-		if len(batch) == 0 && created {
-			return nil
-		}
-		resp := &pb.WatchResponse{Created: !created, Events: make([]*pb.Event, len(batch))}
+	err := w.Watch(stream.Context(), r.StartIndex, f, func(index uint64, batch []lease.Event) error {
+		resp := &pb.WatchResponse{Created: !created, Index: index, Events: make([]*pb.Event, len(batch))}
 		created = true
 		for i := range batch {
 			resp.Events[i] = wire.EventPB(&batch[i])

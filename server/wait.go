@@ -91,7 +91,7 @@ func (s *Server) WaitUntilReleased(r *pb.WaitRequest, stream pb.Leasehold_WaitUn
 	events := make(chan []lease.Event, 16)
 	watchErr := make(chan error, 1)
 	go func() {
-		watchErr <- w.Watch(ctx, 0, WatchFilter{Namespace: k.Namespace, Group: k.Group, Name: k.Name}, func(b []lease.Event) error {
+		watchErr <- w.Watch(ctx, 0, WatchFilter{Namespace: k.Namespace, Group: k.Group, Name: k.Name}, func(_ uint64, b []lease.Event) error {
 			select {
 			case events <- b:
 				return nil
@@ -105,7 +105,7 @@ func (s *Server) WaitUntilReleased(r *pb.WaitRequest, stream pb.Leasehold_WaitUn
 	case <-events:
 	case err := <-watchErr:
 		watchErr <- err
-		return statusErr(err)
+		return watchFailed(err)
 	case <-ctx.Done():
 		return statusErr(lease.Errorf(lease.CodeCanceled, "canceled by the caller"))
 	}
@@ -113,6 +113,17 @@ func (s *Server) WaitUntilReleased(r *pb.WaitRequest, stream pb.Leasehold_WaitUn
 		return s.waitReleased(ctx, k, stream, events, watchErr)
 	}
 	return s.claimOnRelease(ctx, claim, stream, events, watchErr)
+}
+
+// watchFailed is the error of a wait whose watch ended. A compacted watch
+// (this server installed a snapshot, or the wait fell behind) is not the
+// caller's to handle: it is Unavailable, and the client's retry re-reads or
+// queues again.
+func watchFailed(err error) error {
+	if lease.CodeOf(err) == lease.CodeCompacted {
+		return statusErr(&lease.Error{Code: lease.CodeUnavailable, Message: "the wait's watch was reset; retry", Cause: err})
+	}
+	return statusErr(err)
 }
 
 func (s *Server) waitReleased(ctx context.Context, k lease.Key, stream pb.Leasehold_WaitUntilReleasedServer, events <-chan []lease.Event, watchErr chan error) error {
@@ -135,7 +146,7 @@ func (s *Server) waitReleased(ctx context.Context, k lease.Key, stream pb.Leaseh
 			}
 		case err := <-watchErr:
 			watchErr <- err
-			return statusErr(err)
+			return watchFailed(err)
 		case <-ctx.Done():
 			return statusErr(lease.Errorf(lease.CodeCanceled, "canceled by the caller"))
 		}
@@ -218,7 +229,7 @@ func (s *Server) claimOnRelease(ctx context.Context, c *lease.Command, stream pb
 			// A failed refresh is retried at the next tick, well inside the keep-alive.
 		case err := <-watchErr:
 			watchErr <- err
-			return statusErr(err)
+			return watchFailed(err)
 		case <-ctx.Done():
 			return statusErr(lease.Errorf(lease.CodeCanceled, "canceled by the caller"))
 		}

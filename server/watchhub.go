@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"sort"
 	"sync"
 
 	"github.com/leasehold/leasehold/lease"
@@ -9,44 +10,59 @@ import (
 
 // WatchHub implements Watcher for a backend that gets the events of its
 // applied log through a callback (raftnode.Node.OnEvents): Publish feeds it,
-// Watch serves watchers. It keeps the last events for watchers that resume
-// from an index, and a bounded buffer per watcher, so a slow watcher never
-// slows the apply path: it is ended with CodeOverloaded instead and resumes.
+// Watch serves watchers.
+//
+// The apply path does no work per watcher: Publish appends the events to one
+// shared history and signals a dispatcher goroutine, which wakes the
+// watchers; each watcher reads the history from its own cursor, filters and
+// sends on its own goroutine. A watcher that falls so far behind that the
+// history dropped events it has not read is ended with CodeCompacted (it
+// cannot resume: its caller re-reads); it never slows the apply path.
 type WatchHub struct {
-	mu         sync.Mutex
+	mu sync.RWMutex
+	// history holds events in log order; history[i] has sequence number
+	// base+i. Watchers hold sequence numbers, so a trim is a reslice.
 	history    []lease.Event
+	base       uint64
 	maxHistory int
-	buffer     int
-	trimmed    uint64 // highest index some of whose events were dropped from history
-	watchers   map[*hubWatcher]struct{}
+	batch      int // most events scanned per read (a response may end an entry past it)
+	// first is the oldest index a watch may start at: every event of an
+	// index >= first is still in history (or was never produced).
+	first uint64
+	// current is the index the hub is current to: the last event's index,
+	// or the state a Reset (snapshot restore) jumped to.
+	current uint64
+	// epoch changes on Reset; watchers of an older epoch end compacted.
+	epoch uint64
+	// wake is closed by a dispatcher goroutine after events arrive, then
+	// replaced; pending says a dispatcher is on its way; watchers counts
+	// the registered watchers (none: nothing to wake).
+	wake     chan struct{}
+	pending  bool
+	watchers int
 }
 
-// NewWatchHub keeps up to history events for resuming watchers (default
-// 100,000) and buffers up to buffer batches per watcher (default 1,024).
-func NewWatchHub(history, buffer int) *WatchHub {
+// NewWatchHub keeps up to history events for resuming and slow watchers
+// (default 100,000) and scans at most batch events per response (default
+// 1,024).
+func NewWatchHub(history, batch int) *WatchHub {
 	if history <= 0 {
 		history = 100_000
 	}
-	if buffer <= 0 {
-		buffer = 1024
+	if batch <= 0 {
+		batch = 1024
 	}
-	return &WatchHub{maxHistory: history, buffer: buffer, watchers: make(map[*hubWatcher]struct{})}
+	return &WatchHub{maxHistory: history, batch: batch, first: 1, wake: make(chan struct{})}
 }
 
-type hubWatcher struct {
-	f      WatchFilter
-	ch     chan []lease.Event
-	failed bool
-}
-
-// Publish hands the hub the events of applied entries, in log order. It
-// never blocks.
+// Publish hands the hub the events of applied entries, in log order; the
+// events of one entry are never split across calls. It never blocks and
+// does no work per watcher: it runs on Raft's apply goroutine.
 func (h *WatchHub) Publish(events []lease.Event) {
 	if len(events) == 0 {
 		return
 	}
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if need := len(h.history) + len(events); need > cap(h.history) {
 		// Grow to twice the kept window, so after a trim (a reslice) the
 		// next copy of the live events is a full window of publishes away.
@@ -55,76 +71,141 @@ func (h *WatchHub) Publish(events []lease.Event) {
 		h.history = nh
 	}
 	h.history = append(h.history, events...)
+	h.current = max(h.current, events[len(events)-1].Index)
 	if over := len(h.history) - h.maxHistory; over > 0 {
-		h.trimmed = h.history[over-1].Index
-		// Reslice, never copy: copying the whole history on every publish
-		// once it is full cost O(history) per applied entry (a third of the
-		// leader's CPU at saturation). append reallocates, copying only the
-		// live window into room for twice it, when the capacity runs out:
-		// amortized O(1).
+		// Events of the last dropped index may remain: a resume must
+		// start after it. Reslice, never copy (amortized O(1)).
+		h.first = max(h.first, h.history[over-1].Index+1)
+		clear(h.history[:over]) // release the keys' strings
 		h.history = h.history[over:]
+		h.base += uint64(over)
 	}
-	for w := range h.watchers {
-		var batch []lease.Event
-		for _, e := range events {
-			if w.f.Match(e.Key) {
-				batch = append(batch, e)
-			}
+	h.signalLocked()
+	h.mu.Unlock()
+}
+
+// Reset says the state jumped to index (a snapshot was installed): the
+// events before it are gone, and every watcher ends with CodeCompacted,
+// since the events between what it saw and index will never be published.
+// A new hub of a server that restarted from a snapshot is Reset to the
+// snapshot's index before it serves.
+func (h *WatchHub) Reset(index uint64) {
+	h.mu.Lock()
+	clear(h.history)
+	h.base += uint64(len(h.history))
+	h.history = h.history[:0]
+	h.first, h.current = index+1, index
+	h.epoch++
+	h.signalLocked()
+	h.mu.Unlock()
+}
+
+// signalLocked starts a dispatcher unless one is already on its way (it
+// will see these events too, as it swaps the wake channel after them).
+func (h *WatchHub) signalLocked() {
+	if h.pending || h.watchers == 0 {
+		return
+	}
+	h.pending = true
+	go h.dispatch()
+}
+
+// dispatch wakes the watchers: closing a channel readies every goroutine
+// parked on it, work per watcher that must not run on the apply path.
+func (h *WatchHub) dispatch() {
+	h.mu.Lock()
+	w := h.wake
+	h.wake = make(chan struct{})
+	h.pending = false
+	h.mu.Unlock()
+	close(w)
+}
+
+// compacted is the error of a watch that cannot start or go on.
+func (h *WatchHub) compactedLocked(why string) error {
+	return &lease.Error{Code: lease.CodeCompacted, Index: h.first,
+		Message: why + "; re-read and watch from the read's index + 1"}
+}
+
+// progressEvery is how far (in events) a watcher's position may move with
+// nothing matching its filter before it is sent a progress response, so a
+// quiet filtered watch can still resume after the history moved on.
+func (h *WatchHub) progressEvery() uint64 { return uint64(max(1, h.maxHistory/4)) }
+
+// Watch implements Watcher.
+func (h *WatchHub) Watch(ctx context.Context, from uint64, f WatchFilter, send func(index uint64, batch []lease.Event) error) error {
+	h.mu.Lock()
+	if from != 0 && from < h.first {
+		err := h.compactedLocked("events before this server's history were requested")
+		h.mu.Unlock()
+		return err
+	}
+	h.watchers++
+	defer func() {
+		h.mu.Lock()
+		h.watchers--
+		h.mu.Unlock()
+	}()
+	epoch := h.epoch
+	end := h.base + uint64(len(h.history))
+	cursor := end
+	at := h.current // the index the created response is current to
+	if from != 0 {
+		at = from - 1
+		// The first kept event at or after from (history is in index order).
+		cursor = h.base + uint64(sort.Search(len(h.history), func(i int) bool { return h.history[i].Index >= from }))
+	}
+	h.mu.Unlock()
+	if err := send(at, nil); err != nil {
+		return err
+	}
+	lastSent := cursor
+	for {
+		h.mu.RLock()
+		if h.epoch != epoch {
+			err := h.compactedLocked("this server installed a snapshot")
+			h.mu.RUnlock()
+			return err
 		}
-		if len(batch) == 0 || w.failed {
+		if cursor < h.base {
+			err := h.compactedLocked("watcher fell behind the server's history")
+			h.mu.RUnlock()
+			return err
+		}
+		end := h.base + uint64(len(h.history))
+		wake := h.wake
+		// Read at most batch events per lock hold (Publish waits for
+		// readers), never splitting an entry: at is then the index of the
+		// last event read, and every match up to it is in out.
+		var out []lease.Event
+		for n := 0; cursor < end; n++ {
+			e := &h.history[cursor-h.base]
+			if n >= h.batch && e.Index != at {
+				break
+			}
+			if e.Index >= from && f.Match(e.Key) {
+				out = append(out, *e)
+			}
+			at = max(at, e.Index)
+			cursor++
+		}
+		if cursor == end {
+			at = max(at, h.current)
+		}
+		h.mu.RUnlock()
+		if len(out) > 0 || cursor-lastSent >= h.progressEvery() {
+			if err := send(at, out); err != nil {
+				return err
+			}
+			lastSent = cursor
+		}
+		if cursor < end {
 			continue
 		}
 		select {
-		case w.ch <- batch:
-		default:
-			w.failed = true
-			close(w.ch)
-		}
-	}
-}
-
-// Watch implements Watcher.
-func (h *WatchHub) Watch(ctx context.Context, from uint64, f WatchFilter, send func([]lease.Event) error) error {
-	w := &hubWatcher{f: f, ch: make(chan []lease.Event, h.buffer)}
-	h.mu.Lock()
-	if from != 0 && from <= h.trimmed {
-		h.mu.Unlock()
-		return lease.InvalidArgument("start_index", "events before index %d are no longer kept", h.trimmed+1)
-	}
-	var replay []lease.Event
-	if from != 0 {
-		for _, e := range h.history {
-			if e.Index >= from && f.Match(e.Key) {
-				replay = append(replay, e)
-			}
-		}
-	}
-	h.watchers[w] = struct{}{}
-	h.mu.Unlock()
-	defer func() {
-		h.mu.Lock()
-		delete(h.watchers, w)
-		h.mu.Unlock()
-	}()
-	if err := send(nil); err != nil {
-		return err
-	}
-	if len(replay) > 0 {
-		if err := send(replay); err != nil {
-			return err
-		}
-	}
-	for {
-		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case batch, ok := <-w.ch:
-			if !ok {
-				return lease.Errorf(lease.CodeOverloaded, "watcher fell behind; resume from the last index seen + 1")
-			}
-			if err := send(batch); err != nil {
-				return err
-			}
+		case <-wake:
 		}
 	}
 }

@@ -35,6 +35,8 @@ const (
 	mdStart  = "start_ns"
 	mdExpiry = "expiry_ns"
 	mdNow    = "now_ns"
+	// The oldest index a watch can resume from (compacted).
+	mdIndex = "oldest_index"
 )
 
 // carriesLease reports whether e's code states the holder's lease and the
@@ -87,6 +89,9 @@ func Status(err error) *status.Status {
 		md[mdExpiry] = strconv.FormatInt(int64(e.Expiry), 10)
 		md[mdNow] = strconv.FormatInt(int64(e.Now), 10)
 	}
+	if e.Code == lease.CodeCompacted {
+		md[mdIndex] = strconv.FormatUint(e.Index, 10)
+	}
 	details := []protoadapt.MessageV1{info}
 	if e.RetryAfter > 0 {
 		md[mdRetryAfter] = strconv.FormatInt(ceilMs(e.RetryAfter), 10)
@@ -137,6 +142,9 @@ func FromStatus(st *status.Status) (e *lease.Error, ok bool) {
 	now, nerr := strconv.ParseInt(md[mdNow], 10, 64)
 	if terr == nil && serr == nil && xerr == nil && nerr == nil {
 		e.Token, e.Start, e.Expiry, e.Now = tok, time.Duration(start), time.Duration(expiry), time.Duration(now)
+	}
+	if v, err := strconv.ParseUint(md[mdIndex], 10, 64); err == nil && code == lease.CodeCompacted {
+		e.Index = v
 	}
 	if retry != nil && retry.GetRetryDelay() != nil {
 		e.RetryAfter = retry.GetRetryDelay().AsDuration()

@@ -231,7 +231,7 @@ func (n *Node) Limits() lease.Limits {
 }
 
 // Watch implements server.Watcher.
-func (n *Node) Watch(ctx context.Context, from uint64, f server.WatchFilter, send func([]lease.Event) error) error {
+func (n *Node) Watch(ctx context.Context, from uint64, f server.WatchFilter, send func(uint64, []lease.Event) error) error {
 	return n.c.hub.Watch(ctx, from, f, send)
 }
 
@@ -279,4 +279,14 @@ func Serve(c *Cluster, opts server.Options) ([]string, func(), error) {
 		go func() { defer wg.Done(); _ = s.Serve(lis) }()
 	}
 	return addrs, func() { stop(); wg.Wait() }, nil
+}
+
+// ResetWatches does to the watch hub what installing a snapshot at index
+// does (raftnode's restore hook): every watcher ends with compacted and
+// watches can only start after index.
+func (c *Cluster) ResetWatches(index uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.hub.Reset(index)
+	c.index = max(c.index, index)
 }
