@@ -87,6 +87,11 @@ func (s *Server) WaitUntilReleased(r *pb.WaitRequest, stream pb.Leasehold_WaitUn
 			return statusErr(err)
 		}
 	}
+	release, err := s.watches.acquire(stream.Context())
+	if err != nil {
+		return statusErr(err)
+	}
+	defer release()
 	ctx, cancel := context.WithCancel(stream.Context())
 	events := make(chan []lease.Event, 16)
 	watchErr := make(chan error, 1)

@@ -75,8 +75,9 @@ func (h *WatchHub) Publish(events []lease.Event) {
 	if over := len(h.history) - h.maxHistory; over > 0 {
 		// Events of the last dropped index may remain: a resume must
 		// start after it. Reslice, never copy (amortized O(1)).
+		// The dropped events are not cleared: a watcher may be reading
+		// them outside the lock.
 		h.first = max(h.first, h.history[over-1].Index+1)
-		clear(h.history[:over]) // release the keys' strings
 		h.history = h.history[over:]
 		h.base += uint64(over)
 	}
@@ -91,9 +92,8 @@ func (h *WatchHub) Publish(events []lease.Event) {
 // snapshot's index before it serves.
 func (h *WatchHub) Reset(index uint64) {
 	h.mu.Lock()
-	clear(h.history)
 	h.base += uint64(len(h.history))
-	h.history = h.history[:0]
+	h.history = nil // never reuse an array a watcher may be reading
 	h.first, h.current = index+1, index
 	h.epoch++
 	h.signalLocked()
@@ -172,14 +172,21 @@ func (h *WatchHub) Watch(ctx context.Context, from uint64, f WatchFilter, send f
 			h.mu.RUnlock()
 			return err
 		}
-		end := h.base + uint64(len(h.history))
+		// Take the unread window and scan it outside the lock: published
+		// events are never written again (a trim reslices, Reset and growth
+		// allocate a new array), so the lock is held for nanoseconds and
+		// Publish never waits for a watcher's scan.
+		window := h.history[cursor-h.base:]
+		current := h.current
 		wake := h.wake
-		// Read at most batch events per lock hold (Publish waits for
-		// readers), never splitting an entry: at is then the index of the
-		// last event read, and every match up to it is in out.
+		h.mu.RUnlock()
+		// Read at most batch events per round, never splitting an entry:
+		// at is then the index of the last event read, and every match up
+		// to it is in out.
 		var out []lease.Event
-		for n := 0; cursor < end; n++ {
-			e := &h.history[cursor-h.base]
+		n := 0
+		for ; n < len(window); n++ {
+			e := &window[n]
 			if n >= h.batch && e.Index != at {
 				break
 			}
@@ -187,19 +194,18 @@ func (h *WatchHub) Watch(ctx context.Context, from uint64, f WatchFilter, send f
 				out = append(out, *e)
 			}
 			at = max(at, e.Index)
-			cursor++
 		}
-		if cursor == end {
-			at = max(at, h.current)
+		cursor += uint64(n)
+		if n == len(window) {
+			at = max(at, current)
 		}
-		h.mu.RUnlock()
 		if len(out) > 0 || cursor-lastSent >= h.progressEvery() {
 			if err := send(at, out); err != nil {
 				return err
 			}
 			lastSent = cursor
 		}
-		if cursor < end {
+		if n < len(window) {
 			continue
 		}
 		select {
