@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"math"
 	"sync"
 
 	"github.com/leasehold/leasehold/logentry"
@@ -20,6 +21,7 @@ func (n *Node) applySettings(payload []byte) {
 		return // raftnode logs it; every server ignores it alike
 	}
 	_ = n.queue.SetSettings(s.Admission) // validated above
+	n.renew.Store(math.Float64bits(s.RenewFraction))
 }
 
 // Settings implements server.AdminBackend.

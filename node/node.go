@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 	"errors"
+	"math"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -44,12 +46,16 @@ type Node struct {
 	queue *admission.Queue
 	mode  Mode
 	*server.WatchHub
+	// renew is the renew_fraction setting (float64 bits; 0 until a
+	// settings entry is applied: the server's default).
+	renew atomic.Uint64
 }
 
 var (
-	_ server.Backend = (*Node)(nil)
-	_ server.Watcher = (*Node)(nil)
-	_ server.Limiter = (*Node)(nil)
+	_ server.Backend         = (*Node)(nil)
+	_ server.Watcher         = (*Node)(nil)
+	_ server.Limiter         = (*Node)(nil)
+	_ server.RenewFractioner = (*Node)(nil)
 )
 
 // New wraps r, which must not have applied anything yet (so the watch hub
@@ -126,6 +132,9 @@ func (n *Node) Read(ctx context.Context, stale bool, fn func(m *fsm.Machine, at 
 	}
 	return server.ReadMeta{AppliedIndex: idx, Now: at}, nil
 }
+
+// RenewFraction implements server.RenewFractioner.
+func (n *Node) RenewFraction() float64 { return math.Float64frombits(n.renew.Load()) }
 
 // Limits implements server.Limiter.
 func (n *Node) Limits() lease.Limits { return n.r.Limits() }

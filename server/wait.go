@@ -21,14 +21,15 @@ type Loader interface {
 	Load() (depth int, wait time.Duration)
 }
 
-// Renewal suggestions: half the remaining time when idle (a holder then has
-// a full half lease to retry in), stretched linearly to three quarters as the
-// expected queue wait grows to renewLoadWait, so a herd renews less often
-// exactly when the leader is busiest (Chubby's and Consul's answer).
+// Renewal suggestions: the renew_fraction setting's share of the remaining
+// time when idle (0.5 by default: a holder then has half a lease to retry
+// in), stretched linearly to halfway between it and the whole remaining
+// time (0.75 by default) as the expected queue wait grows to renewLoadWait,
+// so a herd renews less often exactly when the leader is busiest (Chubby's
+// and Consul's answer).
 const (
-	renewIdleFrac = 0.5
-	renewBusyFrac = 0.75
-	renewLoadWait = 500 * time.Millisecond
+	defaultRenewFraction = 0.5
+	renewLoadWait        = 500 * time.Millisecond
 )
 
 // renewAfter is the suggested renew interval for a lease with remaining
@@ -37,11 +38,17 @@ func (s *Server) renewAfter(left time.Duration) time.Duration {
 	if left <= 0 {
 		return 0
 	}
-	frac := renewIdleFrac
+	frac := defaultRenewFraction
+	if r, ok := s.b.(RenewFractioner); ok {
+		if f := r.RenewFraction(); f > 0 && f < 1 {
+			frac = f
+		}
+	}
+	busy := frac + (1-frac)/2
 	if l, ok := s.b.(Loader); ok {
 		_, wait := l.Load()
 		load := min(1, float64(wait)/float64(renewLoadWait))
-		frac += (renewBusyFrac - renewIdleFrac) * load
+		frac += (busy - frac) * load
 	}
 	return time.Duration(frac * float64(left))
 }
@@ -82,6 +89,7 @@ func (s *Server) WaitUntilReleased(r *pb.WaitRequest, stream pb.Leasehold_WaitUn
 		if wait == 0 {
 			wait = defaultQueueWait
 		}
+		wait = max(wait, MinQueueWait)
 		claim = &lease.Command{Op: lease.OpQueueClaim, Key: k, Holder: r.Holder, Duration: wire.FromMs(r.DurationMs), Wait: wait}
 		if err := claim.Validate(s.limits()); err != nil {
 			return statusErr(err)
@@ -240,3 +248,14 @@ func (s *Server) claimOnRelease(ctx context.Context, c *lease.Command, stream pb
 		}
 	}
 }
+
+// RenewFractioner is implemented by backends whose renew fraction is the
+// replicated renew_fraction setting.
+type RenewFractioner interface {
+	RenewFraction() float64
+}
+
+// MinQueueWait is the floor of a claim-on-release's keep-alive (wait_ms):
+// the stream refreshes its place every third of it, a Raft write each, so a
+// smaller value is raised to it.
+const MinQueueWait = 3 * time.Second

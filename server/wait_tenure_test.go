@@ -274,3 +274,34 @@ func TestWaitUntilReleasedIgnoresEventsTheReadAlreadySaw(t *testing.T) {
 		t.Fatalf("responses %+v", rs)
 	}
 }
+
+// TestRenewAfterFollowsRenewFraction is issue 17 #12: the replicated
+// renew_fraction setting decides the suggested renew interval.
+func TestRenewAfterFollowsRenewFraction(t *testing.T) {
+	c := servertest.NewCluster(1)
+	cl := newClient(t, client.Config{Endpoints: servertest.Start(t, c, server.Options{})})
+	c.SetRenewFraction(0.25)
+	r, err := cl.Claim(ctxT(t), key, "a", time.Minute)
+	if err != nil || r.RenewAfter != 15*time.Second {
+		t.Fatalf("renew after %v (%v); want 15s, a quarter of the lease", r.RenewAfter, err)
+	}
+}
+
+// TestQueueWaitFloor: a claim-on-release asking to keep its place for 1 ms
+// would be refreshed every 333 µs, a Raft write each; the server raises the
+// keep-alive to server.MinQueueWait.
+func TestQueueWaitFloor(t *testing.T) {
+	c := servertest.NewCluster(1)
+	cl := newClient(t, client.Config{Endpoints: servertest.Start(t, c, server.Options{})})
+	ctx, cancel := context.WithCancel(ctxT(t))
+	defer cancel()
+	if _, err := cl.Claim(ctx, key, "a", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	q := make(chan client.Result, 1)
+	go cl.ClaimOnRelease(ctx, key, "b", time.Minute, time.Millisecond, func(r client.Result) { q <- r })
+	r := <-q
+	if kept := r.WaitExpiry - r.Now; kept < server.MinQueueWait {
+		t.Fatalf("queued place kept for %v; want at least %v", kept, server.MinQueueWait)
+	}
+}

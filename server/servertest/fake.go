@@ -31,6 +31,7 @@ type Cluster struct {
 	nodes  []*Node
 	hub    *server.WatchHub
 	limits lease.Limits
+	renew  float64 // renew_fraction; 0: the server's default
 
 	onWrite func(ctx context.Context, node string, cmds []lease.Command) error
 	onRead  func(ctx context.Context, node string, stale bool) error
@@ -228,6 +229,23 @@ func (n *Node) Limits() lease.Limits {
 	n.c.mu.Lock()
 	defer n.c.mu.Unlock()
 	return n.c.limits
+}
+
+// SetRenewFraction sets the renew_fraction setting the nodes report.
+func (c *Cluster) SetRenewFraction(f float64) {
+	c.mu.Lock()
+	c.renew = f
+	c.mu.Unlock()
+}
+
+// RenewFraction implements server.RenewFractioner.
+func (n *Node) RenewFraction() float64 {
+	n.c.mu.Lock()
+	defer n.c.mu.Unlock()
+	if n.c.renew == 0 {
+		return 0.5
+	}
+	return n.c.renew
 }
 
 // Watch implements server.Watcher.
