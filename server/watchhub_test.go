@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/leasehold/leasehold/lease"
 	"github.com/leasehold/leasehold/server"
@@ -115,8 +116,19 @@ func TestWatchHubSlowWatcherNeverBlocksPublish(t *testing.T) {
 	for i := uint64(2); i <= 100; i++ {
 		h.Publish([]lease.Event{ev(i, "a")}) // must not block
 	}
+	// The history is trimmed off the apply path, once dispatched: wait for
+	// it (a watch from 2 is then refused), then let the watcher go on.
+	stop := func(uint64, []lease.Event) error { return errStop }
+	for h.Watch(context.Background(), 2, server.WatchFilter{}, stop) == errStop {
+		time.Sleep(time.Millisecond)
+	}
 	close(release)
-	compactedAt(t, "slow watcher", <-done, 97)
+	// Ended, naming an oldest index past what it had read (how far the
+	// trim got by then depends on the dispatcher).
+	var le *lease.Error
+	if err := <-done; !errors.As(err, &le) || le.Code != lease.CodeCompacted || le.Index < 3 {
+		t.Fatalf("slow watcher: %v; want compacted past index 2", err)
+	}
 }
 
 // TestWatchHubProgressForQuietFilters: a filtered watcher whose key is
@@ -126,10 +138,18 @@ func TestWatchHubProgressForQuietFilters(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	progress := make(chan uint64, 100)
-	go h.Watch(ctx, 0, server.WatchFilter{Namespace: "ns", Group: "g", Name: "quiet"}, func(i uint64, b []lease.Event) error {
-		progress <- i
-		return nil
-	})
+	done := make(chan struct{})
+	defer func() { cancel(); <-done }()
+	go func() {
+		defer close(done)
+		h.Watch(ctx, 0, server.WatchFilter{Namespace: "ns", Group: "g", Name: "quiet"}, func(i uint64, b []lease.Event) error {
+			select {
+			case progress <- i:
+			default:
+			}
+			return nil
+		})
+	}()
 	if i := <-progress; i != 0 {
 		t.Fatalf("created at %d", i)
 	}
@@ -139,6 +159,49 @@ func TestWatchHubProgressForQuietFilters(t *testing.T) {
 	for i := range progress {
 		if i >= 2 {
 			break // told of progress before the 8-event history turned over
+		}
+	}
+}
+
+// TestWatchHubKeyWatcherWokenOnlyForItsKey: a watcher of one key sleeps
+// through other keys' events (the dispatcher finds its key by lookup), is
+// not ended for a trim of events it had nothing in, and gets its event with
+// the index it is current to.
+func TestWatchHubKeyWatcherWokenOnlyForItsKey(t *testing.T) {
+	h := server.NewWatchHub(8, 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type resp struct {
+		index uint64
+		n     int
+	}
+	got := make(chan resp, 1000)
+	done := make(chan error, 1)
+	defer func() { cancel(); <-done }()
+	go func() {
+		done <- h.Watch(ctx, 0, server.WatchFilter{Namespace: "ns", Group: "g", Name: "k"}, func(i uint64, b []lease.Event) error {
+			got <- resp{i, len(b)}
+			return nil
+		})
+	}()
+	<-got // created
+	for i := uint64(1); i <= 200; i++ {
+		h.Publish([]lease.Event{ev(i, "other")})
+	}
+	h.Publish([]lease.Event{ev(201, "k")})
+	for {
+		select {
+		case r := <-got:
+			if r.n == 0 {
+				continue // progress
+			}
+			if r.index != 201 {
+				t.Fatalf("event response current to %d, want 201", r.index)
+			}
+			return
+		case err := <-done:
+			done <- err
+			t.Fatalf("key watcher ended: %v", err)
 		}
 	}
 }
