@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"google.golang.org/grpc"
@@ -38,9 +39,42 @@ func (c *Client) WaitUntilReleased(ctx context.Context, key lease.Key) error {
 // result (holder ahead, position). wait is how long the server-side place
 // survives a broken stream (0: the server's default); the server refreshes
 // it while the call lives and gives it up when ctx ends.
+//
+// A grant is reported only once an extend sent after it confirms that
+// holder still holds the lease (as the manager does): a grant learnt from a
+// stream may be stale (made long before it was delivered, or released since),
+// and the call's start says nothing about when it was made. The result is
+// the confirming extend's; its ExpiresIn is reduced by the time since that
+// extend was sent, so the lease is held for at least ExpiresIn from the
+// moment ClaimOnRelease returns. A confirmation that finds the tenure gone
+// queues again.
 func (c *Client) ClaimOnRelease(ctx context.Context, key lease.Key, holder string, d, wait time.Duration, onQueued func(Result)) (Result, error) {
+	ctx, cancel := waitCtx(ctx)
+	defer cancel()
 	req := &pb.WaitRequest{Key: wire.KeyPB(key), Holder: holder, DurationMs: wire.Ms(d), WaitMs: wire.Ms(wait)}
-	return c.wait(ctx, req, onQueued)
+	for {
+		g, err := c.wait(ctx, req, onQueued)
+		if err != nil {
+			return g, err
+		}
+		sent := time.Now()
+		cctx, ccancel := context.WithTimeout(ctx, c.cfg.DefaultTimeout)
+		r, err := c.Extend(cctx, key, holder, d)
+		ccancel()
+		switch {
+		case err == nil:
+			r.Outcome = g.Outcome
+			r.ExpiresIn = max(0, r.ExpiresIn-time.Since(sent))
+			return r, nil
+		case ctx.Err() != nil:
+			return Result{}, err
+		case errors.Is(err, lease.ErrNotHeld) || lease.IsRetryable(err):
+			// Gone already, or not confirmed: queue again (a retried
+			// queue claim answers at once if holder still holds it).
+		default:
+			return Result{}, err
+		}
+	}
 }
 
 func (c *Client) wait(ctx context.Context, req *pb.WaitRequest, onQueued func(Result)) (Result, error) {

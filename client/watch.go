@@ -18,7 +18,8 @@ type WatchOptions struct {
 	Namespace, Group, Name string
 	// StartIndex delivers events of log entries at index >= StartIndex
 	// (0: from now on). Use a read's ReadMeta.AppliedIndex+1 to see every
-	// change after that read.
+	// change after that read. A StartIndex older than the server still holds
+	// fails with lease.CodeCompacted (see Watcher.Next).
 	StartIndex uint64
 }
 
@@ -30,7 +31,8 @@ type Watcher struct {
 	cancel context.CancelFunc
 	stream grpc.ServerStreamingClient[pb.WatchResponse]
 	// next is the index to resume from after a broken stream: one past the
-	// last event delivered (a batch never splits an entry's events).
+	// index the last response was current to (the created response's too,
+	// so a break before the first event resumes where the watch began).
 	next uint64
 }
 
@@ -68,6 +70,7 @@ func (w *Watcher) open() error {
 		if !first.Created {
 			return lease.Errorf(lease.CodeUnknown, "watch stream did not start with its created response")
 		}
+		w.next = max(w.next, first.Index+1)
 		w.stream = s
 		return nil
 	})
@@ -75,9 +78,13 @@ func (w *Watcher) open() error {
 
 // Next blocks until the next batch of events (in log order) and returns it.
 // When the stream breaks for a retryable reason it reopens it, on any
-// server, from the last index delivered + 1, so no event is lost or
-// repeated. It returns an error (lease.CodeCanceled once ctx is done or the
-// watcher closed) when it cannot go on; the watch is over then.
+// server, from one past the index the last response was current to, so no
+// event is lost or repeated. It returns an error (lease.CodeCanceled once
+// ctx is done or the watcher closed) when it cannot go on; the watch is over
+// then. lease.CodeCompacted (errors.Is lease.ErrCompacted) means the events
+// to resume from are gone (the server's history moved on, the watcher fell
+// behind, or the server installed a snapshot): re-read what you track and
+// watch again from the read's applied index + 1.
 func (w *Watcher) Next() ([]lease.Event, error) {
 	failures := 0 // consecutive broken streams with no event in between
 	for {
@@ -88,15 +95,16 @@ func (w *Watcher) Next() ([]lease.Event, error) {
 		}
 		resp, err := w.stream.Recv()
 		if err == nil {
+			w.next = max(w.next, resp.Index+1)
 			if len(resp.Events) == 0 {
-				continue
+				continue // progress only
 			}
 			failures = 0
 			out := make([]lease.Event, len(resp.Events))
 			for i, e := range resp.Events {
 				out[i] = wire.Event(e)
 			}
-			w.next = out[len(out)-1].Index + 1
+			w.next = max(w.next, out[len(out)-1].Index+1)
 			return out, nil
 		}
 		w.stream = nil

@@ -415,3 +415,83 @@ func sum(m map[codes.Code]int) int {
 	}
 	return s
 }
+
+// TestWatcherFloodOverTheCap: one caller opening more Watch and
+// WaitUntilReleased streams than server.DefaultMaxWatchersPerCaller gets
+// exactly that many; the rest are refused ResourceExhausted with a message,
+// another caller is not locked out, writes go on, and the slots come back
+// when the streams end (issue 17 #3).
+func TestWatcherFloodOverTheCap(t *testing.T) {
+	_, conn := start(t)
+	api := pb.NewLeaseholdClient(conn)
+	ctx, cancel := context.WithTimeout(withToken(context.Background(), agentToken), 60*time.Second)
+	defer cancel()
+	wctx, stopWatches := context.WithCancel(ctx)
+	const n = server.DefaultMaxWatchersPerCaller + 50
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	accepted, refused := 0, map[codes.Code]int{}
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := api.Watch(wctx, &pb.WatchRequest{Namespace: "ns"})
+			if err == nil {
+				_, err = s.Recv()
+			}
+			mu.Lock()
+			if err == nil {
+				accepted++
+			} else if st, _ := status.FromError(err); wctx.Err() == nil {
+				refused[st.Code()]++
+				if st.Message() == "" {
+					t.Errorf("watch refused without a message: %v", err)
+				}
+			}
+			mu.Unlock()
+			if err == nil {
+				for {
+					if _, err := s.Recv(); err != nil {
+						return
+					}
+				}
+			}
+		}()
+	}
+	testutil.WaitFor(t, 30*time.Second, "every stream accepted or refused", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return accepted+sum(refused) == n
+	})
+	mu.Lock()
+	t.Logf("%d accepted, refused %v", accepted, refused)
+	if accepted != server.DefaultMaxWatchersPerCaller || refused[codes.ResourceExhausted] != n-accepted {
+		t.Errorf("%d accepted, refused %v; want %d accepted and the rest ResourceExhausted", accepted, refused, server.DefaultMaxWatchersPerCaller)
+	}
+	mu.Unlock()
+	// A wait stream counts too.
+	if _, err := api.Claim(ctx, &pb.ClaimRequest{Key: key("flood"), Holder: "h", DurationMs: 60000}); err != nil {
+		t.Fatalf("claim during the flood: %v", err)
+	}
+	ws, err := api.WaitUntilReleased(ctx, &pb.WaitRequest{Key: key("flood")})
+	if err == nil {
+		_, err = ws.Recv()
+	}
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("wait stream over the cap: %v", err)
+	}
+	// Another caller still gets a watch.
+	actx, acancel := context.WithCancel(withToken(context.Background(), adminToken))
+	if err := firstRecv(api.Watch(actx, &pb.WatchRequest{Namespace: "ns"})); err != nil {
+		t.Errorf("another caller's watch during the flood: %v", err)
+	}
+	acancel()
+	stopWatches()
+	wg.Wait()
+	// The slots are given back when the streams end.
+	testutil.WaitFor(t, 10*time.Second, "a watch after the flood", func() bool {
+		c, cc := context.WithCancel(ctx)
+		defer cc()
+		return firstRecv(api.Watch(c, &pb.WatchRequest{Namespace: "ns"})) == nil
+	})
+}

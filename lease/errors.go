@@ -39,6 +39,10 @@ const (
 	CodePermissionDenied
 	// CodeCanceled: the caller cancelled. If the op had already been proposed it may still apply.
 	CodeCanceled
+	// CodeCompacted: a watch cannot start or go on at the requested index: the
+	// server no longer holds those events (Error.Index is the oldest index it
+	// can resume from). Re-read the state and watch from the read's index + 1.
+	CodeCompacted
 	numCodes
 )
 
@@ -63,6 +67,7 @@ var codeTable = [numCodes]codeInfo{
 	CodeUnauthenticated:  {"unauthenticated", 8, false, "unauthenticated"},
 	CodePermissionDenied: {"permission_denied", 8, false, "permission denied"},
 	CodeCanceled:         {"canceled", 1, false, "canceled"},
+	CodeCompacted:        {"compacted", 2, false, "watch events before the requested index are no longer kept"},
 }
 
 func (c Code) info() codeInfo {
@@ -125,6 +130,8 @@ type Error struct {
 	LeaderAddr string
 	// RetryAfter is how long to wait before retrying (CodeOverloaded).
 	RetryAfter time.Duration
+	// Index is the oldest log index a watch can resume from (CodeCompacted).
+	Index uint64
 	// Cause is an underlying error, if any (not sent over the wire).
 	Cause error
 }
@@ -144,6 +151,10 @@ func (e *Error) Error() string {
 			return fmt.Sprintf("%s: leader is %q at %s", msg, e.LeaderID, e.LeaderAddr)
 		}
 		return msg + ": no leader known"
+	case CodeCompacted:
+		if e.Index > 0 {
+			return fmt.Sprintf("%s: oldest index kept is %d", msg, e.Index)
+		}
 	case CodeOverloaded:
 		if e.RetryAfter > 0 {
 			return fmt.Sprintf("%s: retry after %v", msg, e.RetryAfter.Round(time.Millisecond))
@@ -179,6 +190,7 @@ var (
 	ErrUnauthenticated  = &Error{Code: CodeUnauthenticated}
 	ErrPermissionDenied = &Error{Code: CodePermissionDenied}
 	ErrCanceled         = &Error{Code: CodeCanceled}
+	ErrCompacted        = &Error{Code: CodeCompacted}
 )
 
 // InvalidArgument builds a CodeInvalidArgument error naming field.

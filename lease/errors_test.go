@@ -29,6 +29,7 @@ var taxonomy = []struct {
 	{CodeUnauthenticated, "unauthenticated", 8, false, ErrUnauthenticated},
 	{CodePermissionDenied, "permission_denied", 8, false, ErrPermissionDenied},
 	{CodeCanceled, "canceled", 1, false, ErrCanceled},
+	{CodeCompacted, "compacted", 2, false, ErrCompacted},
 }
 
 func TestTaxonomyTable(t *testing.T) {
@@ -123,6 +124,7 @@ func TestErrorStrings(t *testing.T) {
 		{&Error{Code: CodeUnauthenticated}, "unauthenticated"},
 		{&Error{Code: CodePermissionDenied}, "permission denied"},
 		{&Error{Code: CodeCanceled}, "canceled"},
+		{&Error{Code: CodeCompacted, Index: 42}, "watch events before the requested index are no longer kept: oldest index kept is 42"},
 		{&Error{Code: CodeInvalidArgument, Field: "holder", Message: "holder is empty"}, "holder is empty"},
 		{InvalidArgument("duration", "duration %v is outside", time.Hour), "duration 1h0m0s is outside"},
 		{Errorf(CodeNotHeld, "lease %s not held by %q", "a/b/c", "u/0"), `lease a/b/c not held by "u/0"`},

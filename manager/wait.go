@@ -278,7 +278,8 @@ func (m *Manager) get(ctx context.Context, k lease.Key) (*lease.Info, error) {
 
 // claimOnRelease queues a claim and returns once it is granted.
 func (m *Manager) claimOnRelease(ctx context.Context, k lease.Key, holder string, d time.Duration) (*Lease, error) {
-	if _, err := m.watch(ctx, k.Namespace); err != nil {
+	nw, err := m.watch(ctx, k.Namespace)
+	if err != nil {
 		return nil, err
 	}
 	hk := heldKey{k, holder}
@@ -295,6 +296,11 @@ func (m *Manager) claimOnRelease(ctx context.Context, k lease.Key, holder string
 	}()
 	cmd := lease.Command{Op: lease.OpQueueClaim, Key: k, Holder: holder, Duration: d, Wait: m.cfg.QueueWait}
 	for {
+		// Taken before the queue write: a watch reopened after it may have
+		// missed the grant (a compacted or broken stream).
+		m.waits.mu.Lock()
+		reset := nw.reset
+		m.waits.mu.Unlock()
 		start := m.cfg.Clock.Now()
 		res, err := m.do(ctx, cmd, time.Time{})
 		if err != nil {
@@ -323,6 +329,10 @@ func (m *Manager) claimOnRelease(ctx context.Context, k lease.Key, holder string
 				}
 			}
 			// Lost again already (or the extend failed): queue again.
+		case <-reset:
+			t.Stop()
+			// The watch was reopened and may have missed the grant: queue
+			// again now (it answers "extended" if holder was granted).
 		case <-t.C():
 			// Refresh the keep-alive; the answer says if it was granted.
 		case <-ctx.Done():

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"math"
 
 	"github.com/leasehold/leasehold/fsm"
 	"github.com/leasehold/leasehold/lease"
@@ -22,6 +23,7 @@ func (n *Node) applySettings(payload []byte) {
 		return // raftnode logs it; every server ignores it alike
 	}
 	_ = n.queue.SetSettings(s.Admission) // validated above
+	n.renew.Store(math.Float64bits(s.RenewFraction))
 }
 
 // Settings implements server.AdminBackend: the settings in force and the

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -48,12 +50,16 @@ type Node struct {
 	mode  Mode
 	log   *slog.Logger
 	*server.WatchHub
+	// renew is the renew_fraction setting (float64 bits; 0 until a
+	// settings entry is applied: the server's default).
+	renew atomic.Uint64
 }
 
 var (
-	_ server.Backend = (*Node)(nil)
-	_ server.Watcher = (*Node)(nil)
-	_ server.Limiter = (*Node)(nil)
+	_ server.Backend         = (*Node)(nil)
+	_ server.Watcher         = (*Node)(nil)
+	_ server.Limiter         = (*Node)(nil)
+	_ server.RenewFractioner = (*Node)(nil)
 )
 
 // New wraps r, which must not have applied anything yet (so the watch hub
@@ -80,6 +86,11 @@ func New(r *raftnode.Node, opts Options) (*Node, error) {
 	}
 	r.OnSettings(n.applySettings)
 	r.OnLeaderReady(n.writeInitialSettings)
+	// A server restarted from a snapshot holds no events before it: a
+	// watch resuming from there must be told (compacted), as must the
+	// watchers of a server that installs a snapshot later.
+	n.WatchHub.Reset(r.AppliedIndex())
+	r.OnRestore(n.WatchHub.Reset)
 	return n, nil
 }
 
@@ -137,6 +148,9 @@ func (n *Node) Read(ctx context.Context, stale bool, fn func(m *fsm.Machine, at 
 	}
 	return server.ReadMeta{AppliedIndex: idx, Now: at}, nil
 }
+
+// RenewFraction implements server.RenewFractioner.
+func (n *Node) RenewFraction() float64 { return math.Float64frombits(n.renew.Load()) }
 
 // Limits implements server.Limiter.
 func (n *Node) Limits() lease.Limits { return n.r.Limits() }

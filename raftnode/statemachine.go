@@ -33,6 +33,10 @@ type stateMachine struct {
 	// beforeApply, if set, runs on Raft's apply goroutine before each batch
 	// is applied; tests use it to hold committed entries back.
 	beforeApply atomic.Pointer[func()]
+	// onRestore, if set, receives the applied index after a snapshot was
+	// installed (the events before it will never be published), outside
+	// the lock.
+	onRestore func(index uint64)
 }
 
 var (
@@ -122,14 +126,31 @@ func (s *stateMachine) Restore(rc io.ReadCloser) error {
 		s.mu.Unlock()
 		return err
 	}
-	s.applied.Store(s.m.Index())
+	index := s.m.Index()
+	s.applied.Store(index)
 	payload := s.m.Settings()
+	onRestore := s.onRestore
 	s.mu.Unlock()
 	if payload != nil && s.onSettings != nil {
 		s.onSettings(payload)
 	}
+	if onRestore != nil {
+		onRestore(index)
+	}
 	return nil
 }
+
+// OnRestore registers a callback for every snapshot installed after it (a
+// lagging follower catching up, or a restore): the state jumped to index
+// without the events in between. Register before serving.
+func (n *Node) OnRestore(fn func(index uint64)) {
+	n.sm.mu.Lock()
+	n.sm.onRestore = fn
+	n.sm.mu.Unlock()
+}
+
+// AppliedIndex is the index of the last entry (or snapshot) applied.
+func (n *Node) AppliedIndex() uint64 { return n.sm.applied.Load() }
 
 // read runs fn under the read lock.
 func (s *stateMachine) read(fn func(m *fsm.Machine)) {

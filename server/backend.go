@@ -98,16 +98,17 @@ func (f WatchFilter) Match(k lease.Key) bool {
 type Watcher interface {
 	// Watch registers a watcher for the events of log entries at index >=
 	// from (0: from the next applied entry on) whose key matches f, then
-	// calls send with batches of events in log order, from the caller's
-	// goroutine, until ctx is done (it returns ctx.Err()), send returns an
-	// error (it returns that error) or the watch fails. Right after
-	// registering it calls send once with an empty batch, so the caller knows
-	// every later event will be seen. A batch never splits the events of one
-	// entry, so a watcher that resumes at the last index it saw + 1 misses
-	// nothing. Events are fed from the applied log asynchronously and
-	// buffered per watcher with a bound: a watcher that falls behind the
-	// bound is ended with a *lease.Error of CodeOverloaded (resume from the
-	// last index seen + 1); a from older than the backend still holds is a
-	// *lease.Error of CodeInvalidArgument with Field "start_index".
-	Watch(ctx context.Context, from uint64, f WatchFilter, send func(batch []lease.Event) error) error
+	// calls send, from the caller's goroutine, until ctx is done (it
+	// returns ctx.Err()), send returns an error (it returns that error) or
+	// the watch fails. Every call carries index: every matching event of
+	// entries up to and including index has been passed to send (a batch
+	// never splits an entry's events), so a watcher that resumes at the last
+	// index + 1 misses nothing. Right after registering it calls send once
+	// with no events and the index the watch starts after (from - 1, or the
+	// index the backend was current to); later calls may also carry no
+	// events, only progress. A from older than the backend still holds, a
+	// watcher that fell behind the backend's history, and every watcher of
+	// a backend that installed a snapshot, end with a *lease.Error of
+	// CodeCompacted whose Index is the oldest index it can resume from.
+	Watch(ctx context.Context, from uint64, f WatchFilter, send func(index uint64, batch []lease.Event) error) error
 }

@@ -246,13 +246,15 @@ func (s *Server) Watch(r *pb.WatchRequest, stream pb.Leasehold_WatchServer) erro
 	if err := validatePrefix(r.Namespace, r.Group, r.Name); err != nil {
 		return statusErr(err)
 	}
+	release, err := s.watches.acquire(stream.Context())
+	if err != nil {
+		return statusErr(err)
+	}
+	defer release()
 	created := false
 	f := WatchFilter{Namespace: r.Namespace, Group: r.Group, Name: r.Name}
-	err := w.Watch(stream.Context(), r.StartIndex, f, func(batch []lease.Event) error {
-		if len(batch) == 0 && created {
-			return nil
-		}
-		resp := &pb.WatchResponse{Created: !created, Events: make([]*pb.Event, len(batch))}
+	err = w.Watch(stream.Context(), r.StartIndex, f, func(index uint64, batch []lease.Event) error {
+		resp := &pb.WatchResponse{Created: !created, Index: index, Events: make([]*pb.Event, len(batch))}
 		created = true
 		for i := range batch {
 			resp.Events[i] = wire.EventPB(&batch[i])

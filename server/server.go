@@ -41,6 +41,12 @@ type Options struct {
 	// DefaultPageSize and MaxPageSize bound List pages.
 	DefaultPageSize int
 	MaxPageSize     int
+	// MaxWatchers and MaxWatchersPerCaller bound the open Watch and
+	// WaitUntilReleased streams of this server, and of one caller (bearer
+	// token and host) on it (DefaultMaxWatchers, DefaultMaxWatchersPerCaller).
+	// A stream over either is refused with CodeOverloaded.
+	MaxWatchers          int
+	MaxWatchersPerCaller int
 	// Logger logs panics and internal errors (slog.Default()).
 	Logger *slog.Logger
 	// GRPCOptions are appended to the server's own options.
@@ -58,6 +64,8 @@ type Server struct {
 
 	idOnce sync.Once
 	id     string
+
+	watches watchLimits
 }
 
 // New builds a server over b. Call Serve to accept connections.
@@ -78,11 +86,18 @@ func New(b Backend, opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.MaxWatchers <= 0 {
+		opts.MaxWatchers = DefaultMaxWatchers
+	}
+	if opts.MaxWatchersPerCaller <= 0 {
+		opts.MaxWatchersPerCaller = DefaultMaxWatchersPerCaller
+	}
 	a, err := newAuth(opts.Tokens)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{b: b, opts: opts, auth: a, log: opts.Logger}
+	s := &Server{b: b, opts: opts, auth: a, log: opts.Logger,
+		watches: watchLimits{maxTotal: opts.MaxWatchers, maxPerCaller: opts.MaxWatchersPerCaller, perCaller: make(map[callerKey]int)}}
 	unary := []grpc.UnaryServerInterceptor{s.recoverUnary}
 	stream := []grpc.StreamServerInterceptor{s.recoverStream}
 	if a != nil {

@@ -21,14 +21,15 @@ type Loader interface {
 	Load() (depth int, wait time.Duration)
 }
 
-// Renewal suggestions: half the remaining time when idle (a holder then has
-// a full half lease to retry in), stretched linearly to three quarters as the
-// expected queue wait grows to renewLoadWait, so a herd renews less often
-// exactly when the leader is busiest (Chubby's and Consul's answer).
+// Renewal suggestions: the renew_fraction setting's share of the remaining
+// time when idle (0.5 by default: a holder then has half a lease to retry
+// in), stretched linearly to halfway between it and the whole remaining
+// time (0.75 by default) as the expected queue wait grows to renewLoadWait,
+// so a herd renews less often exactly when the leader is busiest (Chubby's
+// and Consul's answer).
 const (
-	renewIdleFrac = 0.5
-	renewBusyFrac = 0.75
-	renewLoadWait = 500 * time.Millisecond
+	defaultRenewFraction = 0.5
+	renewLoadWait        = 500 * time.Millisecond
 )
 
 // renewAfter is the suggested renew interval for a lease with remaining
@@ -37,11 +38,17 @@ func (s *Server) renewAfter(left time.Duration) time.Duration {
 	if left <= 0 {
 		return 0
 	}
-	frac := renewIdleFrac
+	frac := defaultRenewFraction
+	if r, ok := s.b.(RenewFractioner); ok {
+		if f := r.RenewFraction(); f > 0 && f < 1 {
+			frac = f
+		}
+	}
+	busy := frac + (1-frac)/2
 	if l, ok := s.b.(Loader); ok {
 		_, wait := l.Load()
 		load := min(1, float64(wait)/float64(renewLoadWait))
-		frac += (renewBusyFrac - renewIdleFrac) * load
+		frac += (busy - frac) * load
 	}
 	return time.Duration(frac * float64(left))
 }
@@ -82,16 +89,22 @@ func (s *Server) WaitUntilReleased(r *pb.WaitRequest, stream pb.Leasehold_WaitUn
 		if wait == 0 {
 			wait = defaultQueueWait
 		}
+		wait = max(wait, MinQueueWait)
 		claim = &lease.Command{Op: lease.OpQueueClaim, Key: k, Holder: r.Holder, Duration: wire.FromMs(r.DurationMs), Wait: wait}
 		if err := claim.Validate(s.limits()); err != nil {
 			return statusErr(err)
 		}
 	}
+	release, err := s.watches.acquire(stream.Context())
+	if err != nil {
+		return statusErr(err)
+	}
+	defer release()
 	ctx, cancel := context.WithCancel(stream.Context())
 	events := make(chan []lease.Event, 16)
 	watchErr := make(chan error, 1)
 	go func() {
-		watchErr <- w.Watch(ctx, 0, WatchFilter{Namespace: k.Namespace, Group: k.Group, Name: k.Name}, func(b []lease.Event) error {
+		watchErr <- w.Watch(ctx, 0, WatchFilter{Namespace: k.Namespace, Group: k.Group, Name: k.Name}, func(_ uint64, b []lease.Event) error {
 			select {
 			case events <- b:
 				return nil
@@ -105,7 +118,7 @@ func (s *Server) WaitUntilReleased(r *pb.WaitRequest, stream pb.Leasehold_WaitUn
 	case <-events:
 	case err := <-watchErr:
 		watchErr <- err
-		return statusErr(err)
+		return watchFailed(err)
 	case <-ctx.Done():
 		return statusErr(lease.Errorf(lease.CodeCanceled, "canceled by the caller"))
 	}
@@ -115,22 +128,38 @@ func (s *Server) WaitUntilReleased(r *pb.WaitRequest, stream pb.Leasehold_WaitUn
 	return s.claimOnRelease(ctx, claim, stream, events, watchErr)
 }
 
+// watchFailed is the error of a wait whose watch ended. A compacted watch
+// (this server installed a snapshot, or the wait fell behind) is not the
+// caller's to handle: it is Unavailable, and the client's retry re-reads or
+// queues again.
+func watchFailed(err error) error {
+	if lease.CodeOf(err) == lease.CodeCompacted {
+		return statusErr(&lease.Error{Code: lease.CodeUnavailable, Message: "the wait's watch was reset; retry", Cause: err})
+	}
+	return statusErr(err)
+}
+
 func (s *Server) waitReleased(ctx context.Context, k lease.Key, stream pb.Leasehold_WaitUntilReleasedServer, events <-chan []lease.Event, watchErr chan error) error {
 	found := false
-	if _, err := s.b.Read(ctx, false, func(m *fsm.Machine, at time.Duration) { _, found = m.Get(k, at) }); err != nil {
+	meta, err := s.b.Read(ctx, false, func(m *fsm.Machine, at time.Duration) { _, found = m.Get(k, at) })
+	if err != nil {
 		return statusErr(err)
 	}
 	for found {
 		select {
 		case b := <-events:
 			for _, e := range b {
-				if e.Kind == lease.EventRevoked || e.Kind == lease.EventExpired {
+				// Events the read already reflects (applied at or before
+				// its index, buffered since the watch was registered) are
+				// about an earlier tenure: only a release after the read
+				// ends the one it saw.
+				if e.Index > meta.AppliedIndex && (e.Kind == lease.EventRevoked || e.Kind == lease.EventExpired) {
 					found = false
 				}
 			}
 		case err := <-watchErr:
 			watchErr <- err
-			return statusErr(err)
+			return watchFailed(err)
 		case <-ctx.Done():
 			return statusErr(lease.Errorf(lease.CodeCanceled, "canceled by the caller"))
 		}
@@ -161,13 +190,14 @@ func (s *Server) claimOnRelease(ctx context.Context, c *lease.Command, stream pb
 		defer cancel()
 		s.writeOne(bg, lease.Command{Op: lease.OpCancelQueue, Key: c.Key, Holder: c.Holder})
 	}()
+	// A grant whose Send fails is left to its holder, never revoked here:
+	// the client may already have collected the same tenure on another
+	// stream (its retry's queue write answers "extended"), and this server
+	// cannot know. Revoking it, even by its exact token, would release a
+	// lease the client was told it holds and grant it to the next waiter.
+	// An undelivered grant is collected by the client's retry or expires.
 	grant := func(r *lease.Result) error {
 		if err := stream.Send(&pb.WaitResponse{State: pb.WaitState_WAIT_STATE_GRANTED, Result: s.resultPB(c.Key, r)}); err != nil {
-			// Nobody learnt of this grant: release it rather than leave a
-			// lease held by no one until it expires.
-			bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			defer cancel()
-			s.writeOne(bg, lease.Command{Op: lease.OpRevoke, Key: c.Key, Holder: c.Holder})
 			return err
 		}
 		granted = true
@@ -183,13 +213,20 @@ func (s *Server) claimOnRelease(ctx context.Context, c *lease.Command, stream pb
 	if err := stream.Send(&pb.WaitResponse{State: pb.WaitState_WAIT_STATE_QUEUED, Result: s.resultPB(c.Key, &res)}); err != nil {
 		return err
 	}
+	// Only a grant made after this stream's queue write is this stream's:
+	// the watch also holds events applied before it (a tenure of the same
+	// holder that was released again before the write, which the write then
+	// queued behind). Tokens of one key increase with every tenure, so a
+	// grant after the write has a token above that of the lease it queued
+	// behind.
+	after := res.Token
 	refresh := time.NewTicker(c.Wait / 3)
 	defer refresh.Stop()
 	for {
 		select {
 		case b := <-events:
 			for _, e := range b {
-				if e.Kind == lease.EventClaimed && e.Holder == c.Holder {
+				if e.Kind == lease.EventClaimed && e.Holder == c.Holder && e.Token > after {
 					r := lease.Result{Outcome: lease.OutcomeGranted, Holder: e.Holder, Token: e.Token, Start: e.Now, Expiry: e.Expiry, Now: e.Now}
 					return grant(&r)
 				}
@@ -205,9 +242,20 @@ func (s *Server) claimOnRelease(ctx context.Context, c *lease.Command, stream pb
 			// A failed refresh is retried at the next tick, well inside the keep-alive.
 		case err := <-watchErr:
 			watchErr <- err
-			return statusErr(err)
+			return watchFailed(err)
 		case <-ctx.Done():
 			return statusErr(lease.Errorf(lease.CodeCanceled, "canceled by the caller"))
 		}
 	}
 }
+
+// RenewFractioner is implemented by backends whose renew fraction is the
+// replicated renew_fraction setting.
+type RenewFractioner interface {
+	RenewFraction() float64
+}
+
+// MinQueueWait is the floor of a claim-on-release's keep-alive (wait_ms):
+// the stream refreshes its place every third of it, a Raft write each, so a
+// smaller value is raised to it.
+const MinQueueWait = 3 * time.Second

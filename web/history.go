@@ -147,7 +147,7 @@ func (h *History) Run(ctx context.Context, w server.Watcher) {
 			from = h.last + 1
 		}
 		h.mu.Unlock()
-		err := w.Watch(ctx, from, server.WatchFilter{}, func(evs []lease.Event) error {
+		err := w.Watch(ctx, from, server.WatchFilter{}, func(_ uint64, evs []lease.Event) error {
 			h.Record(evs)
 			backoff = 50 * time.Millisecond
 			return nil
@@ -156,7 +156,7 @@ func (h *History) Run(ctx context.Context, w server.Watcher) {
 			return
 		}
 		var le *lease.Error
-		if errors.As(err, &le) && le.Code == lease.CodeInvalidArgument && le.Field == "start_index" {
+		if errors.As(err, &le) && le.Code == lease.CodeCompacted {
 			h.mu.Lock()
 			h.last = 0 // too far behind: take what comes next
 			h.gaps++

@@ -21,7 +21,7 @@ type watchStep struct {
 	err    error
 }
 
-func (w *scriptedWatcher) Watch(ctx context.Context, from uint64, _ server.WatchFilter, send func([]lease.Event) error) error {
+func (w *scriptedWatcher) Watch(ctx context.Context, from uint64, _ server.WatchFilter, send func(uint64, []lease.Event) error) error {
 	w.froms = append(w.froms, from)
 	if len(w.steps) == 0 {
 		w.done()
@@ -30,9 +30,9 @@ func (w *scriptedWatcher) Watch(ctx context.Context, from uint64, _ server.Watch
 	}
 	st := w.steps[0]
 	w.steps = w.steps[1:]
-	send(nil)
+	send(from, nil)
 	if len(st.events) > 0 {
-		send(st.events)
+		send(st.events[len(st.events)-1].Index, st.events)
 	}
 	return st.err
 }
@@ -46,7 +46,7 @@ func TestHistoryRunResumes(t *testing.T) {
 	w := &scriptedWatcher{done: cancel, steps: []watchStep{
 		{events: []lease.Event{{Kind: lease.EventClaimed, Key: k, Holder: "a", Token: 1, Index: 4}, {Kind: lease.EventRevoked, Key: k, Holder: "a", Token: 1, Index: 5}},
 			err: lease.Errorf(lease.CodeOverloaded, "watcher fell behind")},
-		{err: lease.InvalidArgument("start_index", "events before index 9 are no longer kept")},
+		{err: &lease.Error{Code: lease.CodeCompacted, Index: 9, Message: "events before index 9 are no longer kept"}},
 		{events: []lease.Event{{Kind: lease.EventClaimed, Key: k, Holder: "b", Token: 7, Index: 20}}, err: lease.Errorf(lease.CodeOverloaded, "again")},
 	}}
 	h := NewHistory(0, 0)

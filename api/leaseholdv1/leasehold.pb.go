@@ -1843,9 +1843,15 @@ func (x *Event) GetNowNs() int64 {
 }
 
 type WatchResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Created       bool                   `protobuf:"varint,1,opt,name=created,proto3" json:"created,omitempty"`
-	Events        []*Event               `protobuf:"bytes,2,rep,name=events,proto3" json:"events,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Created bool                   `protobuf:"varint,1,opt,name=created,proto3" json:"created,omitempty"`
+	Events  []*Event               `protobuf:"bytes,2,rep,name=events,proto3" json:"events,omitempty"`
+	// index: every matching event of log entries up to and including index has
+	// been sent on this stream (events never split an entry across responses).
+	// On the created response it is where the watch starts (start_index - 1,
+	// or the index the server was current to when the watch was registered).
+	// A response may carry no events, only progress.
+	Index         uint64 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1892,6 +1898,13 @@ func (x *WatchResponse) GetEvents() []*Event {
 		return x.Events
 	}
 	return nil
+}
+
+func (x *WatchResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
 }
 
 type WaitRequest struct {
@@ -2395,10 +2408,11 @@ const file_leaseholdv1_leasehold_proto_rawDesc = "" +
 	"\x05token\x18\x04 \x01(\x04R\x05token\x12\x1b\n" +
 	"\texpiry_ns\x18\x05 \x01(\x03R\bexpiryNs\x12\x14\n" +
 	"\x05index\x18\x06 \x01(\x04R\x05index\x12\x15\n" +
-	"\x06now_ns\x18\a \x01(\x03R\x05nowNs\"V\n" +
+	"\x06now_ns\x18\a \x01(\x03R\x05nowNs\"l\n" +
 	"\rWatchResponse\x12\x18\n" +
 	"\acreated\x18\x01 \x01(\bR\acreated\x12+\n" +
-	"\x06events\x18\x02 \x03(\v2\x13.leasehold.v1.EventR\x06events\"\x84\x01\n" +
+	"\x06events\x18\x02 \x03(\v2\x13.leasehold.v1.EventR\x06events\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index\"\x84\x01\n" +
 	"\vWaitRequest\x12#\n" +
 	"\x03key\x18\x01 \x01(\v2\x11.leasehold.v1.KeyR\x03key\x12\x16\n" +
 	"\x06holder\x18\x02 \x01(\tR\x06holder\x12\x1f\n" +

@@ -75,7 +75,13 @@ type LeaseholdClient interface {
 	Pinned(ctx context.Context, in *PinnedRequest, opts ...grpc.CallOption) (*PinnedResponse, error)
 	// Watch streams lease events from the applied log. The first response has
 	// created = true and is sent once the watch is registered: every event
-	// applied after it is seen.
+	// applied after it is seen. Every response carries the index it is current
+	// to (see WatchResponse.index): resume a broken watch at index + 1 of the
+	// last response received. A start_index older than the server still holds
+	// (or a server that installed a snapshot, or a watcher that fell behind)
+	// ends the stream with code "compacted" (gRPC OUT_OF_RANGE) and the oldest
+	// index it can resume from in the error's "oldest_index": re-read the state
+	// and watch again from the read's applied index + 1.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
 	// WaitUntilReleased waits, without polling, until a lease is not held.
 	// With a holder it is claim-on-release: the server queues the claim in the
@@ -263,7 +269,13 @@ type LeaseholdServer interface {
 	Pinned(context.Context, *PinnedRequest) (*PinnedResponse, error)
 	// Watch streams lease events from the applied log. The first response has
 	// created = true and is sent once the watch is registered: every event
-	// applied after it is seen.
+	// applied after it is seen. Every response carries the index it is current
+	// to (see WatchResponse.index): resume a broken watch at index + 1 of the
+	// last response received. A start_index older than the server still holds
+	// (or a server that installed a snapshot, or a watcher that fell behind)
+	// ends the stream with code "compacted" (gRPC OUT_OF_RANGE) and the oldest
+	// index it can resume from in the error's "oldest_index": re-read the state
+	// and watch again from the read's applied index + 1.
 	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
 	// WaitUntilReleased waits, without polling, until a lease is not held.
 	// With a holder it is claim-on-release: the server queues the claim in the

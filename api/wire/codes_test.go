@@ -17,7 +17,7 @@ func TestGRPCCodes(t *testing.T) {
 		lease.CodeOverloaded: codes.ResourceExhausted, lease.CodeDeadlineExceeded: codes.DeadlineExceeded,
 		lease.CodeUnavailable: codes.Unavailable, lease.CodeUnknown: codes.Unknown,
 		lease.CodeUnauthenticated: codes.Unauthenticated, lease.CodePermissionDenied: codes.PermissionDenied,
-		lease.CodeCanceled: codes.Canceled,
+		lease.CodeCanceled: codes.Canceled, lease.CodeCompacted: codes.OutOfRange,
 	}
 	seen := map[codes.Code]bool{}
 	for _, c := range lease.Codes() {
@@ -37,7 +37,7 @@ func TestGRPCCodes(t *testing.T) {
 	if GRPCCode(lease.Code(200)) != codes.Unknown {
 		t.Error("an out-of-range code must travel as Unknown")
 	}
-	for _, gc := range []codes.Code{codes.NotFound, codes.OutOfRange, codes.Unimplemented, codes.Internal, codes.DataLoss, 99} {
+	for _, gc := range []codes.Code{codes.NotFound, codes.Unimplemented, codes.Internal, codes.DataLoss, 99} {
 		if c := CodeFromGRPC(gc); c != lease.CodeUnknown {
 			t.Errorf("CodeFromGRPC(%v) = %v, want unknown", gc, c)
 		}

@@ -33,6 +33,7 @@ var grpcCodes = map[lease.Code]codes.Code{
 	lease.CodeUnauthenticated:  codes.Unauthenticated,
 	lease.CodePermissionDenied: codes.PermissionDenied,
 	lease.CodeCanceled:         codes.Canceled,
+	lease.CodeCompacted:        codes.OutOfRange,
 }
 
 // GRPCCode is the gRPC status code an error of code c travels as (Unknown
@@ -75,6 +76,8 @@ const (
 	mdStart  = "start_ns"
 	mdExpiry = "expiry_ns"
 	mdNow    = "now_ns"
+	// The oldest index a watch can resume from (compacted).
+	mdIndex = "oldest_index"
 )
 
 // carriesLease reports whether e's code states the holder's lease and the
@@ -127,6 +130,9 @@ func Status(err error) *status.Status {
 		md[mdExpiry] = strconv.FormatInt(int64(e.Expiry), 10)
 		md[mdNow] = strconv.FormatInt(int64(e.Now), 10)
 	}
+	if e.Code == lease.CodeCompacted {
+		md[mdIndex] = strconv.FormatUint(e.Index, 10)
+	}
 	details := []protoadapt.MessageV1{info}
 	if e.RetryAfter > 0 {
 		md[mdRetryAfter] = strconv.FormatInt(ceilMs(e.RetryAfter), 10)
@@ -177,6 +183,9 @@ func FromStatus(st *status.Status) (e *lease.Error, ok bool) {
 	now, nerr := strconv.ParseInt(md[mdNow], 10, 64)
 	if terr == nil && serr == nil && xerr == nil && nerr == nil {
 		e.Token, e.Start, e.Expiry, e.Now = tok, time.Duration(start), time.Duration(expiry), time.Duration(now)
+	}
+	if v, err := strconv.ParseUint(md[mdIndex], 10, 64); err == nil && code == lease.CodeCompacted {
+		e.Index = v
 	}
 	if retry != nil && retry.GetRetryDelay() != nil {
 		e.RetryAfter = retry.GetRetryDelay().AsDuration()

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/leasehold/leasehold/lease"
+	"github.com/leasehold/leasehold/server"
 )
 
 // duration is a time.Duration written as "250ms" in the config file.
@@ -70,6 +71,9 @@ type serverConfig struct {
 	TrailingLogs      uint64   `json:"trailing_logs"`
 	RestoreSnapshot   string   `json:"restore_snapshot"`
 	LogLevel          string   `json:"log_level"`
+	// Watch and wait streams (0: server.DefaultMaxWatchers...).
+	MaxWatchers          uint64 `json:"max_watchers"`
+	MaxWatchersPerCaller uint64 `json:"max_watchers_per_caller"`
 }
 
 func defaultServerConfig() serverConfig {
@@ -111,6 +115,8 @@ func addServerFlags(fs *pflag.FlagSet) {
 	fs.Uint64("trailing-logs", d.TrailingLogs, "log entries kept after a snapshot")
 	fs.String("restore-snapshot", "", "seed a NEW single-server cluster (with --bootstrap) from a file saved by `leasehold snapshot save`")
 	fs.String("log-level", d.LogLevel, "log level: debug, info, warn, error")
+	fs.Uint64("max-watchers", server.DefaultMaxWatchers, "most Watch and WaitUntilReleased streams open on this server")
+	fs.Uint64("max-watchers-per-caller", server.DefaultMaxWatchersPerCaller, "most such streams of one caller (bearer token and host) on this server")
 }
 
 // set assigns one setting by its flag name from text.
@@ -123,7 +129,8 @@ func (c *serverConfig) set(name, v string) error {
 		"restore-snapshot": &c.RestoreSnapshot, "log-level": &c.LogLevel,
 	}
 	dur := map[string]*duration{"tick": &c.Tick, "min-duration": &c.MinDuration, "max-duration": &c.MaxDuration, "snapshot-interval": &c.SnapshotInterval}
-	num := map[string]*uint64{"snapshot-threshold": &c.SnapshotThreshold, "trailing-logs": &c.TrailingLogs}
+	num := map[string]*uint64{"snapshot-threshold": &c.SnapshotThreshold, "trailing-logs": &c.TrailingLogs,
+		"max-watchers": &c.MaxWatchers, "max-watchers-per-caller": &c.MaxWatchersPerCaller}
 	flag := map[string]*bool{"insecure-allow-open": &c.InsecureAllowOpen}
 	if p, ok := flag[name]; ok {
 		b, err := strconv.ParseBool(v)

@@ -116,6 +116,9 @@ func waitRelease(ctx context.Context, c *client.Client, f *clientFlags, p *print
 	}
 	for {
 		how, err := waitOnce(ctx, c, f, k)
+		if errors.Is(err, lease.ErrCompacted) {
+			continue // the watch could not resume (a snapshot, or it fell behind): read again
+		}
 		if err != nil {
 			if ctx.Err() == context.DeadlineExceeded {
 				return &lease.Error{Code: lease.CodeDeadlineExceeded, Message: "gave up waiting (--max-wait)", Cause: err}

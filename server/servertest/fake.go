@@ -31,6 +31,7 @@ type Cluster struct {
 	nodes  []*Node
 	hub    *server.WatchHub
 	limits lease.Limits
+	renew  float64 // renew_fraction; 0: the server's default
 
 	onWrite func(ctx context.Context, node string, cmds []lease.Command) error
 	onRead  func(ctx context.Context, node string, stale bool) error
@@ -230,8 +231,25 @@ func (n *Node) Limits() lease.Limits {
 	return n.c.limits
 }
 
+// SetRenewFraction sets the renew_fraction setting the nodes report.
+func (c *Cluster) SetRenewFraction(f float64) {
+	c.mu.Lock()
+	c.renew = f
+	c.mu.Unlock()
+}
+
+// RenewFraction implements server.RenewFractioner.
+func (n *Node) RenewFraction() float64 {
+	n.c.mu.Lock()
+	defer n.c.mu.Unlock()
+	if n.c.renew == 0 {
+		return 0.5
+	}
+	return n.c.renew
+}
+
 // Watch implements server.Watcher.
-func (n *Node) Watch(ctx context.Context, from uint64, f server.WatchFilter, send func([]lease.Event) error) error {
+func (n *Node) Watch(ctx context.Context, from uint64, f server.WatchFilter, send func(uint64, []lease.Event) error) error {
 	return n.c.hub.Watch(ctx, from, f, send)
 }
 
@@ -279,4 +297,14 @@ func Serve(c *Cluster, opts server.Options) ([]string, func(), error) {
 		go func() { defer wg.Done(); _ = s.Serve(lis) }()
 	}
 	return addrs, func() { stop(); wg.Wait() }, nil
+}
+
+// ResetWatches does to the watch hub what installing a snapshot at index
+// does (raftnode's restore hook): every watcher ends with compacted and
+// watches can only start after index.
+func (c *Cluster) ResetWatches(index uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.hub.Reset(index)
+	c.index = max(c.index, index)
 }
