@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/leasehold/leasehold/internal/clock"
 	"github.com/leasehold/leasehold/lease"
 )
 
@@ -27,24 +28,10 @@ type Future interface {
 	Result() ([]lease.Result, error)
 }
 
-// Clock is the runner's time source. Production uses SystemClock; tests
-// inject a fake one so deadlines and latencies are deterministic.
-type Clock interface {
-	Now() time.Time
-	// Timer fires once, d from now; stop cancels it. The runner uses it only
-	// to answer a waiting caller at its op's deadline, never to dispatch.
-	Timer(d time.Duration) (c <-chan time.Time, stop func() bool)
-}
-
-// SystemClock is the real clock.
-type SystemClock struct{}
-
-func (SystemClock) Now() time.Time { return time.Now() }
-
-func (SystemClock) Timer(d time.Duration) (<-chan time.Time, func() bool) {
-	t := time.NewTimer(d)
-	return t.C, t.Stop
-}
+// Clock is the runner's time source (the one clock every component
+// injects). The runner uses its timers only to answer a waiting caller at
+// its op's deadline, never to dispatch.
+type Clock = clock.Clock
 
 // ErrMayHaveApplied is the Cause (with the context's error) of the
 // CodeCanceled error a caller gets when it leaves after its ops were
@@ -55,7 +42,7 @@ var ErrMayHaveApplied = errors.New("the operation was proposed and may still app
 // Option configures a Queue.
 type Option func(*Queue)
 
-// WithClock injects the clock (default SystemClock).
+// WithClock injects the clock (default the system clock).
 func WithClock(c Clock) Option { return func(q *Queue) { q.clock = c } }
 
 // WithHooks installs metric callbacks.
@@ -87,7 +74,7 @@ func New(p Proposer, s Settings, opts ...Option) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
-	q := &Queue{prop: p, clock: SystemClock{}, core: core,
+	q := &Queue{prop: p, clock: clock.Real{}, core: core,
 		kick: make(chan struct{}, 1), quit: make(chan struct{})}
 	for _, o := range opts {
 		o(q)
@@ -210,7 +197,8 @@ func (q *Queue) wait(ctx context.Context, req *request) ([]lease.Result, error) 
 		now := q.clock.Now()
 		q.mu.Unlock()
 		if ok {
-			timerC, stop = q.clock.Timer(next.Add(-margin).Sub(now))
+			t := q.clock.NewTimer(next.Add(-margin).Sub(now))
+			timerC, stop = t.C(), t.Stop
 		} else {
 			timerC = nil
 		}

@@ -89,7 +89,7 @@ func TestContextDeadlineWhileQueuedIsDeadlineExceeded(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 	defer cancel()
 	ch := h.submit(ctx, cmd(lease.OpClaim, "x"))
-	h.waitFor("timer armed", func() bool { return h.depth() == 1 && h.clock.pending(3*time.Second) == 1 })
+	h.waitFor("timer armed", func() bool { return h.depth() == 1 && h.clock.PendingWithin(3*time.Second) == 1 })
 	h.clock.Advance(4 * time.Second) // past the claim default, Raft still stuck
 	a := h.recv(ch)
 	if codeOf(a.err) != lease.CodeDeadlineExceeded || errors.Is(a.err, ErrMayHaveApplied) {
