@@ -3,6 +3,8 @@ package raftnode
 import (
 	"testing"
 	"time"
+
+	"github.com/leasehold/leasehold/internal/clock/clocktest"
 )
 
 // raftView is a settable stand-in for Raft's term and role.
@@ -13,8 +15,8 @@ type raftView struct {
 
 func (v *raftView) leading() (uint64, bool) { return v.term, v.leader }
 
-func newTestClock(v *raftView) (*leaderClock, *fakeClock) {
-	fc := newFakeClock()
+func newTestClock(v *raftView) (*leaderClock, *clocktest.Fake) {
+	fc := clocktest.New(time.Unix(1_000_000, 0))
 	return &leaderClock{clock: fc, leading: v.leading}, fc
 }
 
