@@ -37,7 +37,7 @@ type Clock = clock.Clock
 // CodeCanceled error a caller gets when it leaves after its ops were
 // proposed: they may still apply. A CodeCanceled or CodeDeadlineExceeded
 // error without it means nothing was proposed.
-var ErrMayHaveApplied = errors.New("the operation was proposed and may still apply")
+var ErrMayHaveApplied = lease.ErrMayHaveApplied
 
 // Option configures a Queue.
 type Option func(*Queue)
@@ -143,7 +143,7 @@ func (q *Queue) Submit(ctx context.Context, cmds []lease.Command) ([]lease.Resul
 		return nil, nil
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, ctxError(err, false)
+		return nil, lease.ContextError(err, false)
 	}
 	req := newRequest(cmds)
 	if dl, ok := ctx.Deadline(); ok {
@@ -243,26 +243,7 @@ func (q *Queue) cancel(req *request, cause error) {
 	if withdrawn > 0 {
 		q.depthChanged()
 	}
-	req.answer(nil, ctxError(cause, proposed))
-}
-
-func ctxError(cause error, proposed bool) *lease.Error {
-	if proposed {
-		// The entry is in the log or on its way: only its outcome is unknown.
-		// A caller that ran out of time did not choose to stop, so it is told
-		// Unknown (retry: every write is idempotent); one that cancelled is
-		// told Canceled. Both wrap ErrMayHaveApplied.
-		if errors.Is(cause, context.DeadlineExceeded) {
-			return &lease.Error{Code: lease.CodeUnknown, Cause: errors.Join(ErrMayHaveApplied, cause),
-				Message: "deadline passed after proposal; the operation may or may not apply"}
-		}
-		return &lease.Error{Code: lease.CodeCanceled, Cause: errors.Join(ErrMayHaveApplied, cause),
-			Message: "canceled after proposal; the operation may still apply"}
-	}
-	if errors.Is(cause, context.DeadlineExceeded) {
-		return &lease.Error{Code: lease.CodeDeadlineExceeded, Cause: cause}
-	}
-	return &lease.Error{Code: lease.CodeCanceled, Cause: cause, Message: "canceled before proposal; not applied"}
+	req.answer(nil, lease.ContextError(cause, proposed))
 }
 
 func (q *Queue) signal() {

@@ -362,11 +362,11 @@ func TestCloseAnswersEveryone(t *testing.T) {
 // outcome: it is told Unknown (not DeadlineExceeded, which promises "not
 // applied").
 func TestDeadlineAfterProposalIsUnknown(t *testing.T) {
-	err := ctxError(context.DeadlineExceeded, true)
+	err := lease.ContextError(context.DeadlineExceeded, true)
 	if err.Code != lease.CodeUnknown || !errors.Is(err, ErrMayHaveApplied) {
 		t.Fatalf("got %v (code %v)", err, err.Code)
 	}
-	if err := ctxError(context.DeadlineExceeded, false); err.Code != lease.CodeDeadlineExceeded {
+	if err := lease.ContextError(context.DeadlineExceeded, false); err.Code != lease.CodeDeadlineExceeded {
 		t.Fatalf("before proposal: got %v", err.Code)
 	}
 }
