@@ -13,6 +13,7 @@ import (
 	"github.com/leasehold/leasehold/internal/clock"
 	"github.com/leasehold/leasehold/lease"
 	"github.com/leasehold/leasehold/logentry"
+	"github.com/leasehold/leasehold/settings"
 )
 
 // Peer is one voter of a cluster being bootstrapped.
@@ -73,7 +74,7 @@ type Clock = clock.Clock
 
 func (c *Config) setDefaults() {
 	if c.TickInterval <= 0 {
-		c.TickInterval = 250 * time.Millisecond
+		c.TickInterval = settings.DefaultTickInterval
 	}
 	if c.Limits == (lease.Limits{}) {
 		c.Limits = lease.DefaultLimits
