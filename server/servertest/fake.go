@@ -186,7 +186,7 @@ func (n *Node) Read(ctx context.Context, stale bool, fn func(m *fsm.Machine, at 
 		}
 	}
 	if err := ctx.Err(); err != nil {
-		return server.ReadMeta{}, &lease.Error{Code: lease.CodeCanceled, Cause: err}
+		return server.ReadMeta{}, lease.ContextError(err, false)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
