@@ -16,7 +16,7 @@ type raftView struct {
 func (v *raftView) leading() (uint64, bool) { return v.term, v.leader }
 
 func newTestClock(v *raftView) (*leaderClock, *clocktest.Fake) {
-	fc := clocktest.New(time.Unix(1_000_000, 0))
+	fc := newFakeClock()
 	return &leaderClock{clock: fc, leading: v.leading}, fc
 }
 

@@ -22,6 +22,9 @@ func TestMain(m *testing.M) {
 		goleak.IgnoreAnyFunction("github.com/hashicorp/raft.(*Raft).leaderLoop.func2"))
 }
 
+// newFakeClock is the shared fake clock at a fixed start.
+func newFakeClock() *clocktest.Fake { return clocktest.New(time.Unix(1_000_000, 0)) }
+
 // testCluster is a cluster of Nodes on hashicorp/raft's in-memory
 // transport, each with its own fake clock, as hashicorp/raft tests itself.
 type testCluster struct {
@@ -47,7 +50,7 @@ func newTestCluster(t *testing.T, n int, mutate func(i int, c *Config)) *testClu
 	for i := range n {
 		addr, tr := raft.NewInmemTransport("")
 		tc.trans = append(tc.trans, tr)
-		tc.clocks = append(tc.clocks, clocktest.New(time.Unix(1_000_000, 0)))
+		tc.clocks = append(tc.clocks, newFakeClock())
 		peers = append(peers, Peer{ID: nodeID(i), RaftAddr: string(addr)})
 	}
 	for i := range tc.trans {

@@ -5,11 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/hashicorp/raft"
-
-	"github.com/leasehold/leasehold/internal/clock/clocktest"
 )
 
 // A server whose raft.db was lost but whose snapshots remain must not start:
@@ -20,7 +17,7 @@ func TestRefuseSnapshotsWithoutLog(t *testing.T) {
 	open := func() (*Node, error) {
 		addr, tr := raft.NewInmemTransport("")
 		t.Cleanup(func() { tr.Close() })
-		cfg := Config{ID: "a", DataDir: dir, RaftAddr: string(addr), Transport: tr, Clock: clocktest.New(time.Unix(1_000_000, 0)),
+		cfg := Config{ID: "a", DataDir: dir, RaftAddr: string(addr), Transport: tr, Clock: newFakeClock(),
 			Bootstrap: []Peer{{ID: "a", RaftAddr: string(addr)}}}
 		fastConfig(&cfg)
 		return Open(cfg)
