@@ -6,68 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leasehold/leasehold/internal/clock/clocktest"
 	"github.com/leasehold/leasehold/lease"
 )
-
-// fakeClock is a manual clock; Timer channels fire on Advance.
-type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []*fakeTimer
-	notify chan struct{}
-}
-
-type fakeTimer struct {
-	at      time.Time
-	c       chan time.Time
-	stopped bool
-}
-
-func newFakeClock(notify chan struct{}) *fakeClock {
-	return &fakeClock{now: time.Now(), notify: notify}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Timer(d time.Duration) (<-chan time.Time, func() bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t := &fakeTimer{at: c.now.Add(d), c: make(chan time.Time, 1)}
-	if d <= 0 {
-		t.c <- c.now
-	} else {
-		c.timers = append(c.timers, t)
-	}
-	poke(c.notify)
-	return t.c, func() bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		was := !t.stopped
-		t.stopped = true
-		return was
-	}
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	keep := c.timers[:0]
-	for _, t := range c.timers {
-		switch {
-		case t.stopped:
-		case !t.at.After(c.now):
-			t.c <- c.now
-		default:
-			keep = append(keep, t)
-		}
-	}
-	c.timers = keep
-}
 
 func poke(ch chan struct{}) {
 	if ch == nil {
@@ -177,14 +118,15 @@ type harness struct {
 	t      *testing.T
 	q      *Queue
 	p      *fakeProposer
-	clock  *fakeClock
+	clock  *clocktest.Fake
 	notify chan struct{}
 }
 
 func newHarness(t *testing.T, mut func(*Settings)) *harness {
 	t.Helper()
 	h := &harness{t: t, p: newFakeProposer(), notify: make(chan struct{}, 1)}
-	h.clock = newFakeClock(h.notify)
+	h.clock = clocktest.New(time.Now())
+	h.clock.Notify(h.notify)
 	q, err := New(h.p, testSettings(mut), WithClock(h.clock),
 		WithHooks(Hooks{Depth: func(Lane, int) { poke(h.notify) },
 			Committed: func(int, time.Duration, error) { poke(h.notify) }}))
@@ -252,17 +194,4 @@ func (h *harness) recv(ch <-chan answer) answer {
 		h.t.Fatal("timed out waiting for an answer")
 		return answer{}
 	}
-}
-
-// pending counts live timers due within d.
-func (c *fakeClock) pending(d time.Duration) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := 0
-	for _, t := range c.timers {
-		if !t.stopped && !t.at.After(c.now.Add(d)) {
-			n++
-		}
-	}
-	return n
 }

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/leasehold/leasehold/internal/clock"
 	"github.com/leasehold/leasehold/lease"
 )
 
@@ -27,35 +28,21 @@ type Future interface {
 	Result() ([]lease.Result, error)
 }
 
-// Clock is the runner's time source. Production uses SystemClock; tests
-// inject a fake one so deadlines and latencies are deterministic.
-type Clock interface {
-	Now() time.Time
-	// Timer fires once, d from now; stop cancels it. The runner uses it only
-	// to answer a waiting caller at its op's deadline, never to dispatch.
-	Timer(d time.Duration) (c <-chan time.Time, stop func() bool)
-}
-
-// SystemClock is the real clock.
-type SystemClock struct{}
-
-func (SystemClock) Now() time.Time { return time.Now() }
-
-func (SystemClock) Timer(d time.Duration) (<-chan time.Time, func() bool) {
-	t := time.NewTimer(d)
-	return t.C, t.Stop
-}
+// Clock is the runner's time source (the one clock every component
+// injects). The runner uses its timers only to answer a waiting caller at
+// its op's deadline, never to dispatch.
+type Clock = clock.Clock
 
 // ErrMayHaveApplied is the Cause (with the context's error) of the
 // CodeCanceled error a caller gets when it leaves after its ops were
 // proposed: they may still apply. A CodeCanceled or CodeDeadlineExceeded
 // error without it means nothing was proposed.
-var ErrMayHaveApplied = errors.New("the operation was proposed and may still apply")
+var ErrMayHaveApplied = lease.ErrMayHaveApplied
 
 // Option configures a Queue.
 type Option func(*Queue)
 
-// WithClock injects the clock (default SystemClock).
+// WithClock injects the clock (default the system clock).
 func WithClock(c Clock) Option { return func(q *Queue) { q.clock = c } }
 
 // WithHooks installs metric callbacks.
@@ -87,7 +74,7 @@ func New(p Proposer, s Settings, opts ...Option) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
-	q := &Queue{prop: p, clock: SystemClock{}, core: core,
+	q := &Queue{prop: p, clock: clock.Real{}, core: core,
 		kick: make(chan struct{}, 1), quit: make(chan struct{})}
 	for _, o := range opts {
 		o(q)
@@ -156,7 +143,7 @@ func (q *Queue) Submit(ctx context.Context, cmds []lease.Command) ([]lease.Resul
 		return nil, nil
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, ctxError(err, false)
+		return nil, lease.ContextError(err, false)
 	}
 	req := newRequest(cmds)
 	if dl, ok := ctx.Deadline(); ok {
@@ -210,7 +197,8 @@ func (q *Queue) wait(ctx context.Context, req *request) ([]lease.Result, error) 
 		now := q.clock.Now()
 		q.mu.Unlock()
 		if ok {
-			timerC, stop = q.clock.Timer(next.Add(-margin).Sub(now))
+			t := q.clock.NewTimer(next.Add(-margin).Sub(now))
+			timerC, stop = t.C(), t.Stop
 		} else {
 			timerC = nil
 		}
@@ -255,26 +243,7 @@ func (q *Queue) cancel(req *request, cause error) {
 	if withdrawn > 0 {
 		q.depthChanged()
 	}
-	req.answer(nil, ctxError(cause, proposed))
-}
-
-func ctxError(cause error, proposed bool) *lease.Error {
-	if proposed {
-		// The entry is in the log or on its way: only its outcome is unknown.
-		// A caller that ran out of time did not choose to stop, so it is told
-		// Unknown (retry: every write is idempotent); one that cancelled is
-		// told Canceled. Both wrap ErrMayHaveApplied.
-		if errors.Is(cause, context.DeadlineExceeded) {
-			return &lease.Error{Code: lease.CodeUnknown, Cause: errors.Join(ErrMayHaveApplied, cause),
-				Message: "deadline passed after proposal; the operation may or may not apply"}
-		}
-		return &lease.Error{Code: lease.CodeCanceled, Cause: errors.Join(ErrMayHaveApplied, cause),
-			Message: "canceled after proposal; the operation may still apply"}
-	}
-	if errors.Is(cause, context.DeadlineExceeded) {
-		return &lease.Error{Code: lease.CodeDeadlineExceeded, Cause: cause}
-	}
-	return &lease.Error{Code: lease.CodeCanceled, Cause: cause, Message: "canceled before proposal; not applied"}
+	req.answer(nil, lease.ContextError(cause, proposed))
 }
 
 func (q *Queue) signal() {

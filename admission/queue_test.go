@@ -89,7 +89,7 @@ func TestContextDeadlineWhileQueuedIsDeadlineExceeded(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 	defer cancel()
 	ch := h.submit(ctx, cmd(lease.OpClaim, "x"))
-	h.waitFor("timer armed", func() bool { return h.depth() == 1 && h.clock.pending(3*time.Second) == 1 })
+	h.waitFor("timer armed", func() bool { return h.depth() == 1 && h.clock.PendingWithin(3*time.Second) == 1 })
 	h.clock.Advance(4 * time.Second) // past the claim default, Raft still stuck
 	a := h.recv(ch)
 	if codeOf(a.err) != lease.CodeDeadlineExceeded || errors.Is(a.err, ErrMayHaveApplied) {
@@ -362,11 +362,11 @@ func TestCloseAnswersEveryone(t *testing.T) {
 // outcome: it is told Unknown (not DeadlineExceeded, which promises "not
 // applied").
 func TestDeadlineAfterProposalIsUnknown(t *testing.T) {
-	err := ctxError(context.DeadlineExceeded, true)
+	err := lease.ContextError(context.DeadlineExceeded, true)
 	if err.Code != lease.CodeUnknown || !errors.Is(err, ErrMayHaveApplied) {
 		t.Fatalf("got %v (code %v)", err, err.Code)
 	}
-	if err := ctxError(context.DeadlineExceeded, false); err.Code != lease.CodeDeadlineExceeded {
+	if err := lease.ContextError(context.DeadlineExceeded, false); err.Code != lease.CodeDeadlineExceeded {
 		t.Fatalf("before proposal: got %v", err.Code)
 	}
 }

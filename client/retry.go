@@ -213,21 +213,11 @@ func retryable(e *lease.Error) bool {
 	return e.Code.Retryable() && !errors.Is(e, errors.ErrUnsupported)
 }
 
-// ctxError reports the caller's context ending. For a write that may have
-// been sent, an expired deadline is CodeUnknown: only the server can say
-// "deadline exceeded, not applied".
+// ctxError reports the caller's context ending. Only a write that may have
+// been sent may have been applied: an expired deadline is then CodeUnknown,
+// as only the server can say "deadline exceeded, not applied".
 func ctxError(err error, sent bool, k kind) *lease.Error {
-	if errors.Is(err, context.Canceled) {
-		msg := "canceled by the caller"
-		if sent && k == kindWrite {
-			msg += "; the op may still be applied"
-		}
-		return &lease.Error{Code: lease.CodeCanceled, Message: msg, Cause: err}
-	}
-	if sent && k == kindWrite {
-		return &lease.Error{Code: lease.CodeUnknown, Message: "deadline passed while waiting for the answer; the op may have been applied", Cause: err}
-	}
-	return &lease.Error{Code: lease.CodeDeadlineExceeded, Message: "deadline passed before the request was sent", Cause: err}
+	return lease.ContextError(err, sent && k == kindWrite)
 }
 
 // classify turns an RPC error into a *lease.Error. A status carrying

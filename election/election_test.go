@@ -11,6 +11,7 @@ import (
 	"github.com/leasehold/leasehold/client"
 	"github.com/leasehold/leasehold/cluster"
 	"github.com/leasehold/leasehold/election"
+	"github.com/leasehold/leasehold/internal/clock/clocktest"
 	"github.com/leasehold/leasehold/internal/testutil"
 	"github.com/leasehold/leasehold/lease"
 	"github.com/leasehold/leasehold/manager"
@@ -174,19 +175,6 @@ func TestRunLeadsThenHandsOver(t *testing.T) {
 	}
 }
 
-// frozenClock never advances and its timers never fire: a candidate on it
-// never renews and its SafeUntil never passes, so only the watch can end
-// its term.
-type frozenClock struct{ at time.Time }
-
-func (c frozenClock) Now() time.Time                       { return c.at }
-func (c frozenClock) NewTimer(time.Duration) manager.Timer { return frozenTimer{} }
-
-type frozenTimer struct{}
-
-func (frozenTimer) C() <-chan time.Time { return nil }
-func (frozenTimer) Stop() bool          { return true }
-
 // TestRevokeEndsTermBeforeSafeUntil: the holder's lease is revoked from
 // elsewhere (the same holder name, say an operator with the CLI) and a
 // waiting candidate is granted it. The term's context must end while its
@@ -195,7 +183,9 @@ func (frozenTimer) Stop() bool          { return true }
 func TestRevokeEndsTermBeforeSafeUntil(t *testing.T) {
 	cl := startCluster(t)
 	ctx := ctxT(t)
-	clk := frozenClock{at: time.Now()}
+	// A fake clock never advanced: its timers never fire, so a candidate on it
+	// never renews and its SafeUntil never passes; only the watch can end its term.
+	clk := clocktest.New(time.Now())
 	a := newElection(t, election.Config{Client: cl, Key: office, ID: "a", Duration: 20 * time.Second, Clock: clk})
 	b := newElection(t, election.Config{Client: cl, Key: office, ID: "b", Duration: 20 * time.Second})
 	ldA, err := a.Campaign(ctx)

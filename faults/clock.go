@@ -3,9 +3,11 @@ package faults
 import (
 	"sync"
 	"time"
+
+	"github.com/leasehold/leasehold/internal/clock"
 )
 
-// Clock is a raftnode.Clock whose rate and offset can be changed: a model
+// Clock is a clock.Clock whose rate and offset can be changed: a model
 // of a faulty monotonic clock on one server. It reads
 //
 //	virtual = anchorV + rate * (real - anchorR)
@@ -36,15 +38,17 @@ func (c *Clock) virtual() time.Duration {
 	return c.anchorV + time.Duration(c.rate*float64(time.Since(c.anchorR)))
 }
 
-// Now implements raftnode.Clock.
+// Now implements clock.Clock.
 func (c *Clock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.base.Add(c.virtual())
 }
 
-// Since implements raftnode.Clock.
-func (c *Clock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
+// NewTimer implements clock.Clock with a real timer: a skewed clock skews
+// the readings the replicated clock takes, not how long the idle tick
+// sleeps (which only re-reads the clock when it wakes).
+func (c *Clock) NewTimer(d time.Duration) clock.Timer { return clock.Real{}.NewTimer(d) }
 
 // SetRate makes the clock run rate times as fast as real time from now on.
 func (c *Clock) SetRate(rate float64) {

@@ -1,27 +1,13 @@
 package manager
 
-import "time"
+import "github.com/leasehold/leasehold/internal/clock"
 
-// Clock is the manager's time source: monotonic readings and timers.
-type Clock interface {
-	Now() time.Time
-	NewTimer(d time.Duration) Timer
-}
+// Clock is the manager's time source: monotonic readings and timers. It is
+// the one clock interface every Leasehold component injects.
+type Clock = clock.Clock
 
 // Timer is a stoppable one-shot timer.
-type Timer interface {
-	C() <-chan time.Time
-	Stop() bool
-}
+type Timer = clock.Timer
 
 // SystemClock is the real clock.
-type SystemClock struct{}
-
-func (SystemClock) Now() time.Time { return time.Now() }
-
-func (SystemClock) NewTimer(d time.Duration) Timer { return sysTimer{time.NewTimer(d)} }
-
-type sysTimer struct{ t *time.Timer }
-
-func (t sysTimer) C() <-chan time.Time { return t.t.C }
-func (t sysTimer) Stop() bool          { return t.t.Stop() }
+type SystemClock = clock.Real

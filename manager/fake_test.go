@@ -2,7 +2,6 @@ package manager
 
 import (
 	"context"
-	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -10,92 +9,10 @@ import (
 	"github.com/leasehold/leasehold/api/wire"
 	"github.com/leasehold/leasehold/client"
 	"github.com/leasehold/leasehold/fsm"
+	"github.com/leasehold/leasehold/internal/clock/clocktest"
 	"github.com/leasehold/leasehold/lease"
 	"github.com/leasehold/leasehold/logentry"
 )
-
-// fakeClock fires timers only when the test advances it.
-type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []*fakeTimer
-	// started records the duration of every timer made, in order.
-	started []time.Duration
-}
-
-type fakeTimer struct {
-	c    *fakeClock
-	at   time.Time
-	ch   chan time.Time
-	done bool
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1_000_000, 0)} }
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-
-func (c *fakeClock) NewTimer(d time.Duration) Timer {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t := &fakeTimer{c: c, at: c.now.Add(d), ch: make(chan time.Time, 1)}
-	c.started = append(c.started, d)
-	if d <= 0 {
-		t.done = true
-		t.ch <- c.now
-		return t
-	}
-	c.timers = append(c.timers, t)
-	return t
-}
-
-func (t *fakeTimer) C() <-chan time.Time { return t.ch }
-
-func (t *fakeTimer) Stop() bool {
-	t.c.mu.Lock()
-	defer t.c.mu.Unlock()
-	was := !t.done
-	t.done = true
-	return was
-}
-
-// Advance moves the clock on and fires the timers due, in order.
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	sort.SliceStable(c.timers, func(i, j int) bool { return c.timers[i].at.Before(c.timers[j].at) })
-	keep := c.timers[:0]
-	for _, t := range c.timers {
-		switch {
-		case t.done:
-		case !t.at.After(c.now):
-			t.done = true
-			t.ch <- t.at
-		default:
-			keep = append(keep, t)
-		}
-	}
-	c.timers = keep
-	c.mu.Unlock()
-}
-
-// pending is the number of live timers.
-func (c *fakeClock) pending() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := 0
-	for _, t := range c.timers {
-		if !t.done {
-			n++
-		}
-	}
-	return n
-}
-
-func (c *fakeClock) durations() []time.Duration {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]time.Duration(nil), c.started...)
-}
 
 // eventually waits (in real time, bounded) for cond.
 func eventually(t *testing.T, what string, cond func() bool) {
@@ -112,7 +29,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // fakeTransport is a one-replica cluster: an fsm.Machine whose replicated
 // time is the fake clock's elapsed time.
 type fakeTransport struct {
-	clock *fakeClock
+	clock *clocktest.Fake
 	epoch time.Time
 
 	mu      sync.Mutex
@@ -131,7 +48,7 @@ type fakeTransport struct {
 	op func(c *lease.Command) error
 }
 
-func newFakeTransport(c *fakeClock) *fakeTransport {
+func newFakeTransport(c *clocktest.Fake) *fakeTransport {
 	m := fsm.New()
 	m.RecordEvents(true)
 	return &fakeTransport{clock: c, epoch: c.Now(), m: m, streams: map[*fakeStream]struct{}{}}
@@ -283,16 +200,4 @@ func (s *fakeStream) Close() {
 		s.f.mu.Unlock()
 		close(s.done)
 	})
-}
-
-// next is the instant the earliest live timer fires (ok false if none).
-func (c *fakeClock) next() (at time.Time, ok bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, t := range c.timers {
-		if !t.done && (!ok || t.at.Before(at)) {
-			at, ok = t.at, true
-		}
-	}
-	return at, ok
 }

@@ -49,5 +49,5 @@ func TestCheckPinUnpinLeasesAndIsolation(t *testing.T) {
 		t.Fatalf("after revoke %+v", ls)
 	}
 	// Revoking stopped its renewals: only the other namespace's timer is left.
-	eventually(t, "renewal loop gone", func() bool { return e.c.pending() == 1 })
+	eventually(t, "renewal loop gone", func() bool { return e.c.Pending() == 1 })
 }

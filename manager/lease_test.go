@@ -85,7 +85,7 @@ func TestRenewalOfANewerTenureEndsTheLease(t *testing.T) {
 		return nil
 	}
 	e.tr.mu.Unlock()
-	eventually(t, "renewal timer", func() bool { return e.c.pending() == 1 })
+	eventually(t, "renewal timer", func() bool { return e.c.Pending() == 1 })
 	e.c.Advance(4500 * time.Millisecond)
 	eventually(t, "the renewal's answer", func() bool { return l.Token() != old || isStopped(l.lost) })
 	if err := e.h.Check(ctxT(t), "mysql", old); !errors.Is(err, lease.ErrNotHeld) {

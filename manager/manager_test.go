@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/leasehold/leasehold/client"
+	"github.com/leasehold/leasehold/internal/clock/clocktest"
 	"github.com/leasehold/leasehold/lease"
 )
 
@@ -18,14 +19,14 @@ var kApp = lease.Key{Namespace: ns, Group: grp, Name: "mysql"}
 
 type env struct {
 	t  *testing.T
-	c  *fakeClock
+	c  *clocktest.Fake
 	tr *fakeTransport
 	m  *Manager
 	h  *Handle
 }
 
 func newEnv(t *testing.T, mod func(*Config)) *env {
-	c := newFakeClock()
+	c := clocktest.New(time.Unix(1_000_000, 0))
 	tr := newFakeTransport(c)
 	cfg := Config{Transport: tr, Clock: c, Rand: func() float64 { return 0.5 }, MaxAttempts: 4, ShutdownWait: time.Second}
 	if mod != nil {
@@ -36,7 +37,7 @@ func newEnv(t *testing.T, mod func(*Config)) *env {
 	t.Cleanup(func() {
 		if !isStopped(m.stop) {
 			go func() {
-				for !isStopped(m.stop) || c.pending() > 0 {
+				for !isStopped(m.stop) || c.Pending() > 0 {
 					c.Advance(time.Second)
 					time.Sleep(time.Millisecond)
 				}
@@ -69,12 +70,12 @@ func TestRetryCountAndSpacing(t *testing.T) {
 	// Full jitter at r=0.5 over 50ms*2^(n-1): 25ms, 50ms, 100ms.
 	want := []time.Duration{25 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond}
 	for i, w := range want {
-		eventually(t, fmt.Sprintf("retry timer %d", i+1), func() bool { return e.c.pending() == 1 })
-		if got := e.c.durations(); got[len(got)-1] != w {
+		eventually(t, fmt.Sprintf("retry timer %d", i+1), func() bool { return e.c.Pending() == 1 })
+		if got := e.c.Started(); got[len(got)-1] != w {
 			t.Fatalf("retry %d after %v, want %v (all %v)", i+1, got[len(got)-1], w, got)
 		}
 		e.c.Advance(w - time.Nanosecond)
-		if e.c.pending() != 1 {
+		if e.c.Pending() != 1 {
 			t.Fatalf("retry %d fired early", i+1)
 		}
 		e.c.Advance(time.Nanosecond)
@@ -100,8 +101,8 @@ func TestOverloadedRetryAfterIsRespected(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { _, err := e.h.Claim(ctxT(t), "mysql", "u/0", time.Minute); done <- err }()
-	eventually(t, "backoff timer", func() bool { return e.c.pending() == 1 })
-	if got := e.c.durations(); got[len(got)-1] != 700*time.Millisecond {
+	eventually(t, "backoff timer", func() bool { return e.c.Pending() == 1 })
+	if got := e.c.Started(); got[len(got)-1] != 700*time.Millisecond {
 		t.Fatalf("waited %v, want the retry-after 700ms", got)
 	}
 	e.c.Advance(700 * time.Millisecond)
@@ -377,8 +378,8 @@ func TestRenewalKeepsLeaseAndReportsLoss(t *testing.T) {
 	}
 	safe0 := l.SafeUntil()
 	// Renewal at 0.5 of 10s, moved earlier by jitter 0.2*0.5: 4.5s.
-	eventually(t, "renewal timer", func() bool { return e.c.pending() == 1 })
-	if got := e.c.durations(); got[len(got)-1] != 4500*time.Millisecond {
+	eventually(t, "renewal timer", func() bool { return e.c.Pending() == 1 })
+	if got := e.c.Started(); got[len(got)-1] != 4500*time.Millisecond {
 		t.Fatalf("renewal after %v", got[len(got)-1])
 	}
 	e.c.Advance(4500 * time.Millisecond)
@@ -388,7 +389,7 @@ func TestRenewalKeepsLeaseAndReportsLoss(t *testing.T) {
 	}
 	// Someone revokes it behind our back: the next renewal reports the loss.
 	e.tr.apply(lease.Command{Op: lease.OpRevoke, Key: kApp, Holder: "u/0"})
-	eventually(t, "next renewal timer", func() bool { return e.c.pending() == 1 })
+	eventually(t, "next renewal timer", func() bool { return e.c.Pending() == 1 })
 	e.c.Advance(5 * time.Second)
 	if err := <-lost; !errors.Is(err, lease.ErrNotHeld) {
 		t.Fatalf("loss: %v", err)
@@ -412,7 +413,7 @@ func TestRenewalFailureBeforeSafeTimeIsLoss(t *testing.T) {
 	e.tr.fail = func(int, []lease.Command) error { return lease.Errorf(lease.CodeUnavailable, "down") }
 	e.tr.mu.Unlock()
 	for i := 0; i < 100 && !isStopped(l.lost); i++ {
-		eventually(t, "a timer", func() bool { return e.c.pending() > 0 || isStopped(l.lost) })
+		eventually(t, "a timer", func() bool { return e.c.Pending() > 0 || isStopped(l.lost) })
 		e.c.Advance(500 * time.Millisecond)
 	}
 	<-l.Lost()
@@ -429,7 +430,7 @@ func TestShutdownWaitsWithABound(t *testing.T) {
 	eventually(t, "call in flight", func() bool { c, _ := e.tr.counts(); return c == 1 })
 	closed := make(chan bool, 1)
 	go func() { closed <- e.m.Close() }()
-	eventually(t, "shutdown timer", func() bool { return e.c.pending() == 1 })
+	eventually(t, "shutdown timer", func() bool { return e.c.Pending() == 1 })
 	e.c.Advance(999 * time.Millisecond)
 	select {
 	case <-closed:

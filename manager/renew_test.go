@@ -34,13 +34,13 @@ func TestRenewalRetriesUseTheBudgetAndRetryAfter(t *testing.T) {
 	sends := func() []time.Time { mu.Lock(); defer mu.Unlock(); return append([]time.Time(nil), sent...) }
 	for !isStopped(l.lost) {
 		eventually(t, "a timer or the loss", func() bool {
-			_, ok := e.c.next()
+			_, ok := e.c.Next()
 			return ok || isStopped(l.lost) || len(sends()) > 100
 		})
 		if len(sends()) > 100 {
 			break
 		}
-		if at, ok := e.c.next(); ok && !isStopped(l.lost) {
+		if at, ok := e.c.Next(); ok && !isStopped(l.lost) {
 			e.c.Advance(at.Sub(e.c.Now()))
 		}
 	}

@@ -29,7 +29,7 @@ func (e *env) runRenewals(l *Lease, x *extendLog, until time.Time) {
 	e.t.Helper()
 	for e.c.Now().Before(until) {
 		eventually(e.t, "a renewal timer", func() bool {
-			_, ok := e.c.next()
+			_, ok := e.c.Next()
 			return ok || isStopped(l.lost) || len(x.get()) > 1000
 		})
 		if n := len(x.get()); n > 1000 {
@@ -38,7 +38,7 @@ func (e *env) runRenewals(l *Lease, x *extendLog, until time.Time) {
 		if isStopped(l.lost) {
 			e.t.Fatalf("lease lost at %v: %v", e.c.Now().Sub(e.tr.epoch), l.Err())
 		}
-		at, _ := e.c.next()
+		at, _ := e.c.Next()
 		e.c.Advance(at.Sub(e.c.Now()))
 	}
 }

@@ -5,15 +5,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/leasehold/leasehold/admission"
 	"github.com/leasehold/leasehold/lease"
 )
 
-// Naive-mode deadlines, as the admission queue's defaults.
-const (
-	naiveClaimDeadline   = 3 * time.Second
-	naiveRenewalDeadline = 10 * time.Second
-	naiveMargin          = 20 * time.Millisecond
-)
+// naiveDefaults gives the naive mode the admission queue's default
+// deadlines and margin, so the baseline stamps ops as the queue would.
+var naiveDefaults = admission.DefaultSettings()
 
 // writeNaive proposes every command as its own log entry, all at once, with
 // no queue, no back pressure and no priority: the baseline the benchmark
@@ -30,14 +28,11 @@ func (n *Node) writeNaive(ctx context.Context, cmds []lease.Command) ([]lease.Re
 	var mu sync.Mutex
 	var firstErr error
 	for i := range cmds {
-		d := naiveClaimDeadline
-		if cmds[i].Op.IsRenewal() {
-			d = naiveRenewalDeadline
-		}
+		d := naiveDefaults.Deadlines.For(cmds[i].Op)
 		if dl, ok := ctx.Deadline(); ok {
 			d = min(d, dl.Sub(local))
 		}
-		if d -= naiveMargin; d <= 0 {
+		if d -= naiveDefaults.DeadlineMargin; d <= 0 {
 			results[i] = lease.Result{Code: lease.CodeDeadlineExceeded}
 			continue
 		}
@@ -65,7 +60,7 @@ func (n *Node) writeNaive(ctx context.Context, cmds []lease.Command) ([]lease.Re
 				}
 				results[i] = res[0]
 			case <-ctx.Done():
-				err := proposedContextError(ctx.Err())
+				err := lease.ContextError(ctx.Err(), true)
 				mu.Lock()
 				firstErr = firstOf(firstErr, err)
 				// A zero Result reads as CodeOK: say what is known instead.
@@ -86,13 +81,4 @@ func firstOf(first, err error) error {
 		return first
 	}
 	return err
-}
-
-// proposedContextError is the answer to a caller that gave up after its op
-// was proposed: the op may still be applied.
-func proposedContextError(err error) error {
-	if err == context.DeadlineExceeded {
-		return &lease.Error{Code: lease.CodeUnknown, Message: "deadline passed after the operation was proposed; it may or may not be applied", Cause: err}
-	}
-	return &lease.Error{Code: lease.CodeCanceled, Message: "canceled after the operation was proposed; it may still be applied", Cause: err}
 }

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/leasehold/leasehold/fsm"
+	"github.com/leasehold/leasehold/internal/testutil"
 	"github.com/leasehold/leasehold/lease"
 	"github.com/leasehold/leasehold/node"
 	"github.com/leasehold/leasehold/raftnode"
@@ -59,7 +60,7 @@ func TestCutOffReplicaStaleRead(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var leader, follower int
-	waitFor(t, "a ready leader", func() bool {
+	testutil.WaitFor(t, time.Minute, "a ready leader", func() bool {
 		for i, nd := range nodes {
 			if _, ok := nd.Raft().Now(); ok {
 				leader, follower = i, (i+1)%n
@@ -76,7 +77,7 @@ func TestCutOffReplicaStaleRead(t *testing.T) {
 	read := func() (server.ReadMeta, error) {
 		return f.Read(ctx, true, func(*fsm.Machine, time.Duration) {})
 	}
-	waitFor(t, "the follower to catch up", func() bool { m, err := read(); return err == nil && m.Lag == 0 })
+	testutil.WaitFor(t, time.Minute, "the follower to catch up", func() bool { m, err := read(); return err == nil && m.Lag == 0 })
 
 	// Cut the follower off and let the others carry on.
 	trans[follower].DisconnectAll()
@@ -86,7 +87,7 @@ func TestCutOffReplicaStaleRead(t *testing.T) {
 		}
 	}
 	et := 100 * time.Millisecond
-	waitFor(t, "the follower's last contact to age past an election timeout", func() bool {
+	testutil.WaitFor(t, time.Minute, "the follower's last contact to age past an election timeout", func() bool {
 		return time.Since(f.Raft().Raft().LastContact()) > 2*et
 	})
 	meta, err := read()
@@ -97,15 +98,4 @@ func TestCutOffReplicaStaleRead(t *testing.T) {
 		t.Fatalf("cut-off replica's stale read: %v", err)
 	}
 	t.Log(err)
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }

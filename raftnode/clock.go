@@ -71,5 +71,5 @@ func (c *leaderClock) now() (t time.Duration, term uint64, ok bool) {
 	if cur, leader := c.leading(); cur != c.term || !leader {
 		return 0, 0, false
 	}
-	return c.base + c.clock.Since(c.start), c.term, true
+	return c.base + c.clock.Now().Sub(c.start), c.term, true
 }

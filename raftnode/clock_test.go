@@ -3,6 +3,8 @@ package raftnode
 import (
 	"testing"
 	"time"
+
+	"github.com/leasehold/leasehold/internal/clock/clocktest"
 )
 
 // raftView is a settable stand-in for Raft's term and role.
@@ -13,7 +15,7 @@ type raftView struct {
 
 func (v *raftView) leading() (uint64, bool) { return v.term, v.leader }
 
-func newTestClock(v *raftView) (*leaderClock, *fakeClock) {
+func newTestClock(v *raftView) (*leaderClock, *clocktest.Fake) {
 	fc := newFakeClock()
 	return &leaderClock{clock: fc, leading: v.leading}, fc
 }

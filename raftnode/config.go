@@ -10,8 +10,10 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/leasehold/leasehold/internal/clock"
 	"github.com/leasehold/leasehold/lease"
 	"github.com/leasehold/leasehold/logentry"
+	"github.com/leasehold/leasehold/settings"
 )
 
 // Peer is one voter of a cluster being bootstrapped.
@@ -75,43 +77,13 @@ type Config struct {
 	WrapLogStore func(raft.LogStore) raft.LogStore
 }
 
-// Clock is a monotonic clock. Since must be monotonic and never jump.
-type Clock interface {
-	Now() time.Time
-	Since(t time.Time) time.Duration
-}
-
-// TimerClock is a Clock that also makes timers (the shape of
-// admission.Clock's). When the injected clock is one, the idle tick waits on
-// its timers, so a test's fake clock drives it; otherwise the tick waits on
-// real timers and measures idleness on the injected clock.
-type TimerClock interface {
-	Clock
-	// Timer fires once, d from now; stop cancels it.
-	Timer(d time.Duration) (c <-chan time.Time, stop func() bool)
-}
-
-type systemClock struct{}
-
-func (systemClock) Now() time.Time                  { return time.Now() }
-func (systemClock) Since(t time.Time) time.Duration { return time.Since(t) }
-
-func (systemClock) Timer(d time.Duration) (<-chan time.Time, func() bool) {
-	t := time.NewTimer(d)
-	return t.C, t.Stop
-}
-
-// timer waits d on the injected clock when it makes timers, else in real time.
-func timer(c Clock, d time.Duration) (<-chan time.Time, func() bool) {
-	if tc, ok := c.(TimerClock); ok {
-		return tc.Timer(d)
-	}
-	return systemClock{}.Timer(d)
-}
+// Clock is the monotonic clock the leader's replicated clock reads; its
+// timers drive the idle tick, so a test's fake clock drives both.
+type Clock = clock.Clock
 
 func (c *Config) setDefaults() {
 	if c.TickInterval <= 0 {
-		c.TickInterval = 250 * time.Millisecond
+		c.TickInterval = settings.DefaultTickInterval
 	}
 	if c.Limits == (lease.Limits{}) {
 		c.Limits = lease.DefaultLimits
@@ -146,7 +118,7 @@ func (c *Config) setDefaults() {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.Clock == nil {
-		c.Clock = systemClock{}
+		c.Clock = clock.Real{}
 	}
 }
 

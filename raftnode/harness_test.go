@@ -1,7 +1,6 @@
 package raftnode
 
 import (
-	"sync"
 	"testing"
 	"time"
 
@@ -9,6 +8,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/leasehold/leasehold/fsm"
+	"github.com/leasehold/leasehold/internal/clock/clocktest"
 	"github.com/leasehold/leasehold/lease"
 )
 
@@ -22,62 +22,8 @@ func TestMain(m *testing.M) {
 		goleak.IgnoreAnyFunction("github.com/hashicorp/raft.(*Raft).leaderLoop.func2"))
 }
 
-// fakeClock is a monotonic clock that moves only when a test advances it;
-// its timers fire as it passes their deadlines.
-type fakeClock struct {
-	mu     sync.Mutex
-	t      time.Time
-	timers map[*fakeTimer]bool
-}
-
-type fakeTimer struct {
-	at time.Time
-	c  chan time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Unix(1_000_000, 0), timers: map[*fakeTimer]bool{}}
-}
-
-var _ TimerClock = (*fakeClock)(nil)
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
-
-func (c *fakeClock) Timer(d time.Duration) (<-chan time.Time, func() bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t := &fakeTimer{at: c.t.Add(d), c: make(chan time.Time, 1)}
-	if d <= 0 {
-		t.c <- c.t
-		return t.c, func() bool { return false }
-	}
-	c.timers[t] = true
-	return t.c, func() bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		pending := c.timers[t]
-		delete(c.timers, t)
-		return pending
-	}
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-	for t := range c.timers {
-		if !t.at.After(c.t) {
-			t.c <- c.t
-			delete(c.timers, t)
-		}
-	}
-}
+// newFakeClock is the shared fake clock at a fixed start.
+func newFakeClock() *clocktest.Fake { return clocktest.New(time.Unix(1_000_000, 0)) }
 
 // testCluster is a cluster of Nodes on hashicorp/raft's in-memory
 // transport, each with its own fake clock, as hashicorp/raft tests itself.
@@ -85,7 +31,7 @@ type testCluster struct {
 	t      *testing.T
 	nodes  []*Node
 	trans  []*raft.InmemTransport
-	clocks []*fakeClock
+	clocks []*clocktest.Fake
 }
 
 // fastConfig shortens Raft's timeouts so elections take tens of

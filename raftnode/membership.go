@@ -118,7 +118,7 @@ func (n *Node) Snapshot(ctx context.Context) (data []byte, index uint64, err err
 // cluster's own time, which would expire them early).
 func (n *Node) RestoreSnapshot(ctx context.Context, data []byte) error {
 	if err := ctx.Err(); err != nil {
-		return contextError(err)
+		return lease.ContextError(err, false)
 	}
 	probe := fsm.New()
 	if err := probe.Restore(data); err != nil {

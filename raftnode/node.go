@@ -507,7 +507,7 @@ func (n *Node) registerMembers() {
 // tick proposes an empty entry when the leader has proposed nothing for a
 // tick interval, so replicated time advances and leases expire when idle. It
 // sleeps until the leader would have been idle for an interval (on the
-// injected clock's timers when it has them), and waits for each tick to
+// injected clock's timers), and waits for each tick to
 // apply before the next, so a slow disk does not pile ticks up.
 func (n *Node) tick() {
 	defer n.wg.Done()
@@ -522,12 +522,12 @@ func (n *Node) tick() {
 				wait = interval - idle
 			}
 		}
-		c, stop := timer(n.cfg.Clock, wait)
+		t := n.cfg.Clock.NewTimer(wait)
 		select {
 		case <-n.ctx.Done():
-			stop()
+			t.Stop()
 			return
-		case <-c:
+		case <-t.C():
 		}
 		if _, _, ok := n.clock.now(); !ok || n.idle() < interval {
 			continue
@@ -541,5 +541,5 @@ func (n *Node) tick() {
 
 // idle is how long ago, on the injected clock, this node last proposed.
 func (n *Node) idle() time.Duration {
-	return time.Duration(int64(n.cfg.Clock.Since(n.clockEpoch)) - n.lastProposal.Load())
+	return time.Duration(int64(n.cfg.Clock.Now().Sub(n.clockEpoch)) - n.lastProposal.Load())
 }

@@ -103,7 +103,7 @@ func (n *Node) proposeEntry(e *logentry.Entry) *Proposal {
 	}
 	e.Time = t
 	f := n.raft.Apply(e.Marshal(), enqueueTimeout)
-	n.lastProposal.Store(int64(n.cfg.Clock.Since(n.clockEpoch)))
+	n.lastProposal.Store(int64(n.cfg.Clock.Now().Sub(n.clockEpoch)))
 	p := &Proposal{done: make(chan struct{}), term: term}
 	n.lastProposed = p
 	n.proposeMu.Unlock()

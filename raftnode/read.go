@@ -46,7 +46,7 @@ func (n *Node) ReadConsistent(ctx context.Context, fn func(m *fsm.Machine, at ti
 			return 0, 0, n.NotLeaderError()
 		}
 	case <-ctx.Done():
-		return 0, 0, contextError(ctx.Err())
+		return 0, 0, lease.ContextError(ctx.Err(), false)
 	}
 	// An entry proposed in an earlier term has applied, or never will,
 	// once this term's barrier has completed (the clock is ready).
@@ -61,7 +61,7 @@ func (n *Node) ReadConsistent(ctx context.Context, fn func(m *fsm.Machine, at ti
 		}
 		n.waitingReads.Add(-1)
 		if ctx.Err() != nil {
-			return 0, 0, contextError(ctx.Err())
+			return 0, 0, lease.ContextError(ctx.Err(), false)
 		}
 		if closing {
 			return 0, 0, errShuttingDown()
@@ -142,14 +142,6 @@ func (n *Node) StaleReadError() error {
 		msg += fmt.Sprintf(" for %v (election timeout %v)", age.Round(time.Millisecond), n.cfg.ElectionTimeout)
 	}
 	return lease.Errorf(lease.CodeUnavailable, "%s: its state may be behind by any amount; read from another server", msg)
-}
-
-// contextError maps a context error to the taxonomy.
-func contextError(err error) error {
-	if err == context.DeadlineExceeded {
-		return &lease.Error{Code: lease.CodeDeadlineExceeded, Message: "deadline exceeded before the read was served", Cause: err}
-	}
-	return &lease.Error{Code: lease.CodeCanceled, Cause: err}
 }
 
 // State is Raft's view of this node.

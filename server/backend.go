@@ -9,7 +9,8 @@ import (
 )
 
 // Backend is what the gRPC service needs from a Leasehold node. The real one
-// is *raftnode.Node; tests use fakes.
+// is *node.Node (the Raft replica behind the admission queue); tests use
+// fakes such as servertest's.
 type Backend interface {
 	// Write submits lease commands and waits until they are applied. The
 	// backend fills in each command's Deadline (replicated time) from ctx's

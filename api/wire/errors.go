@@ -95,10 +95,8 @@ func AsError(err error) *lease.Error {
 	switch {
 	case errors.As(err, &le):
 		return le
-	case errors.Is(err, context.Canceled):
-		return &lease.Error{Code: lease.CodeCanceled, Cause: err}
-	case errors.Is(err, context.DeadlineExceeded):
-		return &lease.Error{Code: lease.CodeUnknown, Message: "deadline passed while waiting for the outcome", Cause: err}
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return lease.ContextError(err, true)
 	}
 	return &lease.Error{Code: lease.CodeUnknown, Message: err.Error(), Cause: err}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/leasehold/leasehold/lease"
 	"github.com/leasehold/leasehold/server"
+	"github.com/leasehold/leasehold/settings"
 )
 
 // duration is a time.Duration written as "250ms" in the config file.
@@ -79,7 +80,7 @@ type serverConfig struct {
 func defaultServerConfig() serverConfig {
 	return serverConfig{
 		ClientAddr: "127.0.0.1:7101", RaftAddr: "127.0.0.1:7201", HTTPAddr: "127.0.0.1:7301",
-		JoinAs: "voter", Tick: duration(250 * time.Millisecond),
+		JoinAs: "voter", Tick: duration(settings.DefaultTickInterval),
 		MinDuration: duration(lease.DefaultLimits.MinDuration), MaxDuration: duration(lease.DefaultLimits.MaxDuration),
 		SnapshotThreshold: 4096, SnapshotInterval: duration(2 * time.Minute), TrailingLogs: 2048,
 		LogLevel: "info",

@@ -155,10 +155,7 @@ func (n *Node) Write(ctx context.Context, cmds []lease.Command) ([]lease.Result,
 		}
 	}
 	if err := ctx.Err(); err != nil { // not yet "proposed": withdraw
-		if err == context.DeadlineExceeded {
-			return nil, lease.Errorf(lease.CodeDeadlineExceeded, "deadline passed before the op was proposed")
-		}
-		return nil, &lease.Error{Code: lease.CodeCanceled, Cause: err}
+		return nil, lease.ContextError(err, false)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -190,7 +187,7 @@ func (n *Node) Read(ctx context.Context, stale bool, fn func(m *fsm.Machine, at 
 		}
 	}
 	if err := ctx.Err(); err != nil {
-		return server.ReadMeta{}, &lease.Error{Code: lease.CodeCanceled, Cause: err}
+		return server.ReadMeta{}, lease.ContextError(err, false)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
