@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"github.com/leasehold/leasehold/client"
 	"github.com/leasehold/leasehold/lease"
 	"github.com/leasehold/leasehold/linearize"
@@ -141,6 +143,8 @@ func (p *Proc) stop() {
 // ProcEnv is a 3-server cluster of separate processes on loopback.
 type ProcEnv struct {
 	Servers []*Proc
+	// Waiters is the waiters' dialer (see Env.Waiters).
+	Waiters *ClientNet
 
 	mu            sync.Mutex
 	pauses, moved int // leader pauses, and those after which another server led
@@ -173,7 +177,7 @@ func StartProcs(ctx context.Context, dir string) (*ProcEnv, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &ProcEnv{}
+	e := &ProcEnv{Waiters: NewClientNet()}
 	var boot []string
 	for i := 0; i < 3; i++ {
 		p := &Proc{ID: fmt.Sprint("n", i+1), ClientAddr: addrs[3*i], RaftAddr: addrs[3*i+1], HTTPAddr: addrs[3*i+2],
@@ -269,13 +273,28 @@ func (e *ProcEnv) leader(ctx context.Context, d time.Duration) (int, error) {
 }
 
 // NewClient returns a client of every server, starting at server i%3.
-func (e *ProcEnv) NewClient(i int) (*client.Client, error) {
+func (e *ProcEnv) NewClient(i int) (*client.Client, error) { return e.newClient(i, nil) }
+
+func (e *ProcEnv) newClient(i int, dialer *ClientNet) (*client.Client, error) {
 	var eps []string
 	n := len(e.Servers)
 	for j := 0; j < n; j++ {
 		eps = append(eps, e.Servers[(i+j)%n].ClientAddr)
 	}
-	return client.New(client.Config{Endpoints: eps, ConnectTimeout: 500 * time.Millisecond, BackoffMax: 300 * time.Millisecond})
+	cfg := client.Config{Endpoints: eps, ConnectTimeout: 500 * time.Millisecond, BackoffMax: 300 * time.Millisecond}
+	if dialer != nil {
+		cfg.DialOptions = []grpc.DialOption{grpc.WithContextDialer(dialer.Dial)}
+	}
+	return client.New(cfg)
+}
+
+func (e *ProcEnv) clients() Clients {
+	cl := Clients{New: e.NewClient, Break: e.Waiters.Reset,
+		Waiter: func(i int) (*client.Client, error) { return e.newClient(i, e.Waiters) }}
+	for _, p := range e.Servers {
+		cl.Servers = append(cl.Servers, replicaReader{id: p.ID, c: p.status})
+	}
+	return cl
 }
 
 // settle resumes every server and waits until every replica has applied
@@ -370,7 +389,7 @@ func runProcs(ctx context.Context, dir string, kind Kind, w Workload) (*Outcome,
 	}
 	defer e.Close()
 	h := newHistory()
-	ferr, loadErr := drive(ctx, h, w, e.NewClient, func(ctx context.Context) error { return kind.Procs(ctx, e) })
+	ferr, loadErr := drive(ctx, h, w, e.clients(), func(ctx context.Context) error { return kind.Procs(ctx, e) })
 	if err := e.settle(ctx); err != nil {
 		return nil, err
 	}

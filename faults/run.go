@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"time"
-
-	"github.com/leasehold/leasehold/client"
 )
 
 // Run starts a cluster in dir, runs w against it while kind's fault cycles
@@ -21,7 +19,12 @@ func Run(ctx context.Context, dir string, kind Kind, w Workload) (*Outcome, erro
 	}
 	defer e.Close()
 	h := newHistory()
-	faultErr, loadErr := drive(ctx, h, w, e.NewClient, func(ctx context.Context) error { return kind.Cycle(ctx, e) })
+	cl, closeClients, err := e.clients()
+	if err != nil {
+		return nil, err
+	}
+	defer closeClients()
+	faultErr, loadErr := drive(ctx, h, w, cl, func(ctx context.Context) error { return kind.Cycle(ctx, e) })
 	if err := e.settle(ctx); err != nil {
 		return nil, err
 	}
@@ -39,7 +42,7 @@ func Run(ctx context.Context, dir string, kind Kind, w Workload) (*Outcome, erro
 // over and over (from 300 ms after the load starts, so the load is under
 // way), and stops both when the workload ends. It returns the first fault
 // error and the workload's error.
-func drive(ctx context.Context, h *History, w Workload, mkClient func(int) (*client.Client, error), cycle func(context.Context) error) (faultErr, loadErr error) {
+func drive(ctx context.Context, h *History, w Workload, cl Clients, cycle func(context.Context) error) (faultErr, loadErr error) {
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	defer stopLoad()
 	done := make(chan error, 1)
@@ -53,7 +56,7 @@ func drive(ctx context.Context, h *History, w Workload, mkClient func(int) (*cli
 		}
 		done <- nil
 	}()
-	loadErr = w.Run(loadCtx, h, mkClient)
+	loadErr = w.Run(loadCtx, h, cl)
 	stopLoad()
 	return <-done, loadErr
 }
@@ -69,6 +72,7 @@ func (e *Env) settle(ctx context.Context) error {
 	}
 	e.Net.Heal()
 	e.Clients.Heal()
+	e.Waiters.Heal()
 	for i, m := range e.C.Members {
 		if !m.Running() {
 			if err := e.C.Restart(i); err != nil {

@@ -42,6 +42,10 @@ type GrantSeen struct {
 	// Remaining is Expiry - Now of the answer: the replicated time the
 	// lease had left when the op applied.
 	Remaining time.Duration
+	// Fresh marks a grant (outcome granted) rather than an extension;
+	// Start is then the replicated time it was applied at.
+	Fresh bool
+	Start time.Duration
 }
 
 // RevokeCall is a holder's own revoke of key, called at Call: from then on

@@ -2,7 +2,9 @@ package faults
 
 import (
 	"fmt"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/leasehold/leasehold/lease"
 )
@@ -10,10 +12,11 @@ import (
 // Watchers: a watch opened at StartIndex s promises every event of every
 // entry from s on, in log order, none twice, across broken streams and
 // server restarts (the client resumes from the last index delivered + 1).
-// A grant's fencing token is the index of the entry that granted it, so
-// every grant a client saw whose token lies in a watch segment's span must
-// be among that segment's Claimed events: a resume that skipped entries
-// shows up as a grant the watcher never saw.
+// Replicated time never decreases along the log, so a grant a client saw
+// applied at a replicated time strictly between a segment's first and last
+// events' times was applied by an entry inside the segment's span, and
+// must be among its Claimed events (same key and token): a resume that
+// skipped entries shows up as a grant the watcher never saw.
 
 // WatchSegment is what one watch delivered, from its start to its end.
 type WatchSegment struct {
@@ -27,14 +30,17 @@ type WatchSegment struct {
 	End string
 }
 
-// last is the highest index the segment delivered (0 if none).
-func (s *WatchSegment) last() uint64 {
-	for i := len(s.Batches) - 1; i >= 0; i-- {
-		if b := s.Batches[i]; len(b) > 0 {
-			return b[len(b)-1].Index
+// span returns the segment's first and last events.
+func (s *WatchSegment) span() (first, last lease.Event, ok bool) {
+	for _, b := range s.Batches {
+		for _, e := range b {
+			if !ok {
+				first, ok = e, true
+			}
+			last = e
 		}
 	}
-	return 0
+	return first, last, ok
 }
 
 // CheckWatch checks the segments' order and completeness against the
@@ -56,7 +62,10 @@ func CheckWatch(segs []WatchSegment, grants []GrantSeen) []string {
 				prev = max(prev, e.Index)
 			}
 		}
-		last := s.last()
+		first, last, ok := s.span()
+		if !ok {
+			continue
+		}
 		claimed := map[lease.Key]map[uint64]bool{}
 		for _, b := range s.Batches {
 			for _, e := range b {
@@ -70,12 +79,12 @@ func CheckWatch(segs []WatchSegment, grants []GrantSeen) []string {
 		}
 		seen := map[[2]any]bool{}
 		for _, g := range grants {
-			if g.Token < s.From || g.Token > last || claimed[g.Key][g.Token] || seen[[2]any{g.Key, g.Token}] {
+			if !g.Fresh || g.Start <= first.Now || g.Start >= last.Now || claimed[g.Key][g.Token] || seen[[2]any{g.Key, g.Token}] {
 				continue
 			}
 			seen[[2]any{g.Key, g.Token}] = true
-			out = append(out, fmt.Sprintf("watcher %d delivered indices %d..%d but not the grant of %s token %d to %s (op #%d, %s)",
-				s.Watcher, s.From, last, g.Key, g.Token, g.Holder, g.Op, g.Via))
+			out = append(out, fmt.Sprintf("watcher %d delivered indices %d..%d (replicated %v..%v) but not the grant of %s token %d to %s at replicated %v (op #%d, %s); its events of the key nearby: %s",
+				s.Watcher, first.Index, last.Index, first.Now, last.Now, g.Key, g.Token, g.Holder, g.Start, g.Op, g.Via, nearby(s, g.Key, g.Start)))
 		}
 	}
 	return out
@@ -96,4 +105,17 @@ func (l *watchLog) all() []WatchSegment {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return append([]WatchSegment(nil), l.segs...)
+}
+
+// nearby lists the segment's events of key k within 2 s of replicated time at.
+func nearby(s WatchSegment, k lease.Key, at time.Duration) string {
+	var b []string
+	for _, bt := range s.Batches {
+		for _, e := range bt {
+			if e.Key == k && e.Now+2*time.Second >= at && e.Now <= at+2*time.Second {
+				b = append(b, fmt.Sprintf("%s %s token %d at index %d replicated %v", e.Kind, e.Holder, e.Token, e.Index, e.Now))
+			}
+		}
+	}
+	return "[" + strings.Join(b, ", ") + "]"
 }

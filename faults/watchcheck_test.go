@@ -3,23 +3,31 @@ package faults
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/leasehold/leasehold/lease"
 )
 
+// ev is an event at index idx, applied at replicated idx seconds.
 func ev(kind lease.EventKind, idx uint64, tok uint64) lease.Event {
-	return lease.Event{Kind: kind, Key: tk, Holder: "h", Token: tok, Index: idx}
+	return lease.Event{Kind: kind, Key: tk, Holder: "h", Token: tok, Index: idx, Now: time.Duration(idx) * time.Second}
+}
+
+func fresh(op int, tok uint64, at uint64, via Via) GrantSeen {
+	return GrantSeen{Op: op, Key: tk, Holder: "h", Token: tok, Via: via, Fresh: true, Start: time.Duration(at) * time.Second}
 }
 
 func TestCheckWatchComplete(t *testing.T) {
 	segs := []WatchSegment{{Watcher: 1, From: 10, Batches: [][]lease.Event{
-		{ev(lease.EventClaimed, 12, 12)}, {ev(lease.EventExtended, 14, 12), ev(lease.EventRevoked, 14, 12)}, {ev(lease.EventClaimed, 20, 20)},
+		{ev(lease.EventClaimed, 12, 3)}, {ev(lease.EventExtended, 14, 3), ev(lease.EventRevoked, 14, 3)},
+		{ev(lease.EventClaimed, 17, 4)}, {ev(lease.EventRevoked, 25, 4)},
 	}}}
 	grants := []GrantSeen{
-		{Op: 1, Key: tk, Holder: "h", Token: 12, Via: ViaClaim},
-		{Op: 2, Key: tk, Holder: "h", Token: 20, Via: ViaStream},
-		{Op: 3, Key: tk, Holder: "h", Token: 5, Via: ViaClaim},  // before the watch
-		{Op: 4, Key: tk, Holder: "h", Token: 30, Via: ViaClaim}, // after its last event
+		fresh(1, 3, 12, ViaClaim),
+		fresh(2, 4, 17, ViaStream), // tokens are not indices
+		fresh(3, 1, 5, ViaClaim),   // before the watch
+		fresh(4, 9, 30, ViaClaim),  // after its last event
+		{Op: 5, Key: tk, Holder: "h", Token: 7, Via: ViaExtend, Start: 13 * time.Second}, // an extension: no Claimed event
 	}
 	if v := CheckWatch(segs, grants); len(v) != 0 {
 		t.Fatalf("complete watch reported: %v", v)
@@ -32,7 +40,7 @@ func TestCheckWatchCatchesLostAndRepeatedEvents(t *testing.T) {
 	segs := []WatchSegment{{Watcher: 1, From: 10, Batches: [][]lease.Event{
 		{ev(lease.EventClaimed, 12, 12)}, {ev(lease.EventRevoked, 14, 12)}, {ev(lease.EventClaimed, 20, 20)},
 	}}}
-	grants := []GrantSeen{{Op: 7, Key: tk, Holder: "h2", Token: 16, Via: ViaStream}}
+	grants := []GrantSeen{fresh(7, 16, 16, ViaStream)}
 	v := CheckWatch(segs, grants)
 	if len(v) != 1 || !strings.Contains(v[0], "token 16") {
 		t.Fatalf("want the lost grant at 16, got %v", v)

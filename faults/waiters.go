@@ -1,0 +1,149 @@
+package faults
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/leasehold/leasehold/client"
+	"github.com/leasehold/leasehold/lease"
+)
+
+// Waiters and watchers run beside the linearizability workload on keys of
+// their own (group "w"): a claim-on-release grant is applied at a release
+// some other op caused, which the linearizability model has no operation
+// for, so these keys are checked by the believed-tenure, watch and replica
+// checks instead (the main keys feed the tenure check too).
+
+// WaitKey is the i-th key of the waiters.
+func WaitKey(i int) lease.Key {
+	return lease.Key{Namespace: Key(0).Namespace, Group: "w", Name: fmt.Sprint("k", i)}
+}
+
+// Clients are how the workload reaches the cluster.
+type Clients struct {
+	// New builds client i of the main workload (and of the watchers).
+	New func(i int) (*client.Client, error)
+	// Waiter builds waiter i's client, whose connections Break closes.
+	Waiter func(i int) (*client.Client, error)
+	// Break closes every open waiter connection (new ones are allowed):
+	// a broken claim-on-release stream is retried by the client with the
+	// same holder, the case server/wait.go must not confuse.
+	Break func()
+	// Servers read each server's own state (stale reads) for the replica
+	// comparison.
+	Servers []replicaReader
+}
+
+// runWaiters runs the waiters and watchers until ctx is done.
+func (w *Workload) runWaiters(ctx context.Context, h *History, cl Clients) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	start := func(f func()) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f() }()
+	}
+	for i := 0; i < w.Waiters; i++ {
+		c, err := cl.Waiter(i)
+		if err != nil {
+			return err
+		}
+		start(func() { defer c.Close(); w.waiter(ctx, h, i, c) })
+	}
+	for i := 0; i < w.Watchers; i++ {
+		c, err := cl.New(w.Clients + i)
+		if err != nil {
+			return err
+		}
+		start(func() { defer c.Close(); w.watcher(ctx, h, i, c) })
+	}
+	if cl.Break != nil && w.Waiters > 0 {
+		start(func() {
+			for ctx.Err() == nil {
+				hold(ctx, w.BreakEvery)
+				if ctx.Err() == nil {
+					cl.Break()
+				}
+			}
+		})
+	}
+	if len(cl.Servers) > 0 {
+		start(func() { h.samples.run(ctx, cl.Servers, 100*time.Millisecond) })
+	}
+	return nil
+}
+
+// waiter claims a waiter key, by a unary claim or by claim-on-release,
+// holds it briefly and mostly revokes it, recording every grant it is told
+// of and every revoke it calls.
+func (w *Workload) waiter(ctx context.Context, h *History, id int, c *client.Client) {
+	rnd := rand.New(rand.NewPCG(uint64(id)+1000, uint64(time.Now().UnixNano())))
+	holder := fmt.Sprint("w", id)
+	for ctx.Err() == nil {
+		key := WaitKey(rnd.IntN(w.WaitKeys))
+		d := (w.MinLease + time.Duration(rnd.Int64N(int64(w.MaxLease-w.MinLease)+1))).Truncate(time.Millisecond)
+		// Not derived from ctx, like the main workload's ops: the wait is
+		// bounded by its own timeout.
+		opCtx, cancel := context.WithTimeout(context.Background(), w.WaitTimeout)
+		via := ViaStream
+		call := h.now()
+		var res client.Result
+		var err error
+		if rnd.IntN(100) < 30 {
+			via = ViaClaim
+			res, err = c.Claim(opCtx, key, holder, d)
+		} else {
+			res, err = c.ClaimOnRelease(opCtx, key, holder, d, 0, nil)
+		}
+		ret := h.now()
+		cancel()
+		h.waits.Add(1)
+		if err != nil || (res.Outcome != lease.OutcomeGranted && res.Outcome != lease.OutcomeExtended) {
+			hold(ctx, 20*time.Millisecond)
+			continue
+		}
+		h.tenures.grant(GrantSeen{Op: -1 - int(h.waits.Load()), Key: key, Holder: holder, Token: res.Token, Via: via,
+			Call: call, Return: ret, Remaining: res.Expiry - res.Now, Fresh: res.Outcome == lease.OutcomeGranted, Start: res.Start})
+		hold(ctx, time.Duration(rnd.Int64N(int64(min(d/2, 600*time.Millisecond)))))
+		if rnd.IntN(100) < 75 {
+			h.tenures.revoke(key, holder, h.now())
+			rctx, rcancel := context.WithTimeout(context.Background(), w.Timeout)
+			c.Revoke(rctx, key, holder)
+			rcancel()
+		}
+	}
+}
+
+// watcher opens watches of the suite's namespace from just after a
+// linearizable read, and records what each delivered until it ends.
+func (w *Workload) watcher(ctx context.Context, h *History, id int, c *client.Client) {
+	for ctx.Err() == nil {
+		rctx, cancel := context.WithTimeout(ctx, w.Timeout)
+		_, meta, err := c.Get(rctx, WaitKey(0))
+		cancel()
+		if err != nil {
+			hold(ctx, 50*time.Millisecond)
+			continue
+		}
+		seg := WatchSegment{Watcher: id, From: meta.AppliedIndex + 1}
+		wt, err := c.Watch(ctx, client.WatchOptions{Namespace: Key(0).Namespace, StartIndex: seg.From})
+		if err != nil {
+			hold(ctx, 50*time.Millisecond)
+			continue
+		}
+		for {
+			b, err := wt.Next()
+			if err != nil {
+				if ctx.Err() == nil {
+					seg.End = err.Error()
+				}
+				break
+			}
+			seg.Batches = append(seg.Batches, b)
+		}
+		wt.Close()
+		h.watches.add(seg)
+	}
+}
