@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,6 +34,28 @@ type Env struct {
 	Waiters *ClientNet
 	disks   map[string]*Disk
 	clocks  map[string]*Clock
+	adjust  func(*raftnode.Config)
+
+	mu     sync.Mutex
+	counts map[string]int // what the fault did, for the outcome's note
+}
+
+// count adds n to the named counter of what the fault did.
+func (e *Env) count(name string, n int) {
+	e.mu.Lock()
+	e.counts[name] += n
+	e.mu.Unlock()
+}
+
+// counted describes the counters ("" if none).
+func (e *Env) counted() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(e.counts)) {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, e.counts[k]))
+	}
+	return strings.Join(parts, " ")
 }
 
 // FastRaft shortens Raft's timeouts so faults play out in seconds.
@@ -41,9 +66,11 @@ func FastRaft(c *raftnode.Config) {
 	c.TickInterval = 50 * time.Millisecond
 }
 
-// StartEnv starts the cluster in dir and waits for a leader.
-func StartEnv(ctx context.Context, dir string) (*Env, error) {
-	e := &Env{Net: NewNet(), Clients: NewClientNet(), Waiters: NewClientNet(), disks: map[string]*Disk{}, clocks: map[string]*Clock{}}
+// StartEnv starts the cluster in dir and waits for a leader. adjust, if
+// not nil, changes every server's Raft configuration after FastRaft.
+func StartEnv(ctx context.Context, dir string, adjust func(*raftnode.Config)) (*Env, error) {
+	e := &Env{Net: NewNet(), Clients: NewClientNet(), Waiters: NewClientNet(), disks: map[string]*Disk{}, clocks: map[string]*Clock{},
+		adjust: adjust, counts: map[string]int{}}
 	for i := 1; i <= 3; i++ {
 		id := fmt.Sprint("node", i)
 		e.disks[id], e.clocks[id] = &Disk{}, NewClock()
@@ -74,6 +101,9 @@ func (e *Env) hook(cfg *raftnode.Config) {
 	disk := e.disks[cfg.ID]
 	cfg.WrapLogStore = func(s raft.LogStore) raft.LogStore { return &LogStore{LogStore: s, disk: disk} }
 	cfg.Clock = e.clocks[cfg.ID]
+	if e.adjust != nil {
+		e.adjust(cfg)
+	}
 }
 
 // Disk returns server id's disk faults.

@@ -33,32 +33,55 @@ func init() {
 		// replicated deadline than the client's context allows for.
 		Bounds:   Bounds{NoDeadlines: true},
 		MinSlice: 8 * time.Second,
-		Procs: func(ctx context.Context, e *ProcEnv) error {
-			i, err := e.leader(ctx, 15*time.Second)
-			if err != nil {
-				return err
-			}
-			if err := e.Servers[i].signal(syscall.SIGSTOP); err != nil {
-				return err
-			}
-			hold(ctx, 3*time.Second)
-			// The leader the others elected meanwhile (if any), asked before
-			// the paused one can answer again.
-			next, nerr := e.leader(ctx, 100*time.Millisecond)
-			// Resumed even when ctx is done: a stopped server would stall
-			// the settling that follows.
-			if err := e.Servers[i].signal(syscall.SIGCONT); err != nil {
-				return err
-			}
-			e.mu.Lock()
-			e.pauses++
-			if nerr == nil && next != i {
-				e.moved++
-			}
-			e.mu.Unlock()
-			hold(ctx, 1500*time.Millisecond)
-			return nil
-		}})
+		Procs:    pauseLeader,
+	}, Kind{Name: "mixed-flags",
+		Doc:        "servers started with different apply-affecting flags (n1 --max-duration 2500ms, n2 --min-duration 1500ms --tick 100ms, n3 the defaults) under leases of 1-3 s, the leader paused as in pause-leader so that each server leads in turn; replicas compared at common applied indices while the load runs",
+		Bounds:     Bounds{NoDeadlines: true},
+		MinSlice:   8 * time.Second,
+		ServerArgs: mixedFlags,
+		Procs:      pauseLeader,
+	})
+}
+
+// mixedFlags are the flags of server i in the mixed-flags kind: each
+// disagrees with the others on what an apply accepts (the workload asks
+// for 1-3 s), which must not change any apply result.
+func mixedFlags(i int) []string {
+	switch i {
+	case 0:
+		return []string{"--max-duration", "2500ms"}
+	case 1:
+		return []string{"--min-duration", "1500ms", "--tick", "100ms"}
+	}
+	return nil
+}
+
+// pauseLeader pauses the leader's process for 3 s, then resumes it.
+func pauseLeader(ctx context.Context, e *ProcEnv) error {
+	i, err := e.leader(ctx, 15*time.Second)
+	if err != nil {
+		return err
+	}
+	if err := e.Servers[i].signal(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	hold(ctx, 3*time.Second)
+	// The leader the others elected meanwhile (if any), asked before
+	// the paused one can answer again.
+	next, nerr := e.leader(ctx, 100*time.Millisecond)
+	// Resumed even when ctx is done: a stopped server would stall
+	// the settling that follows.
+	if err := e.Servers[i].signal(syscall.SIGCONT); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.pauses++
+	if nerr == nil && next != i {
+		e.moved++
+	}
+	e.mu.Unlock()
+	hold(ctx, 1500*time.Millisecond)
+	return nil
 }
 
 var serverBin struct {
@@ -167,8 +190,9 @@ func freeAddrs(n int) ([]string, error) {
 }
 
 // StartProcs starts three servers with data under dir and waits for a
-// leader. On error every started process is stopped.
-func StartProcs(ctx context.Context, dir string) (*ProcEnv, error) {
+// leader; args, if not nil, gives server i extra flags. On error every
+// started process is stopped.
+func StartProcs(ctx context.Context, dir string, args func(i int) []string) (*ProcEnv, error) {
 	bin, err := ServerBinary()
 	if err != nil {
 		return nil, err
@@ -185,8 +209,12 @@ func StartProcs(ctx context.Context, dir string) (*ProcEnv, error) {
 		boot = append(boot, p.ID+"="+p.RaftAddr)
 		e.Servers = append(e.Servers, p)
 	}
-	for _, p := range e.Servers {
-		if err := p.start(bin, strings.Join(boot, ",")); err != nil {
+	for i, p := range e.Servers {
+		var extra []string
+		if args != nil {
+			extra = args(i)
+		}
+		if err := p.start(bin, strings.Join(boot, ","), extra); err != nil {
 			e.Close()
 			return nil, err
 		}
@@ -198,7 +226,7 @@ func StartProcs(ctx context.Context, dir string) (*ProcEnv, error) {
 	return e, nil
 }
 
-func (p *Proc) start(bin, boot string) error {
+func (p *Proc) start(bin, boot string, extra []string) error {
 	var err error
 	if p.log, err = os.Create(p.LogPath); err != nil {
 		return err
@@ -207,6 +235,7 @@ func (p *Proc) start(bin, boot string) error {
 	// for it; the tick is shortened so replicated time moves in small steps.
 	p.cmd = exec.Command(bin, "server", "--id", p.ID, "--data-dir", p.DataDir, "--client-addr", p.ClientAddr,
 		"--raft-addr", p.RaftAddr, "--http-addr", p.HTTPAddr, "--bootstrap", boot, "--tick", "50ms", "--log-level", "warn")
+	p.cmd.Args = append(p.cmd.Args, extra...) // later flags win
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	// The kernel kills the child if the test process dies (a panic, kill -9).
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -383,7 +412,7 @@ func (p *Proc) replica(ctx context.Context) (linearize.Replica, error) {
 
 // runProcs is Run for a process kind.
 func runProcs(ctx context.Context, dir string, kind Kind, w Workload) (*Outcome, error) {
-	e, err := StartProcs(ctx, dir)
+	e, err := StartProcs(ctx, dir, kind.ServerArgs)
 	if err != nil {
 		return nil, err
 	}
@@ -402,7 +431,7 @@ func runProcs(ctx context.Context, dir string, kind Kind, w Workload) (*Outcome,
 	}
 	out := Check(kind.Name, h, reps, kind.Bounds)
 	e.mu.Lock()
-	out.Note = fmt.Sprintf("%d leader pauses, %d with a new leader elected during the pause; final states read by stale List/Pinned on each server (all at one applied index: %v)", e.pauses, e.moved, same)
+	out.addNote(fmt.Sprintf("%d leader pauses, %d with a new leader elected during the pause; final states read by stale List/Pinned on each server (all at one applied index: %v)", e.pauses, e.moved, same))
 	e.mu.Unlock()
 	if ferr != nil {
 		return out, fmt.Errorf("fault %s: %w", kind.Name, ferr)

@@ -13,7 +13,7 @@ func Run(ctx context.Context, dir string, kind Kind, w Workload) (*Outcome, erro
 	if kind.Procs != nil {
 		return runProcs(ctx, dir, kind, w)
 	}
-	e, err := StartEnv(ctx, dir)
+	e, err := StartEnv(ctx, dir, kind.Raft)
 	if err != nil {
 		return nil, err
 	}
@@ -32,6 +32,9 @@ func Run(ctx context.Context, dir string, kind Kind, w Workload) (*Outcome, erro
 		return nil, fmt.Errorf("%d calls never returned", open)
 	}
 	out := Check(kind.Name, h, e.Replicas(), kind.Bounds)
+	if c := e.counted(); c != "" {
+		out.addNote(c)
+	}
 	if faultErr != nil {
 		return out, fmt.Errorf("fault %s: %w", kind.Name, faultErr)
 	}
