@@ -29,6 +29,8 @@ type Kind struct {
 	Raft func(*raftnode.Config)
 	// ServerArgs are extra command-line flags of process server i (0-based).
 	ServerArgs func(i int) []string
+	// Workload adjusts the workload for this kind.
+	Workload func(*Workload)
 }
 
 // hold waits d or until ctx is done.

@@ -35,17 +35,20 @@ func init() {
 		MinSlice: 8 * time.Second,
 		Procs:    pauseLeader,
 	}, Kind{Name: "mixed-flags",
-		Doc:        "servers started with different apply-affecting flags (n1 --max-duration 2500ms, n2 --min-duration 1500ms --tick 100ms, n3 the defaults) under leases of 1-3 s, the leader paused as in pause-leader so that each server leads in turn; replicas compared at common applied indices while the load runs",
+		Doc:        "servers started with different apply-affecting flags (n1 --max-duration 2500ms, n2 --min-duration 1500ms --tick 100ms, n3 the defaults) under leases of 1-4 s, the leader paused as in pause-leader so that each server leads in turn; replicas compared at common applied indices while the load runs",
 		Bounds:     Bounds{NoDeadlines: true},
 		MinSlice:   8 * time.Second,
 		ServerArgs: mixedFlags,
-		Procs:      pauseLeader,
+		// Leases up to 4 s outlive the election after a pause, so a
+		// holder still counts on a lease when another server leads.
+		Workload: func(w *Workload) { w.MaxLease = 4 * time.Second },
+		Procs:    pauseLeader,
 	})
 }
 
 // mixedFlags are the flags of server i in the mixed-flags kind: each
 // disagrees with the others on what an apply accepts (the workload asks
-// for 1-3 s), which must not change any apply result.
+// for 1-4 s), which must not change any apply result.
 func mixedFlags(i int) []string {
 	switch i {
 	case 0:

@@ -10,6 +10,9 @@ import (
 // over and over, heals everything, lets the cluster settle, and checks the
 // history against the replicas' final states.
 func Run(ctx context.Context, dir string, kind Kind, w Workload) (*Outcome, error) {
+	if kind.Workload != nil {
+		kind.Workload(&w)
+	}
 	if kind.Procs != nil {
 		return runProcs(ctx, dir, kind, w)
 	}
