@@ -70,7 +70,7 @@ func (w *Workload) runWaiters(ctx context.Context, h *History, cl Clients) error
 		})
 	}
 	if len(cl.Servers) > 0 {
-		start(func() { h.samples.run(ctx, cl.Servers, 100*time.Millisecond) })
+		start(func() { h.samples.run(ctx, cl.Servers, 25*time.Millisecond) })
 	}
 	return nil
 }
@@ -106,7 +106,7 @@ func (w *Workload) waiter(ctx context.Context, h *History, id int, c *client.Cli
 		}
 		h.tenures.grant(GrantSeen{Op: -1 - int(h.waits.Load()), Key: key, Holder: holder, Token: res.Token, Via: via,
 			Call: call, Return: ret, Remaining: res.Expiry - res.Now, Fresh: res.Outcome == lease.OutcomeGranted, Start: res.Start})
-		hold(ctx, time.Duration(rnd.Int64N(int64(min(d/2, 600*time.Millisecond)))))
+		hold(ctx, time.Duration(rnd.Int64N(int64(min(d/2, 300*time.Millisecond)))))
 		if rnd.IntN(100) < 75 {
 			h.tenures.revoke(key, holder, h.now())
 			rctx, rcancel := context.WithTimeout(context.Background(), w.Timeout)

@@ -54,7 +54,7 @@ func (w *Workload) defaults() {
 		w.MaxLease = 3 * time.Second
 	}
 	if w.Waiters == 0 {
-		w.Waiters = 3
+		w.Waiters = 4
 	}
 	if w.WaitKeys == 0 {
 		w.WaitKeys = 2
