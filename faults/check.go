@@ -257,8 +257,8 @@ func Check(kind string, h *History, replicas []linearize.Replica, b Bounds) *Out
 			events += len(bt)
 		}
 	}
-	out.Extra = fmt.Sprintf("tenures: %d grants seen (%d claim, %d extend, %d stream; %d waiter calls), %d non-empty beliefs; "+
+	out.Extra = fmt.Sprintf("tenures: %d grants seen (%d claim, %d extend, %d stream; %d waiter calls, %d two-key grants), %d non-empty beliefs; "+
 		"watch: %d segments, %d events; replicas: %d pairs compared at a common applied index",
-		len(grants), via[ViaClaim], via[ViaExtend], via[ViaStream], h.waits.Load(), len(beliefs), len(segs), events, compared)
+		len(grants), via[ViaClaim], via[ViaExtend], via[ViaStream], h.waits.Load(), h.ties.Load(), len(beliefs), len(segs), events, compared)
 	return out
 }

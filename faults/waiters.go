@@ -82,6 +82,10 @@ func (w *Workload) waiter(ctx context.Context, h *History, id int, c *client.Cli
 	rnd := rand.New(rand.NewPCG(uint64(id)+1000, uint64(time.Now().UnixNano())))
 	holder := fmt.Sprint("w", id)
 	for ctx.Err() == nil {
+		if id == 0 && rnd.IntN(100) < 50 {
+			w.tie(ctx, h, holder, c, rnd)
+			continue
+		}
 		key := WaitKey(rnd.IntN(w.WaitKeys))
 		d := (w.MinLease + time.Duration(rnd.Int64N(int64(w.MaxLease-w.MinLease)+1))).Truncate(time.Millisecond)
 		// Not derived from ctx, like the main workload's ops: the wait is
@@ -114,6 +118,66 @@ func (w *Workload) waiter(ctx context.Context, h *History, id int, c *client.Cli
 			rcancel()
 		}
 	}
+}
+
+// tie claims two keys of its own (after the waiter keys) in one Bulk call with one
+// duration, so when both are granted (one entry, one replicated time) they
+// expire at the same instant; with claimants queued on both, one release
+// by expiry then grants two keys at once, in the order the expiry heap
+// pops them, which must be the same on every replica, restored from a
+// snapshot or not (issue 12, hole 2). The leases are left to expire.
+func (w *Workload) tie(ctx context.Context, h *History, holder string, c *client.Client, rnd *rand.Rand) {
+	d := (w.MinLease + time.Duration(rnd.Int64N(int64(w.MaxLease-w.MinLease)+1))).Truncate(time.Millisecond)
+	// Listed in reverse key order: a heap rebuilt in key order would pop
+	// them the other way round.
+	cmds := []lease.Command{{Op: lease.OpClaim, Key: WaitKey(w.WaitKeys + 1), Holder: holder, Duration: d}, {Op: lease.OpClaim, Key: WaitKey(w.WaitKeys), Holder: holder, Duration: d}}
+	opCtx, cancel := context.WithTimeout(context.Background(), w.Timeout)
+	call := h.now()
+	rs, err := c.Bulk(opCtx, cmds)
+	ret := h.now()
+	cancel()
+	h.waits.Add(1)
+	both := err == nil
+	if err == nil {
+		for i, r := range rs {
+			res := r.Result
+			if r.Err != nil || (res.Outcome != lease.OutcomeGranted && res.Outcome != lease.OutcomeExtended) {
+				both = false
+				continue
+			}
+			both = both && res.Outcome == lease.OutcomeGranted
+			h.tenures.grant(GrantSeen{Op: -1 - int(h.waits.Load()), Key: cmds[i].Key, Holder: holder, Token: res.Token, Via: ViaClaim,
+				Call: call, Return: ret, Remaining: res.Expiry - res.Now, Fresh: res.Outcome == lease.OutcomeGranted, Start: res.Start})
+		}
+	}
+	if !both {
+		hold(ctx, 50*time.Millisecond)
+		return
+	}
+	h.ties.Add(1)
+	// Queue a claimant on both keys, so the tied expiry grants two keys in
+	// one apply. Their own grants (one replicated time, one duration) tie
+	// again.
+	var wg sync.WaitGroup
+	for _, cmd := range cmds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			opCtx, cancel := context.WithTimeout(context.Background(), d+2*time.Second)
+			defer cancel()
+			q := holder + "q"
+			call := h.now()
+			res, err := c.ClaimOnRelease(opCtx, cmd.Key, q, d, 0, nil)
+			ret := h.now()
+			h.waits.Add(1)
+			if err == nil && (res.Outcome == lease.OutcomeGranted || res.Outcome == lease.OutcomeExtended) {
+				h.tenures.grant(GrantSeen{Op: -1 - int(h.waits.Load()), Key: cmd.Key, Holder: q, Token: res.Token, Via: ViaStream,
+					Call: call, Return: ret, Remaining: res.Expiry - res.Now, Fresh: res.Outcome == lease.OutcomeGranted, Start: res.Start})
+			}
+		}()
+	}
+	wg.Wait()
+	hold(ctx, d)
 }
 
 // watcher opens watches of the suite's namespace from just after a

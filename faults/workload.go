@@ -87,6 +87,7 @@ type History struct {
 	watches watchLog     // what each watch delivered
 	samples sampler      // replica states read while the load ran
 	waits   atomic.Int64 // claim-on-release and waiter claim calls made
+	ties    atomic.Int64 // leases granted by a waiter's two-key Bulk claim
 }
 
 // now is the real time since the recording began.
