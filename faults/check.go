@@ -172,6 +172,8 @@ type Outcome struct {
 	RealTime []RealTimeViolation
 	// Tenures are overlapping beliefs of two holders (invariant 9).
 	Tenures []TenureViolation
+	// Releases are releases WaitUntilReleased reported while a holder held.
+	Releases []ReleaseViolation
 	// Watch are events a watcher lost, repeated or reordered.
 	Watch []string
 	// Replicas are replicas that differed at one applied index (invariant 8).
@@ -185,7 +187,7 @@ type Outcome struct {
 
 // OK reports whether no check failed.
 func (o *Outcome) OK() bool {
-	return o.Report.OK() && len(o.RealTime) == 0 && len(o.Tenures) == 0 && len(o.Watch) == 0 && len(o.Replicas) == 0
+	return o.Report.OK() && len(o.RealTime) == 0 && len(o.Tenures) == 0 && len(o.Releases) == 0 && len(o.Watch) == 0 && len(o.Replicas) == 0
 }
 
 // addNote appends to the kind's note.
@@ -219,6 +221,7 @@ func (o *Outcome) String() string {
 		}
 	}
 	list("overlapping believed tenures (invariant 9)", len(o.Tenures), func(i int) string { return o.Tenures[i].String() })
+	list("releases reported while held", len(o.Releases), func(i int) string { return o.Releases[i].String() })
 	list("replica divergences at one applied index (invariant 8)", len(o.Replicas), func(i int) string { return o.Replicas[i].String() })
 	list("watch faults", len(o.Watch), func(i int) string { return o.Watch[i] })
 	if len(o.RealTime) > 0 {
@@ -243,6 +246,8 @@ func Check(kind string, h *History, replicas []linearize.Replica, b Bounds) *Out
 	grants, revokes := h.tenures.snapshot()
 	beliefs := Beliefs(grants, revokes, b)
 	out.Tenures = CheckTenures(beliefs)
+	releases := h.tenures.allReleases()
+	out.Releases = CheckReleases(beliefs, releases)
 	segs := h.watches.all()
 	out.Watch = CheckWatch(segs, grants)
 	diffs, compared := CompareReplicas(h.samples.all())
@@ -257,8 +262,8 @@ func Check(kind string, h *History, replicas []linearize.Replica, b Bounds) *Out
 			events += len(bt)
 		}
 	}
-	out.Extra = fmt.Sprintf("tenures: %d grants seen (%d claim, %d extend, %d stream; %d waiter calls, %d two-key grants), %d non-empty beliefs; "+
+	out.Extra = fmt.Sprintf("tenures: %d grants seen (%d claim, %d extend, %d stream; %d waiter calls, %d two-key grants), %d non-empty beliefs, %d releases reported; "+
 		"watch: %d segments, %d events; replicas: %d pairs compared at a common applied index",
-		len(grants), via[ViaClaim], via[ViaExtend], via[ViaStream], h.waits.Load(), h.ties.Load(), len(beliefs), len(segs), events, compared)
+		len(grants), via[ViaClaim], via[ViaExtend], via[ViaStream], h.waits.Load(), h.ties.Load(), len(beliefs), len(releases), len(segs), events, compared)
 	return out
 }

@@ -135,9 +135,10 @@ func CheckTenures(bs []Belief) []TenureViolation {
 
 // tenureLog records grants seen and revokes called, concurrently.
 type tenureLog struct {
-	mu      sync.Mutex
-	grants  []GrantSeen
-	revokes []RevokeCall
+	mu       sync.Mutex
+	grants   []GrantSeen
+	revokes  []RevokeCall
+	releases []ReleaseSeen
 }
 
 func (l *tenureLog) grant(g GrantSeen) {
@@ -156,4 +157,55 @@ func (l *tenureLog) snapshot() ([]GrantSeen, []RevokeCall) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return slices.Clone(l.grants), slices.Clone(l.revokes)
+}
+
+// ReleaseSeen is a WaitUntilReleased call that reported the key released:
+// at some instant between Call and Return nobody held it.
+type ReleaseSeen struct {
+	Key          lease.Key
+	Call, Return time.Duration
+}
+
+// ReleaseViolation is a release reported while one holder believed it held
+// the key for the whole wait.
+type ReleaseViolation struct {
+	Release ReleaseSeen
+	Held    Belief
+}
+
+func (v ReleaseViolation) String() string {
+	return fmt.Sprintf("WaitUntilReleased(%s) [call %v, return %v] reported a release, but throughout it %s",
+		v.Release.Key, v.Release.Call, v.Release.Return, v.Held)
+}
+
+// CheckReleases reports each release that some belief covers from the
+// wait's call to its return: that holder held the key continuously, so no
+// release happened in between. It is a pure function of its input.
+func CheckReleases(bs []Belief, rs []ReleaseSeen) []ReleaseViolation {
+	byKey := map[lease.Key][]Belief{}
+	for _, b := range bs {
+		byKey[b.Key] = append(byKey[b.Key], b)
+	}
+	var out []ReleaseViolation
+	for _, r := range rs {
+		for _, b := range byKey[r.Key] {
+			if b.From <= r.Call && b.To >= r.Return {
+				out = append(out, ReleaseViolation{Release: r, Held: b})
+				break
+			}
+		}
+	}
+	return out
+}
+
+func (l *tenureLog) released(r ReleaseSeen) {
+	l.mu.Lock()
+	l.releases = append(l.releases, r)
+	l.mu.Unlock()
+}
+
+func (l *tenureLog) allReleases() []ReleaseSeen {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.releases)
 }

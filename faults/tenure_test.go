@@ -91,3 +91,21 @@ func TestTenuresBounds(t *testing.T) {
 		t.Fatalf("jump bound not applied: %v", v)
 	}
 }
+
+// The planted bug: WaitUntilReleased reports a release (from a stale,
+// buffered event) while h1 holds the key from before the call to after the
+// return. A release the holder's own revoke caused, or one while nobody
+// was believed to hold, is fine.
+func TestReleasesCatchReleaseWhileHeld(t *testing.T) {
+	gs := []GrantSeen{grantSeen(1, "h1", 5, ViaClaim, 0, 10*ms, 2*time.Second)}
+	bad := ReleaseSeen{Key: tk, Call: 100 * ms, Return: 300 * ms}
+	v := CheckReleases(Beliefs(gs, nil, Bounds{}), []ReleaseSeen{bad})
+	if len(v) != 1 || v[0].Held.Op != 1 || !strings.Contains(v[0].String(), "reported a release") {
+		t.Fatalf("want the false release, got %v", v)
+	}
+	revoked := Beliefs(gs, []RevokeCall{{Key: tk, Holder: "h1", Call: 200 * ms}}, Bounds{})
+	after := ReleaseSeen{Key: tk, Call: 2100 * ms, Return: 2200 * ms}
+	if v := CheckReleases(revoked, []ReleaseSeen{bad, after}); len(v) != 0 {
+		t.Fatalf("true releases reported: %v", v)
+	}
+}

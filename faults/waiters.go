@@ -59,6 +59,13 @@ func (w *Workload) runWaiters(ctx context.Context, h *History, cl Clients) error
 		}
 		start(func() { defer c.Close(); w.watcher(ctx, h, i, c) })
 	}
+	for i := 0; i < w.Releasers; i++ {
+		c, err := cl.New(w.Clients + w.Watchers + i)
+		if err != nil {
+			return err
+		}
+		start(func() { defer c.Close(); w.releaser(ctx, h, i, c) })
+	}
 	if cl.Break != nil && w.Waiters > 0 {
 		start(func() {
 			for ctx.Err() == nil {
@@ -178,6 +185,28 @@ func (w *Workload) tie(ctx context.Context, h *History, holder string, c *client
 	}
 	wg.Wait()
 	hold(ctx, d)
+}
+
+// releaser waits for keys (main and waiter keys alike) to be released,
+// and records each release reported.
+func (w *Workload) releaser(ctx context.Context, h *History, id int, c *client.Client) {
+	rnd := rand.New(rand.NewPCG(uint64(id)+2000, uint64(time.Now().UnixNano())))
+	for ctx.Err() == nil {
+		key := Key(rnd.IntN(w.Keys))
+		if rnd.IntN(2) == 0 {
+			key = WaitKey(rnd.IntN(w.WaitKeys))
+		}
+		opCtx, cancel := context.WithTimeout(ctx, w.WaitTimeout)
+		call := h.now()
+		err := c.WaitUntilReleased(opCtx, key)
+		ret := h.now()
+		cancel()
+		if err != nil {
+			hold(ctx, 20*time.Millisecond)
+			continue
+		}
+		h.tenures.released(ReleaseSeen{Key: key, Call: call, Return: ret})
+	}
 }
 
 // watcher opens watches of the suite's namespace from just after a

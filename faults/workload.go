@@ -28,6 +28,8 @@ type Workload struct {
 	// Waiters claim the waiter keys (WaitKey), by claim-on-release streams
 	// and unary claims; Watchers watch the suite's namespace. Negative: none.
 	Waiters, WaitKeys, Watchers int
+	// Releasers call WaitUntilReleased on main and waiter keys.
+	Releasers int
 	// WaitTimeout bounds one claim-on-release call.
 	WaitTimeout time.Duration
 	// BreakEvery is how often every waiter connection is closed.
@@ -62,13 +64,16 @@ func (w *Workload) defaults() {
 	if w.Watchers == 0 {
 		w.Watchers = 2
 	}
+	if w.Releasers == 0 {
+		w.Releasers = 2
+	}
 	if w.WaitTimeout == 0 {
 		w.WaitTimeout = 3 * time.Second
 	}
 	if w.BreakEvery == 0 {
 		w.BreakEvery = 700 * time.Millisecond
 	}
-	w.Waiters, w.Watchers = max(w.Waiters, 0), max(w.Watchers, 0)
+	w.Waiters, w.Watchers, w.Releasers = max(w.Waiters, 0), max(w.Watchers, 0), max(w.Releasers, 0)
 }
 
 // History is a recorded run: the operations and, for each write, the wall
