@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/leasehold/leasehold/lease"
 	"github.com/leasehold/leasehold/raftnode"
 )
 
@@ -73,6 +74,7 @@ func followerSnapshot(ctx context.Context, e *Env) error {
 	if err != nil {
 		return fmt.Errorf("stop %s: %w", id, err)
 	}
+	e.tie(ctx)
 	// The log must move well past what the stopped follower has before the
 	// snapshots, so that what it needs next is compacted away everywhere.
 	waitFor(ctx, 4*time.Second, func() bool {
@@ -106,6 +108,44 @@ func followerSnapshot(ctx context.Context, e *Env) error {
 	}
 	hold(ctx, time.Second)
 	return nil
+}
+
+// tie leaves a tie pending in the snapshots the stopped follower will
+// install: two fresh keys claimed in one entry for one duration (so they
+// expire at the same replicated instant) with a claimant queued on each,
+// so that after the install one expiry grants both queued claimants in
+// the expiry heap's pop order, which must be the same on the restored
+// replica as on the live ones (issue 12, hole 2). The keys are in the
+// suite's namespace, so the replica sampler compares them.
+func (e *Env) tie(ctx context.Context) {
+	c, err := e.NewClient(0)
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	e.mu.Lock()
+	n := e.counts["ties"]
+	e.mu.Unlock()
+	k := func(s string) lease.Key {
+		return lease.Key{Namespace: Key(0).Namespace, Group: "t", Name: fmt.Sprintf("c%d%s", n, s)}
+	}
+	const d = 3 * time.Second
+	// Listed in reverse key order: a heap rebuilt in key order would pop them the other way round.
+	cmds := []lease.Command{{Op: lease.OpClaim, Key: k("b"), Holder: "tie", Duration: d}, {Op: lease.OpClaim, Key: k("a"), Holder: "tie", Duration: d},
+		{Op: lease.OpQueueClaim, Key: k("b"), Holder: "next", Duration: d, Wait: 10 * time.Second},
+		{Op: lease.OpQueueClaim, Key: k("a"), Holder: "next", Duration: d, Wait: 10 * time.Second}}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	rs, err := c.Bulk(cctx, cmds)
+	if err != nil {
+		return
+	}
+	for _, r := range rs[:2] {
+		if r.Err != nil || r.Result.Outcome != lease.OutcomeGranted || r.Result.Start != rs[0].Result.Start {
+			return
+		}
+	}
+	e.count("ties", 1)
 }
 
 // leaderFlap makes the leader lose and regain leadership, by one of two
