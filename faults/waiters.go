@@ -50,7 +50,7 @@ func (w *Workload) runWaiters(ctx context.Context, h *History, cl Clients) error
 		if err != nil {
 			return err
 		}
-		start(func() { defer c.Close(); w.waiter(ctx, h, i, c) })
+		start(func() { defer c.Close(); w.waiter(ctx, h, i, c, cl.Break) })
 	}
 	for i := 0; i < w.Watchers; i++ {
 		c, err := cl.New(w.Clients + i)
@@ -84,16 +84,25 @@ func (w *Workload) runWaiters(ctx context.Context, h *History, cl Clients) error
 
 // waiter claims a waiter key, by a unary claim or by claim-on-release,
 // holds it briefly and mostly revokes it, recording every grant it is told
-// of and every revoke it calls.
-func (w *Workload) waiter(ctx context.Context, h *History, id int, c *client.Client) {
+// of and every revoke it calls. Half the time it renews a key it still
+// holds through a claim-on-release stream and breaks the connections a
+// few ms later, about when the server sends the grant: a failed send must
+// not revoke the tenure the client's retried stream then reports (issue
+// 12, hole 3). brk may be nil.
+func (w *Workload) waiter(ctx context.Context, h *History, id int, c *client.Client, brk func()) {
 	rnd := rand.New(rand.NewPCG(uint64(id)+1000, uint64(time.Now().UnixNano())))
 	holder := fmt.Sprint("w", id)
+	var held *lease.Key // a key this waiter holds and has not revoked
 	for ctx.Err() == nil {
 		if id == 0 && rnd.IntN(100) < 50 {
 			w.tie(ctx, h, holder, c, rnd)
 			continue
 		}
 		key := WaitKey(rnd.IntN(w.WaitKeys))
+		renew := held != nil && rnd.IntN(2) == 0
+		if renew {
+			key = *held
+		}
 		d := (w.MinLease + time.Duration(rnd.Int64N(int64(w.MaxLease-w.MinLease)+1))).Truncate(time.Millisecond)
 		// Not derived from ctx, like the main workload's ops: the wait is
 		// bounded by its own timeout.
@@ -102,10 +111,16 @@ func (w *Workload) waiter(ctx context.Context, h *History, id int, c *client.Cli
 		call := h.now()
 		var res client.Result
 		var err error
-		if rnd.IntN(100) < 30 {
+		switch {
+		case renew:
+			if brk != nil {
+				time.AfterFunc(time.Duration(rnd.Int64N(int64(10*time.Millisecond))), brk)
+			}
+			res, err = c.ClaimOnRelease(opCtx, key, holder, d, 0, nil)
+		case rnd.IntN(100) < 30:
 			via = ViaClaim
 			res, err = c.Claim(opCtx, key, holder, d)
-		} else {
+		default:
 			res, err = c.ClaimOnRelease(opCtx, key, holder, d, 0, nil)
 		}
 		ret := h.now()
@@ -117,8 +132,10 @@ func (w *Workload) waiter(ctx context.Context, h *History, id int, c *client.Cli
 		}
 		h.tenures.grant(GrantSeen{Op: -1 - int(h.waits.Load()), Key: key, Holder: holder, Token: res.Token, Via: via,
 			Call: call, Return: ret, Remaining: res.Expiry - res.Now, Fresh: res.Outcome == lease.OutcomeGranted, Start: res.Start})
+		held = &key
 		hold(ctx, time.Duration(rnd.Int64N(int64(min(d/2, 300*time.Millisecond)))))
-		if rnd.IntN(100) < 75 {
+		if rnd.IntN(100) < 60 {
+			held = nil
 			h.tenures.revoke(key, holder, h.now())
 			rctx, rcancel := context.WithTimeout(context.Background(), w.Timeout)
 			c.Revoke(rctx, key, holder)
