@@ -35,20 +35,18 @@ func init() {
 		MinSlice: 8 * time.Second,
 		Procs:    pauseLeader,
 	}, Kind{Name: "mixed-flags",
-		Doc:        "servers started with different apply-affecting flags (n1 --max-duration 2500ms, n2 --min-duration 1500ms --tick 100ms, n3 the defaults) under leases of 1-4 s, the leader paused as in pause-leader so that each server leads in turn; replicas compared at common applied indices while the load runs",
+		Doc:        "servers started with different apply-affecting flags (n1 --max-duration 2500ms, n2 --min-duration 1500ms --tick 100ms, n3 the defaults) (main keys ask for 1.5-2.5 s, waiters for 1-4 s), the leader paused as in pause-leader so that each server leads in turn; replicas compared at common applied indices while the load runs",
 		Bounds:     Bounds{NoDeadlines: true},
 		MinSlice:   8 * time.Second,
 		ServerArgs: mixedFlags,
-		// Leases up to 4 s outlive the election after a pause, so a
-		// holder still counts on a lease when another server leads.
-		Workload: func(w *Workload) { w.MaxLease = 4 * time.Second },
-		Procs:    pauseLeader,
+		Workload:   mixedLeases,
+		Procs:      pauseLeader,
 	})
 }
 
 // mixedFlags are the flags of server i in the mixed-flags kind: each
-// disagrees with the others on what an apply accepts (the workload asks
-// for 1-4 s), which must not change any apply result.
+// disagrees with the others on what an apply accepts (see mixedLeases),
+// which must not change any apply result.
 func mixedFlags(i int) []string {
 	switch i {
 	case 0:
@@ -57,6 +55,18 @@ func mixedFlags(i int) []string {
 		return []string{"--min-duration", "1500ms", "--tick", "100ms"}
 	}
 	return nil
+}
+
+// mixedLeases: the main keys ask for 1.5-2.5 s, inside every server's
+// flags, so that whichever server's flags become the cluster's initial
+// settings, the linearizability model (which knows no limits) applies;
+// the waiters ask for 1-4 s, across the flags, which the tenure and
+// replica checks judge whatever the limits (a renewal past max_duration is
+// clamped and says so). Leases up to 4 s outlive the election after a
+// pause, so a holder still counts on a lease when another server leads.
+func mixedLeases(w *Workload) {
+	w.MinLease, w.MaxLease = 1500*time.Millisecond, 2500*time.Millisecond
+	w.WaitMinLease, w.WaitMaxLease = time.Second, 4*time.Second
 }
 
 // pauseLeader pauses the leader's process for 3 s, then resumes it.

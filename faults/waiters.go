@@ -103,7 +103,7 @@ func (w *Workload) waiter(ctx context.Context, h *History, id int, c *client.Cli
 		if renew {
 			key = *held
 		}
-		d := (w.MinLease + time.Duration(rnd.Int64N(int64(w.MaxLease-w.MinLease)+1))).Truncate(time.Millisecond)
+		d := w.waitLease(rnd)
 		// Not derived from ctx, like the main workload's ops: the wait is
 		// bounded by its own timeout.
 		opCtx, cancel := context.WithTimeout(context.Background(), w.WaitTimeout)
@@ -151,7 +151,7 @@ func (w *Workload) waiter(ctx context.Context, h *History, id int, c *client.Cli
 // pops them, which must be the same on every replica, restored from a
 // snapshot or not (issue 12, hole 2). The leases are left to expire.
 func (w *Workload) tie(ctx context.Context, h *History, holder string, c *client.Client, rnd *rand.Rand) {
-	d := (w.MinLease + time.Duration(rnd.Int64N(int64(w.MaxLease-w.MinLease)+1))).Truncate(time.Millisecond)
+	d := w.waitLease(rnd)
 	// Listed in reverse key order: a heap rebuilt in key order would pop
 	// them the other way round.
 	cmds := []lease.Command{{Op: lease.OpClaim, Key: WaitKey(w.WaitKeys + 1), Holder: holder, Duration: d}, {Op: lease.OpClaim, Key: WaitKey(w.WaitKeys), Holder: holder, Duration: d}}
@@ -256,4 +256,10 @@ func (w *Workload) watcher(ctx context.Context, h *History, id int, c *client.Cl
 		wt.Close()
 		h.watches.add(seg)
 	}
+}
+
+// waitLease is a random waiter lease duration, in whole milliseconds (what
+// the wire carries).
+func (w *Workload) waitLease(rnd *rand.Rand) time.Duration {
+	return (w.WaitMinLease + time.Duration(rnd.Int64N(int64(w.WaitMaxLease-w.WaitMinLease)+1))).Truncate(time.Millisecond)
 }

@@ -30,6 +30,9 @@ type Workload struct {
 	Waiters, WaitKeys, Watchers int
 	// Releasers call WaitUntilReleased on main and waiter keys.
 	Releasers int
+	// WaitMinLease and WaitMaxLease bound the waiters' durations (default
+	// MinLease and MaxLease).
+	WaitMinLease, WaitMaxLease time.Duration
 	// WaitTimeout bounds one claim-on-release call.
 	WaitTimeout time.Duration
 	// BreakEvery is how often every waiter connection is closed.
@@ -54,6 +57,12 @@ func (w *Workload) defaults() {
 	}
 	if w.MaxLease == 0 {
 		w.MaxLease = 3 * time.Second
+	}
+	if w.WaitMinLease == 0 {
+		w.WaitMinLease = w.MinLease
+	}
+	if w.WaitMaxLease == 0 {
+		w.WaitMaxLease = w.MaxLease
 	}
 	if w.Waiters == 0 {
 		w.Waiters = 4
