@@ -2,14 +2,19 @@ package faults
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
 	"time"
 )
 
 // Run starts a cluster in dir, runs w against it while kind's fault cycles
 // over and over, heals everything, lets the cluster settle, and checks the
 // history against the replicas' final states.
-func Run(ctx context.Context, dir string, kind Kind, w Workload) (*Outcome, error) {
+func Run(ctx context.Context, dir string, kind Kind, w Workload) (out *Outcome, err error) {
 	if kind.Workload != nil {
 		kind.Workload(&w)
 	}
@@ -20,7 +25,7 @@ func Run(ctx context.Context, dir string, kind Kind, w Workload) (*Outcome, erro
 	if err != nil {
 		return nil, err
 	}
-	defer e.Close()
+	defer func() { err = errors.Join(err, e.closeWithin(time.Minute)) }()
 	h := newHistory()
 	cl, closeClients, err := e.clients()
 	if err != nil {
@@ -34,7 +39,7 @@ func Run(ctx context.Context, dir string, kind Kind, w Workload) (*Outcome, erro
 	if open := h.rec.Open(); open != 0 {
 		return nil, fmt.Errorf("%d calls never returned", open)
 	}
-	out := Check(kind.Name, h, e.Replicas(), kind.Bounds)
+	out = Check(kind.Name, h, e.Replicas(), kind.Bounds)
 	if c := e.counted(); c != "" {
 		out.addNote(c)
 	}
@@ -95,17 +100,21 @@ func (e *Env) settle(ctx context.Context) error {
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		caught := true
+		var behind []string
 		for _, m := range e.C.Members {
-			if r := m.Raft(); r == nil || r.State().AppliedIndex < target {
-				caught = false
+			if r := m.Raft(); r == nil {
+				behind = append(behind, m.ID+" down")
+			} else if st := r.State(); st.AppliedIndex < target {
+				behind = append(behind, fmt.Sprintf("%s applied %d, last log index %d", m.ID, st.AppliedIndex, r.Raft().LastIndex()))
 			}
 		}
-		if caught {
+		if len(behind) == 0 {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("replicas did not catch up to index %d", target)
+			// A follower whose log stops while heartbeats go on is
+			// hashicorp/raft's pipeline deadlock (hashicorp/raft#612).
+			return fmt.Errorf("replicas did not catch up to the leader's (%s) commit index %d in 20 s: %s", l.ID, target, strings.Join(behind, "; "))
 		}
 		select {
 		case <-ctx.Done():
@@ -113,4 +122,28 @@ func (e *Env) settle(ctx context.Context) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// closeWithin stops the cluster, giving up after d: a Raft shutdown that
+// never returns (hashicorp/raft's pipeline deadlock: a replication
+// goroutine parked for good on a pipeline whose decoder has exited) then
+// fails the run, with every goroutine's stack saved to a file, instead of
+// hanging the test binary until its timeout.
+func (e *Env) closeWithin(d time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- e.Close() }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+	}
+	buf := make([]byte, 16<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	path := filepath.Join(os.TempDir(), fmt.Sprintf("faults-shutdown-hang-%d-%d.txt", os.Getpid(), time.Now().UnixNano()))
+	if err := os.WriteFile(path, buf, 0o644); err != nil {
+		path = "(not saved: " + err.Error() + ")"
+	}
+	return fmt.Errorf("cluster shutdown still blocked after %v (goroutines: %s)", d, path)
 }
