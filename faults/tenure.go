@@ -42,8 +42,10 @@ type GrantSeen struct {
 	// Remaining is Expiry - Now of the answer: the replicated time the
 	// lease had left when the op applied.
 	Remaining time.Duration
-	// Fresh marks a grant (outcome granted) rather than an extension;
-	// Start is then the replicated time it was applied at.
+	// Fresh marks a claim's answer that granted the lease (outcome
+	// granted): Start is then the replicated time of the grant. Never set
+	// for a stream: a client may report a stream's grant after confirming
+	// it with an extend, whose time Start then is.
 	Fresh bool
 	Start time.Duration
 }

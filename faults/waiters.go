@@ -131,7 +131,7 @@ func (w *Workload) waiter(ctx context.Context, h *History, id int, c *client.Cli
 			continue
 		}
 		h.tenures.grant(GrantSeen{Op: -1 - int(h.waits.Load()), Key: key, Holder: holder, Token: res.Token, Via: via,
-			Call: call, Return: ret, Remaining: res.Expiry - res.Now, Fresh: res.Outcome == lease.OutcomeGranted, Start: res.Start})
+			Call: call, Return: ret, Remaining: res.Expiry - res.Now, Fresh: via == ViaClaim && res.Outcome == lease.OutcomeGranted, Start: res.Start})
 		held = &key
 		hold(ctx, time.Duration(rnd.Int64N(int64(min(d/2, 300*time.Millisecond)))))
 		if rnd.IntN(100) < 60 {
@@ -196,7 +196,7 @@ func (w *Workload) tie(ctx context.Context, h *History, holder string, c *client
 			h.waits.Add(1)
 			if err == nil && (res.Outcome == lease.OutcomeGranted || res.Outcome == lease.OutcomeExtended) {
 				h.tenures.grant(GrantSeen{Op: -1 - int(h.waits.Load()), Key: cmd.Key, Holder: q, Token: res.Token, Via: ViaStream,
-					Call: call, Return: ret, Remaining: res.Expiry - res.Now, Fresh: res.Outcome == lease.OutcomeGranted, Start: res.Start})
+					Call: call, Return: ret, Remaining: res.Expiry - res.Now})
 			}
 		}()
 	}

@@ -24,9 +24,9 @@ func TestCheckWatchComplete(t *testing.T) {
 	}}}
 	grants := []GrantSeen{
 		fresh(1, 3, 12, ViaClaim),
-		fresh(2, 4, 17, ViaStream), // tokens are not indices
-		fresh(3, 1, 5, ViaClaim),   // before the watch
-		fresh(4, 9, 30, ViaClaim),  // after its last event
+		fresh(2, 4, 17, ViaClaim), // tokens are not indices
+		fresh(3, 1, 5, ViaClaim),  // before the watch
+		fresh(4, 9, 30, ViaClaim), // after its last event
 		{Op: 5, Key: tk, Holder: "h", Token: 7, Via: ViaExtend, Start: 13 * time.Second}, // an extension: no Claimed event
 	}
 	if v := CheckWatch(segs, grants); len(v) != 0 {
@@ -40,7 +40,7 @@ func TestCheckWatchCatchesLostAndRepeatedEvents(t *testing.T) {
 	segs := []WatchSegment{{Watcher: 1, From: 10, Batches: [][]lease.Event{
 		{ev(lease.EventClaimed, 12, 12)}, {ev(lease.EventRevoked, 14, 12)}, {ev(lease.EventClaimed, 20, 20)},
 	}}}
-	grants := []GrantSeen{fresh(7, 16, 16, ViaStream)}
+	grants := []GrantSeen{fresh(7, 16, 16, ViaClaim)}
 	v := CheckWatch(segs, grants)
 	if len(v) != 1 || !strings.Contains(v[0], "token 16") {
 		t.Fatalf("want the lost grant at 16, got %v", v)
