@@ -89,11 +89,13 @@ func TestWritesReachEveryReplica(t *testing.T) {
 
 func TestLeaderFailoverKeepsLeases(t *testing.T) {
 	c := startCluster(t)
-	const n = 20
+	const n, d = 20, 30 * time.Second
 	granted := map[string]lease.Result{}
+	called := map[string]time.Time{} // real time each claim call started
 	for i := 0; i < n; i++ {
 		name := "app" + string(rune('a'+i))
-		granted[name] = claim(t, c, name, "unit/0", 30*time.Second)
+		called[name] = time.Now()
+		granted[name] = claim(t, c, name, "unit/0", d)
 	}
 	old := c.Leader()
 	// Remaining time per lease on the old leader just before it dies.
@@ -116,6 +118,30 @@ func TestLeaderFailoverKeepsLeases(t *testing.T) {
 	}
 	if nl == old {
 		t.Fatal("stopped node still leads")
+	}
+	// The real-time guarantee across the failover (README, DESIGN.md: a
+	// lease granted by a call that started at real time s lasts at least
+	// until s + d in real time). The new leader's clock reads clk at a
+	// real time after readAt; from then on replicated time advances no
+	// faster than real time, so each lease lasts in real time at least to
+	// readAt + (Expiry - clk). That must reach s + d however long the
+	// election took: a new leader that counted the election gap, or
+	// started its clock ahead of the old one, would fail this whatever
+	// the machine's speed.
+	readAt := time.Now()
+	clk, ok := nl.Raft().Now()
+	if !ok {
+		t.Fatal("new leader's clock not ready")
+	}
+	for name := range granted {
+		info, _, ok := get(nl, name)
+		if !ok {
+			t.Fatalf("%s missing on the new leader", name)
+		}
+		if end, promised := readAt.Add(info.Expiry-clk), called[name].Add(d); end.Before(promised) {
+			t.Fatalf("%s: after failover it lasts (at least) to real %v after its claim call, but %v was promised: replicated time ran ahead of real time by %v",
+				name, end.Sub(called[name]), d, promised.Sub(end))
+		}
 	}
 	for name, g := range granted {
 		info, now, ok := get(nl, name)

@@ -170,20 +170,60 @@ type Outcome struct {
 	Kind     string
 	Report   *linearize.Report
 	RealTime []RealTimeViolation
+	// Tenures are overlapping beliefs of two holders (invariant 9).
+	Tenures []TenureViolation
+	// Releases are releases WaitUntilReleased reported while a holder held.
+	Releases []ReleaseViolation
+	// Watch are events a watcher lost, repeated or reordered.
+	Watch []string
+	// Replicas are replicas that differed at one applied index (invariant 8).
+	Replicas []ReplicaDiff
 	Ops      int
 	// Note says what the fault did, when its kind counts that.
 	Note string
+	// Extra says how much the tenure, watch and replica checks covered.
+	Extra string
 }
 
 // OK reports whether no check failed.
-func (o *Outcome) OK() bool { return o.Report.OK() && len(o.RealTime) == 0 }
+func (o *Outcome) OK() bool {
+	return o.Report.OK() && len(o.RealTime) == 0 && len(o.Tenures) == 0 && len(o.Releases) == 0 && len(o.Watch) == 0 && len(o.Replicas) == 0
+}
+
+// addNote appends to the kind's note.
+func (o *Outcome) addNote(s string) {
+	if o.Note != "" {
+		o.Note += "; "
+	}
+	o.Note += s
+}
 
 func (o *Outcome) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: %d ops; %s", o.Kind, o.Ops, o.Report)
+	if o.Extra != "" {
+		b.WriteString("\n  " + o.Extra)
+	}
 	if o.Note != "" {
 		b.WriteString("\n  " + o.Note)
 	}
+	list := func(title string, n int, item func(i int) string) {
+		if n == 0 {
+			return
+		}
+		fmt.Fprintf(&b, "\n  %d %s:", n, title)
+		for i := 0; i < n; i++ {
+			if i == 5 {
+				b.WriteString("\n  ...")
+				break
+			}
+			b.WriteString("\n  " + item(i))
+		}
+	}
+	list("overlapping believed tenures (invariant 9)", len(o.Tenures), func(i int) string { return o.Tenures[i].String() })
+	list("releases reported while held", len(o.Releases), func(i int) string { return o.Releases[i].String() })
+	list("replica divergences at one applied index (invariant 8)", len(o.Replicas), func(i int) string { return o.Replicas[i].String() })
+	list("watch faults", len(o.Watch), func(i int) string { return o.Watch[i] })
 	if len(o.RealTime) > 0 {
 		fmt.Fprintf(&b, "\n  %d real-time early expiries:", len(o.RealTime))
 		for i, v := range o.RealTime {
@@ -202,5 +242,28 @@ func Check(kind string, h *History, replicas []linearize.Replica, b Bounds) *Out
 	ops := h.rec.History()
 	FillDeadlines(ops, h, b)
 	rep := linearize.Check(ops, replicas, linearize.Options{Timeout: 5 * time.Minute})
-	return &Outcome{Kind: kind, Report: rep, RealTime: CheckRealTime(ops, h, b), Ops: len(ops)}
+	out := &Outcome{Kind: kind, Report: rep, RealTime: CheckRealTime(ops, h, b), Ops: len(ops)}
+	grants, revokes := h.tenures.snapshot()
+	beliefs := Beliefs(grants, revokes, b)
+	out.Tenures = CheckTenures(beliefs)
+	releases := h.tenures.allReleases()
+	out.Releases = CheckReleases(beliefs, releases)
+	segs := h.watches.all()
+	out.Watch = CheckWatch(segs, grants)
+	diffs, compared := CompareReplicas(h.samples.all())
+	out.Replicas = diffs
+	via := map[Via]int{}
+	for _, g := range grants {
+		via[g.Via]++
+	}
+	events := 0
+	for _, s := range segs {
+		for _, bt := range s.Batches {
+			events += len(bt)
+		}
+	}
+	out.Extra = fmt.Sprintf("tenures: %d grants seen (%d claim, %d extend, %d stream; %d waiter calls, %d two-key grants), %d non-empty beliefs, %d releases reported; "+
+		"watch: %d segments, %d events; replicas: %d pairs compared at a common applied index",
+		len(grants), via[ViaClaim], via[ViaExtend], via[ViaStream], h.waits.Load(), h.ties.Load(), len(beliefs), len(releases), len(segs), events, compared)
+	return out
 }

@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,8 +29,33 @@ type Env struct {
 	C       *cluster.Cluster
 	Net     *Net
 	Clients *ClientNet
+	// Waiters is the waiters' dialer: the workload closes their
+	// connections every so often to break their streams.
+	Waiters *ClientNet
 	disks   map[string]*Disk
 	clocks  map[string]*Clock
+	adjust  func(*raftnode.Config)
+
+	mu     sync.Mutex
+	counts map[string]int // what the fault did, for the outcome's note
+}
+
+// count adds n to the named counter of what the fault did.
+func (e *Env) count(name string, n int) {
+	e.mu.Lock()
+	e.counts[name] += n
+	e.mu.Unlock()
+}
+
+// counted describes the counters ("" if none).
+func (e *Env) counted() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(e.counts)) {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, e.counts[k]))
+	}
+	return strings.Join(parts, " ")
 }
 
 // FastRaft shortens Raft's timeouts so faults play out in seconds.
@@ -38,9 +66,11 @@ func FastRaft(c *raftnode.Config) {
 	c.TickInterval = 50 * time.Millisecond
 }
 
-// StartEnv starts the cluster in dir and waits for a leader.
-func StartEnv(ctx context.Context, dir string) (*Env, error) {
-	e := &Env{Net: NewNet(), Clients: NewClientNet(), disks: map[string]*Disk{}, clocks: map[string]*Clock{}}
+// StartEnv starts the cluster in dir and waits for a leader. adjust, if
+// not nil, changes every server's Raft configuration after FastRaft.
+func StartEnv(ctx context.Context, dir string, adjust func(*raftnode.Config)) (*Env, error) {
+	e := &Env{Net: NewNet(), Clients: NewClientNet(), Waiters: NewClientNet(), disks: map[string]*Disk{}, clocks: map[string]*Clock{},
+		adjust: adjust, counts: map[string]int{}}
 	for i := 1; i <= 3; i++ {
 		id := fmt.Sprint("node", i)
 		e.disks[id], e.clocks[id] = &Disk{}, NewClock()
@@ -71,6 +101,9 @@ func (e *Env) hook(cfg *raftnode.Config) {
 	disk := e.disks[cfg.ID]
 	cfg.WrapLogStore = func(s raft.LogStore) raft.LogStore { return &LogStore{LogStore: s, disk: disk} }
 	cfg.Clock = e.clocks[cfg.ID]
+	if e.adjust != nil {
+		e.adjust(cfg)
+	}
 }
 
 // Disk returns server id's disk faults.
@@ -108,14 +141,39 @@ func (e *Env) IDs(skip string) []string {
 }
 
 // NewClient returns a client of every server, starting at server i%3.
-func (e *Env) NewClient(i int) (*client.Client, error) {
+func (e *Env) NewClient(i int) (*client.Client, error) { return e.newClient(i, e.Clients) }
+
+func (e *Env) newClient(i int, dialer *ClientNet) (*client.Client, error) {
 	var eps []string
 	n := len(e.C.Members)
 	for j := 0; j < n; j++ {
 		eps = append(eps, e.C.Members[(i+j)%n].ClientAddr)
 	}
 	return client.New(client.Config{Endpoints: eps, ConnectTimeout: 500 * time.Millisecond, BackoffMax: 300 * time.Millisecond,
-		DialOptions: []grpc.DialOption{grpc.WithContextDialer(e.Clients.Dial)}})
+		DialOptions: []grpc.DialOption{grpc.WithContextDialer(dialer.Dial)}})
+}
+
+// clients are the workload's ways into the cluster; close releases the
+// per-server readers.
+func (e *Env) clients() (cl Clients, close func(), err error) {
+	cl = Clients{New: e.NewClient, Break: e.Waiters.Reset,
+		Waiter: func(i int) (*client.Client, error) { return e.newClient(i, e.Waiters) }}
+	for _, m := range e.C.Members {
+		// Not through a ClientNet: partitions of clients do not stop the sampling.
+		c, err := client.New(client.Config{Endpoints: []string{m.ClientAddr}, ConnectTimeout: 500 * time.Millisecond, MaxAttempts: 1})
+		if err != nil {
+			closeReaders(cl.Servers)
+			return Clients{}, nil, err
+		}
+		cl.Servers = append(cl.Servers, replicaReader{id: m.ID, c: c})
+	}
+	return cl, func() { closeReaders(cl.Servers) }, nil
+}
+
+func closeReaders(rs []replicaReader) {
+	for _, r := range rs {
+		r.c.Close()
+	}
 }
 
 // Replicas collects the running servers' final states as snapshots. Ticks
@@ -195,6 +253,19 @@ func (n *ClientNet) Cut(addr string) {
 		c.Close()
 	}
 	n.conns[addr] = nil
+}
+
+// Reset closes every open connection but lets new ones be made: clients
+// see their calls and streams break and retry at once.
+func (n *ClientNet) Reset() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for addr, cs := range n.conns {
+		for _, c := range cs {
+			c.Close()
+		}
+		n.conns[addr] = nil
+	}
 }
 
 // Heal lets clients reach every server again.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/leasehold/leasehold/raftnode"
 )
 
 // Kind is one fault the suite injects, over and over, while the workload
@@ -22,6 +24,13 @@ type Kind struct {
 	Procs func(ctx context.Context, e *ProcEnv) error
 	// MinSlice is the shortest load slice the fault plays out in.
 	MinSlice time.Duration
+	// Raft adjusts every in-process server's Raft configuration for this
+	// kind (after FastRaft).
+	Raft func(*raftnode.Config)
+	// ServerArgs are extra command-line flags of process server i (0-based).
+	ServerArgs func(i int) []string
+	// Workload adjusts the workload for this kind.
+	Workload func(*Workload)
 }
 
 // hold waits d or until ctx is done.

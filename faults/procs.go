@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"github.com/leasehold/leasehold/client"
 	"github.com/leasehold/leasehold/lease"
 	"github.com/leasehold/leasehold/linearize"
@@ -31,32 +33,68 @@ func init() {
 		// replicated deadline than the client's context allows for.
 		Bounds:   Bounds{NoDeadlines: true},
 		MinSlice: 8 * time.Second,
-		Procs: func(ctx context.Context, e *ProcEnv) error {
-			i, err := e.leader(ctx, 15*time.Second)
-			if err != nil {
-				return err
-			}
-			if err := e.Servers[i].signal(syscall.SIGSTOP); err != nil {
-				return err
-			}
-			hold(ctx, 3*time.Second)
-			// The leader the others elected meanwhile (if any), asked before
-			// the paused one can answer again.
-			next, nerr := e.leader(ctx, 100*time.Millisecond)
-			// Resumed even when ctx is done: a stopped server would stall
-			// the settling that follows.
-			if err := e.Servers[i].signal(syscall.SIGCONT); err != nil {
-				return err
-			}
-			e.mu.Lock()
-			e.pauses++
-			if nerr == nil && next != i {
-				e.moved++
-			}
-			e.mu.Unlock()
-			hold(ctx, 1500*time.Millisecond)
-			return nil
-		}})
+		Procs:    pauseLeader,
+	}, Kind{Name: "mixed-flags",
+		Doc:        "servers started with different apply-affecting flags (n1 --max-duration 2500ms, n2 --min-duration 1500ms --tick 100ms, n3 the defaults) (main keys ask for 1.5-2.5 s, waiters for 1-4 s), the leader paused as in pause-leader so that each server leads in turn; replicas compared at common applied indices while the load runs",
+		Bounds:     Bounds{NoDeadlines: true},
+		MinSlice:   8 * time.Second,
+		ServerArgs: mixedFlags,
+		Workload:   mixedLeases,
+		Procs:      pauseLeader,
+	})
+}
+
+// mixedFlags are the flags of server i in the mixed-flags kind: each
+// disagrees with the others on what an apply accepts (see mixedLeases),
+// which must not change any apply result.
+func mixedFlags(i int) []string {
+	switch i {
+	case 0:
+		return []string{"--max-duration", "2500ms"}
+	case 1:
+		return []string{"--min-duration", "1500ms", "--tick", "100ms"}
+	}
+	return nil
+}
+
+// mixedLeases: the main keys ask for 1.5-2.5 s, inside every server's
+// flags, so that whichever server's flags become the cluster's initial
+// settings, the linearizability model (which knows no limits) applies;
+// the waiters ask for 1-4 s, across the flags, which the tenure and
+// replica checks judge whatever the limits (a renewal past max_duration is
+// clamped and says so). Leases up to 4 s outlive the election after a
+// pause, so a holder still counts on a lease when another server leads.
+func mixedLeases(w *Workload) {
+	w.MinLease, w.MaxLease = 1500*time.Millisecond, 2500*time.Millisecond
+	w.WaitMinLease, w.WaitMaxLease = time.Second, 4*time.Second
+}
+
+// pauseLeader pauses the leader's process for 3 s, then resumes it.
+func pauseLeader(ctx context.Context, e *ProcEnv) error {
+	i, err := e.leader(ctx, 15*time.Second)
+	if err != nil {
+		return err
+	}
+	if err := e.Servers[i].signal(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	hold(ctx, 3*time.Second)
+	// The leader the others elected meanwhile (if any), asked before
+	// the paused one can answer again.
+	next, nerr := e.leader(ctx, 100*time.Millisecond)
+	// Resumed even when ctx is done: a stopped server would stall
+	// the settling that follows.
+	if err := e.Servers[i].signal(syscall.SIGCONT); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.pauses++
+	if nerr == nil && next != i {
+		e.moved++
+	}
+	e.mu.Unlock()
+	hold(ctx, 1500*time.Millisecond)
+	return nil
 }
 
 var serverBin struct {
@@ -141,6 +179,8 @@ func (p *Proc) stop() {
 // ProcEnv is a 3-server cluster of separate processes on loopback.
 type ProcEnv struct {
 	Servers []*Proc
+	// Waiters is the waiters' dialer (see Env.Waiters).
+	Waiters *ClientNet
 
 	mu            sync.Mutex
 	pauses, moved int // leader pauses, and those after which another server led
@@ -163,8 +203,9 @@ func freeAddrs(n int) ([]string, error) {
 }
 
 // StartProcs starts three servers with data under dir and waits for a
-// leader. On error every started process is stopped.
-func StartProcs(ctx context.Context, dir string) (*ProcEnv, error) {
+// leader; args, if not nil, gives server i extra flags. On error every
+// started process is stopped.
+func StartProcs(ctx context.Context, dir string, args func(i int) []string) (*ProcEnv, error) {
 	bin, err := ServerBinary()
 	if err != nil {
 		return nil, err
@@ -173,7 +214,7 @@ func StartProcs(ctx context.Context, dir string) (*ProcEnv, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &ProcEnv{}
+	e := &ProcEnv{Waiters: NewClientNet()}
 	var boot []string
 	for i := 0; i < 3; i++ {
 		p := &Proc{ID: fmt.Sprint("n", i+1), ClientAddr: addrs[3*i], RaftAddr: addrs[3*i+1], HTTPAddr: addrs[3*i+2],
@@ -181,8 +222,12 @@ func StartProcs(ctx context.Context, dir string) (*ProcEnv, error) {
 		boot = append(boot, p.ID+"="+p.RaftAddr)
 		e.Servers = append(e.Servers, p)
 	}
-	for _, p := range e.Servers {
-		if err := p.start(bin, strings.Join(boot, ",")); err != nil {
+	for i, p := range e.Servers {
+		var extra []string
+		if args != nil {
+			extra = args(i)
+		}
+		if err := p.start(bin, strings.Join(boot, ","), extra); err != nil {
 			e.Close()
 			return nil, err
 		}
@@ -194,7 +239,7 @@ func StartProcs(ctx context.Context, dir string) (*ProcEnv, error) {
 	return e, nil
 }
 
-func (p *Proc) start(bin, boot string) error {
+func (p *Proc) start(bin, boot string, extra []string) error {
 	var err error
 	if p.log, err = os.Create(p.LogPath); err != nil {
 		return err
@@ -203,6 +248,7 @@ func (p *Proc) start(bin, boot string) error {
 	// for it; the tick is shortened so replicated time moves in small steps.
 	p.cmd = exec.Command(bin, "server", "--id", p.ID, "--data-dir", p.DataDir, "--client-addr", p.ClientAddr,
 		"--raft-addr", p.RaftAddr, "--http-addr", p.HTTPAddr, "--bootstrap", boot, "--tick", "50ms", "--log-level", "warn")
+	p.cmd.Args = append(p.cmd.Args, extra...) // later flags win
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	// The kernel kills the child if the test process dies (a panic, kill -9).
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -269,13 +315,28 @@ func (e *ProcEnv) leader(ctx context.Context, d time.Duration) (int, error) {
 }
 
 // NewClient returns a client of every server, starting at server i%3.
-func (e *ProcEnv) NewClient(i int) (*client.Client, error) {
+func (e *ProcEnv) NewClient(i int) (*client.Client, error) { return e.newClient(i, nil) }
+
+func (e *ProcEnv) newClient(i int, dialer *ClientNet) (*client.Client, error) {
 	var eps []string
 	n := len(e.Servers)
 	for j := 0; j < n; j++ {
 		eps = append(eps, e.Servers[(i+j)%n].ClientAddr)
 	}
-	return client.New(client.Config{Endpoints: eps, ConnectTimeout: 500 * time.Millisecond, BackoffMax: 300 * time.Millisecond})
+	cfg := client.Config{Endpoints: eps, ConnectTimeout: 500 * time.Millisecond, BackoffMax: 300 * time.Millisecond}
+	if dialer != nil {
+		cfg.DialOptions = []grpc.DialOption{grpc.WithContextDialer(dialer.Dial)}
+	}
+	return client.New(cfg)
+}
+
+func (e *ProcEnv) clients() Clients {
+	cl := Clients{New: e.NewClient, Break: e.Waiters.Reset,
+		Waiter: func(i int) (*client.Client, error) { return e.newClient(i, e.Waiters) }}
+	for _, p := range e.Servers {
+		cl.Servers = append(cl.Servers, replicaReader{id: p.ID, c: p.status})
+	}
+	return cl
 }
 
 // settle resumes every server and waits until every replica has applied
@@ -364,13 +425,13 @@ func (p *Proc) replica(ctx context.Context) (linearize.Replica, error) {
 
 // runProcs is Run for a process kind.
 func runProcs(ctx context.Context, dir string, kind Kind, w Workload) (*Outcome, error) {
-	e, err := StartProcs(ctx, dir)
+	e, err := StartProcs(ctx, dir, kind.ServerArgs)
 	if err != nil {
 		return nil, err
 	}
 	defer e.Close()
 	h := newHistory()
-	ferr, loadErr := drive(ctx, h, w, e.NewClient, func(ctx context.Context) error { return kind.Procs(ctx, e) })
+	ferr, loadErr := drive(ctx, h, w, e.clients(), func(ctx context.Context) error { return kind.Procs(ctx, e) })
 	if err := e.settle(ctx); err != nil {
 		return nil, err
 	}
@@ -383,7 +444,7 @@ func runProcs(ctx context.Context, dir string, kind Kind, w Workload) (*Outcome,
 	}
 	out := Check(kind.Name, h, reps, kind.Bounds)
 	e.mu.Lock()
-	out.Note = fmt.Sprintf("%d leader pauses, %d with a new leader elected during the pause; final states read by stale List/Pinned on each server (all at one applied index: %v)", e.pauses, e.moved, same)
+	out.addNote(fmt.Sprintf("%d leader pauses, %d with a new leader elected during the pause; final states read by stale List/Pinned on each server (all at one applied index: %v)", e.pauses, e.moved, same))
 	e.mu.Unlock()
 	if ferr != nil {
 		return out, fmt.Errorf("fault %s: %w", kind.Name, ferr)

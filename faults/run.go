@@ -2,33 +2,47 @@ package faults
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
 	"time"
-
-	"github.com/leasehold/leasehold/client"
 )
 
 // Run starts a cluster in dir, runs w against it while kind's fault cycles
 // over and over, heals everything, lets the cluster settle, and checks the
 // history against the replicas' final states.
-func Run(ctx context.Context, dir string, kind Kind, w Workload) (*Outcome, error) {
+func Run(ctx context.Context, dir string, kind Kind, w Workload) (out *Outcome, err error) {
+	if kind.Workload != nil {
+		kind.Workload(&w)
+	}
 	if kind.Procs != nil {
 		return runProcs(ctx, dir, kind, w)
 	}
-	e, err := StartEnv(ctx, dir)
+	e, err := StartEnv(ctx, dir, kind.Raft)
 	if err != nil {
 		return nil, err
 	}
-	defer e.Close()
+	defer func() { err = errors.Join(err, e.closeWithin(time.Minute)) }()
 	h := newHistory()
-	faultErr, loadErr := drive(ctx, h, w, e.NewClient, func(ctx context.Context) error { return kind.Cycle(ctx, e) })
+	cl, closeClients, err := e.clients()
+	if err != nil {
+		return nil, err
+	}
+	defer closeClients()
+	faultErr, loadErr := drive(ctx, h, w, cl, func(ctx context.Context) error { return kind.Cycle(ctx, e) })
 	if err := e.settle(ctx); err != nil {
 		return nil, err
 	}
 	if open := h.rec.Open(); open != 0 {
 		return nil, fmt.Errorf("%d calls never returned", open)
 	}
-	out := Check(kind.Name, h, e.Replicas(), kind.Bounds)
+	out = Check(kind.Name, h, e.Replicas(), kind.Bounds)
+	if c := e.counted(); c != "" {
+		out.addNote(c)
+	}
 	if faultErr != nil {
 		return out, fmt.Errorf("fault %s: %w", kind.Name, faultErr)
 	}
@@ -39,7 +53,7 @@ func Run(ctx context.Context, dir string, kind Kind, w Workload) (*Outcome, erro
 // over and over (from 300 ms after the load starts, so the load is under
 // way), and stops both when the workload ends. It returns the first fault
 // error and the workload's error.
-func drive(ctx context.Context, h *History, w Workload, mkClient func(int) (*client.Client, error), cycle func(context.Context) error) (faultErr, loadErr error) {
+func drive(ctx context.Context, h *History, w Workload, cl Clients, cycle func(context.Context) error) (faultErr, loadErr error) {
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	defer stopLoad()
 	done := make(chan error, 1)
@@ -53,7 +67,7 @@ func drive(ctx context.Context, h *History, w Workload, mkClient func(int) (*cli
 		}
 		done <- nil
 	}()
-	loadErr = w.Run(loadCtx, h, mkClient)
+	loadErr = w.Run(loadCtx, h, cl)
 	stopLoad()
 	return <-done, loadErr
 }
@@ -69,6 +83,7 @@ func (e *Env) settle(ctx context.Context) error {
 	}
 	e.Net.Heal()
 	e.Clients.Heal()
+	e.Waiters.Heal()
 	for i, m := range e.C.Members {
 		if !m.Running() {
 			if err := e.C.Restart(i); err != nil {
@@ -85,17 +100,21 @@ func (e *Env) settle(ctx context.Context) error {
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		caught := true
+		var behind []string
 		for _, m := range e.C.Members {
-			if r := m.Raft(); r == nil || r.State().AppliedIndex < target {
-				caught = false
+			if r := m.Raft(); r == nil {
+				behind = append(behind, m.ID+" down")
+			} else if st := r.State(); st.AppliedIndex < target {
+				behind = append(behind, fmt.Sprintf("%s applied %d, last log index %d", m.ID, st.AppliedIndex, r.Raft().LastIndex()))
 			}
 		}
-		if caught {
+		if len(behind) == 0 {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("replicas did not catch up to index %d", target)
+			// A follower whose log stops while heartbeats go on is
+			// hashicorp/raft's pipeline deadlock (hashicorp/raft#612).
+			return fmt.Errorf("replicas did not catch up to the leader's (%s) commit index %d in 20 s: %s", l.ID, target, strings.Join(behind, "; "))
 		}
 		select {
 		case <-ctx.Done():
@@ -103,4 +122,28 @@ func (e *Env) settle(ctx context.Context) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// closeWithin stops the cluster, giving up after d: a Raft shutdown that
+// never returns (hashicorp/raft's pipeline deadlock: a replication
+// goroutine parked for good on a pipeline whose decoder has exited) then
+// fails the run, with every goroutine's stack saved to a file, instead of
+// hanging the test binary until its timeout.
+func (e *Env) closeWithin(d time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- e.Close() }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+	}
+	buf := make([]byte, 16<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	path := filepath.Join(os.TempDir(), fmt.Sprintf("faults-shutdown-hang-%d-%d.txt", os.Getpid(), time.Now().UnixNano()))
+	if err := os.WriteFile(path, buf, 0o644); err != nil {
+		path = "(not saved: " + err.Error() + ")"
+	}
+	return fmt.Errorf("cluster shutdown still blocked after %v (goroutines: %s)", d, path)
 }

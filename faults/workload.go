@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/leasehold/leasehold/client"
@@ -24,6 +25,18 @@ type Workload struct {
 	Timeout  time.Duration // per-op context timeout
 	// MinLease and MaxLease bound the durations asked for.
 	MinLease, MaxLease time.Duration
+	// Waiters claim the waiter keys (WaitKey), by claim-on-release streams
+	// and unary claims; Watchers watch the suite's namespace. Negative: none.
+	Waiters, WaitKeys, Watchers int
+	// Releasers call WaitUntilReleased on main and waiter keys.
+	Releasers int
+	// WaitMinLease and WaitMaxLease bound the waiters' durations (default
+	// MinLease and MaxLease).
+	WaitMinLease, WaitMaxLease time.Duration
+	// WaitTimeout bounds one claim-on-release call.
+	WaitTimeout time.Duration
+	// BreakEvery is how often every waiter connection is closed.
+	BreakEvery time.Duration
 }
 
 func (w *Workload) defaults() {
@@ -45,6 +58,31 @@ func (w *Workload) defaults() {
 	if w.MaxLease == 0 {
 		w.MaxLease = 3 * time.Second
 	}
+	if w.WaitMinLease == 0 {
+		w.WaitMinLease = w.MinLease
+	}
+	if w.WaitMaxLease == 0 {
+		w.WaitMaxLease = w.MaxLease
+	}
+	if w.Waiters == 0 {
+		w.Waiters = 4
+	}
+	if w.WaitKeys == 0 {
+		w.WaitKeys = 2
+	}
+	if w.Watchers == 0 {
+		w.Watchers = 2
+	}
+	if w.Releasers == 0 {
+		w.Releasers = 2
+	}
+	if w.WaitTimeout == 0 {
+		w.WaitTimeout = 3 * time.Second
+	}
+	if w.BreakEvery == 0 {
+		w.BreakEvery = 700 * time.Millisecond
+	}
+	w.Waiters, w.Watchers, w.Releasers = max(w.Waiters, 0), max(w.Watchers, 0), max(w.Releasers, 0)
 }
 
 // History is a recorded run: the operations and, for each write, the wall
@@ -58,7 +96,16 @@ type History struct {
 	// calls[i] = real duration asked for by op i (claim, extend), for the
 	// real-time check.
 	dur map[int]time.Duration
+
+	tenures tenureLog    // grants clients saw and revokes they called
+	watches watchLog     // what each watch delivered
+	samples sampler      // replica states read while the load ran
+	waits   atomic.Int64 // claim-on-release and waiter claim calls made
+	ties    atomic.Int64 // leases granted by a waiter's two-key Bulk claim
 }
+
+// now is the real time since the recording began.
+func (h *History) now() time.Duration { return time.Since(h.start) }
 
 func newHistory() *History {
 	h := &History{start: time.Now(), dl: map[int]int64{}, dur: map[int]time.Duration{}}
@@ -74,15 +121,23 @@ func Key(i int) lease.Key {
 }
 
 // Run drives w against endpoints until ctx is done, the duration passes or
-// every client made w.Ops calls. mkClient builds client i (endpoints
+// every client made w.Ops calls. cl.New builds client i (endpoints
 // rotated so clients start on different servers).
-func (w Workload) Run(ctx context.Context, h *History, mkClient func(i int) (*client.Client, error)) error {
+func (w Workload) Run(ctx context.Context, h *History, cl Clients) error {
 	w.defaults()
 	ctx, cancel := context.WithTimeout(ctx, w.Duration)
 	defer cancel()
 	var wg sync.WaitGroup
+	var waitErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if waitErr = w.runWaiters(ctx, h, cl); waitErr != nil {
+			cancel()
+		}
+	}()
 	for i := 0; i < w.Clients; i++ {
-		c, err := mkClient(i)
+		c, err := cl.New(i)
 		if err != nil {
 			cancel()
 			wg.Wait()
@@ -96,7 +151,7 @@ func (w Workload) Run(ctx context.Context, h *History, mkClient func(i int) (*cl
 		}()
 	}
 	wg.Wait()
-	return nil
+	return waitErr
 }
 
 func (w *Workload) client(ctx context.Context, h *History, id int, c *client.Client) {
@@ -128,6 +183,10 @@ func (w *Workload) client(ctx context.Context, h *History, id int, c *client.Cli
 		// not cancel calls in flight (that would only add maybe-applied ops).
 		opCtx, opCancel := context.WithTimeout(context.Background(), w.Timeout)
 		dl, _ := opCtx.Deadline()
+		call := h.now() // at or before the recorded call
+		if in.Kind == linearize.KindRevoke {
+			h.tenures.revoke(in.Key, in.Holder, call)
+		}
 		id := h.rec.Invoke(id, in)
 		if in.Kind.IsWrite() {
 			h.mu.Lock()
@@ -135,12 +194,12 @@ func (w *Workload) client(ctx context.Context, h *History, id int, c *client.Cli
 			h.dur[id] = in.Duration
 			h.mu.Unlock()
 		}
-		w.do(opCtx, h, id, c, in)
+		w.do(opCtx, h, id, c, in, call)
 		opCancel()
 	}
 }
 
-func (w *Workload) do(ctx context.Context, h *History, id int, c *client.Client, in linearize.Input) {
+func (w *Workload) do(ctx context.Context, h *History, id int, c *client.Client, in linearize.Input, call time.Duration) {
 	var res client.Result
 	var err error
 	switch in.Kind {
@@ -174,6 +233,14 @@ func (w *Workload) do(ctx context.Context, h *History, id int, c *client.Client,
 	if err != nil {
 		h.rec.Return(id, errorOutput(err))
 		return
+	}
+	if res.Outcome == lease.OutcomeGranted || res.Outcome == lease.OutcomeExtended {
+		via := ViaClaim
+		if in.Kind == linearize.KindExtend {
+			via = ViaExtend
+		}
+		h.tenures.grant(GrantSeen{Op: id, Key: in.Key, Holder: in.Holder, Token: res.Token, Via: via,
+			Call: call, Return: h.now(), Remaining: res.Expiry - res.Now, Fresh: res.Outcome == lease.OutcomeGranted, Start: res.Start})
 	}
 	h.rec.Return(id, linearize.Output{Code: lease.CodeOK, Outcome: res.Outcome, Holder: res.Holder,
 		Token: res.Token, Start: res.Start, Expiry: res.Expiry, Now: res.Now})
