@@ -77,21 +77,20 @@ func (n *Node) ReadConsistent(ctx context.Context, fn func(m *fsm.Machine, at ti
 		}
 	}
 	deposed := false
-	n.sm.read(func(m *fsm.Machine) {
+	applied := n.sm.readIndexed(func(m *fsm.Machine) {
 		// The read index was taken in this term: still leading in it, no
 		// other leader's entry can have been proposed in the meantime.
 		if _, cur, ok := n.clock.now(); !ok || cur != term {
 			deposed = true
 			return
 		}
-		index = n.sm.applied.Load()
 		at = m.Now()
 		fn(m, at)
 	})
 	if deposed {
 		return 0, 0, n.NotLeaderError()
 	}
-	return index, at, nil
+	return applied, at, nil
 }
 
 // ReadStale runs fn on this replica's state as applied so far. lag is how
@@ -100,8 +99,7 @@ func (n *Node) ReadConsistent(ctx context.Context, fn func(m *fsm.Machine, at ti
 // replica cut off from the leader has not heard: check LeaderContact.
 func (n *Node) ReadStale(fn func(m *fsm.Machine, at time.Duration)) (index uint64, at time.Duration, lag uint64) {
 	commit := n.raft.CommitIndex()
-	n.sm.read(func(m *fsm.Machine) {
-		index = n.sm.applied.Load()
+	index = n.sm.readIndexed(func(m *fsm.Machine) {
 		at = m.Now()
 		fn(m, at)
 	})

@@ -93,10 +93,13 @@ func (s *stateMachine) ApplyBatch(logs []*raft.Log) []any {
 	if s.onEvents != nil {
 		events = s.m.TakeEvents()
 	}
-	s.mu.Unlock()
+	// Stored under the write lock, so a read labels exactly the state it
+	// saw (readIndexed): stored after unlocking, a read could see this
+	// batch's state under the previous index.
 	if len(logs) > 0 {
 		s.applied.Store(logs[len(logs)-1].Index)
 	}
+	s.mu.Unlock()
 	if len(events) > 0 {
 		s.onEvents(events)
 	}
@@ -157,6 +160,15 @@ func (s *stateMachine) read(fn func(m *fsm.Machine)) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	fn(s.m)
+}
+
+// readIndexed runs fn on the state under the read lock and returns the
+// applied index of exactly that state.
+func (s *stateMachine) readIndexed(fn func(m *fsm.Machine)) uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	fn(s.m)
+	return s.applied.Load()
 }
 
 type snapshotData []byte
