@@ -192,13 +192,25 @@ func (n *Node) openTransport(hlog hclog.Logger) (*tlsStreamLayer, error) {
 	if n.cfg.TLS != nil {
 		t, tlsLayer, err = newTLSTransport(n.cfg.RaftAddr, advertise, n.cfg.TLS, hlog)
 	} else {
-		t, err = raft.NewTCPTransportWithLogger(n.cfg.RaftAddr, advertise, 4, 10*time.Second, hlog)
+		t, err = raft.NewTCPTransportWithConfig(n.cfg.RaftAddr, advertise, netTransportConfig(nil, hlog))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("raftnode: raft transport: %w", err)
 	}
 	n.trans = t
 	return tlsLayer, nil
+}
+
+// netTransportConfig is the configuration of every TCP transport (plain or
+// TLS). MaxRPCsInFlight 1 turns hashicorp/raft's pipelined replication off:
+// after a follower answers Success=false the pipeline can deadlock
+// (hashicorp/raft#612), leaving that follower without entries for good while
+// heartbeats keep it from calling an election, and Raft.Shutdown hanging; the
+// fault suite's leader-flap kind hit it. Synchronous replication still
+// carries every pending entry in each AppendEntries, and hashicorp/raft's own
+// measurements (its #541) found pipelining of little use with batching.
+func netTransportConfig(stream raft.StreamLayer, hlog hclog.Logger) *raft.NetworkTransportConfig {
+	return &raft.NetworkTransportConfig{Stream: stream, MaxPool: 4, Timeout: 10 * time.Second, Logger: hlog, MaxRPCsInFlight: 1}
 }
 
 // raftConfig is hashicorp/raft's configuration for this node.

@@ -262,9 +262,7 @@ func newTLSTransport(bind string, advertise net.Addr, cfg *tls.Config, logger hc
 		return nil, nil, err
 	}
 	layer.Listener = lis
-	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: layer, MaxPool: 4, Timeout: 10 * time.Second, Logger: logger,
-	}), layer, nil
+	return raft.NewNetworkTransportWithConfig(netTransportConfig(layer, logger)), layer, nil
 }
 
 // ServerTLSConfig builds the Raft transport's mutual TLS configuration from
