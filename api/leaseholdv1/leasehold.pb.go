@@ -1921,7 +1921,13 @@ type WatchRequest struct {
 	Name      string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
 	// start_index: deliver events of log entries at index >= start_index
 	// (0: from the next applied entry on).
-	StartIndex    uint64 `protobuf:"varint,4,opt,name=start_index,json=startIndex,proto3" json:"start_index,omitempty"`
+	StartIndex uint64 `protobuf:"varint,4,opt,name=start_index,json=startIndex,proto3" json:"start_index,omitempty"`
+	// extends: deliver EVENT_KIND_EXTENDED events too. Renewals are most of
+	// the applied ops, so a server records them only while some watcher asks
+	// for them: a watch with extends whose start_index is older than that
+	// ends with "compacted" (oldest_index: where the server's record of
+	// extends begins).
+	Extends       bool `protobuf:"varint,5,opt,name=extends,proto3" json:"extends,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1982,6 +1988,13 @@ func (x *WatchRequest) GetStartIndex() uint64 {
 		return x.StartIndex
 	}
 	return 0
+}
+
+func (x *WatchRequest) GetExtends() bool {
+	if x != nil {
+		return x.Extends
+	}
+	return false
 }
 
 type Event struct {
@@ -2644,13 +2657,14 @@ const file_leaseholdv1_leasehold_proto_rawDesc = "" +
 	"\bentities\x18\x02 \x03(\tR\bentities\"i\n" +
 	"\x0ePinnedResponse\x12+\n" +
 	"\x04pins\x18\x01 \x03(\v2\x17.leasehold.v1.PinnedKeyR\x04pins\x12*\n" +
-	"\x04meta\x18\x02 \x01(\v2\x16.leasehold.v1.ReadMetaR\x04meta\"w\n" +
+	"\x04meta\x18\x02 \x01(\v2\x16.leasehold.v1.ReadMetaR\x04meta\"\x91\x01\n" +
 	"\fWatchRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x14\n" +
 	"\x05group\x18\x02 \x01(\tR\x05group\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\x1f\n" +
 	"\vstart_index\x18\x04 \x01(\x04R\n" +
-	"startIndex\"\xd1\x01\n" +
+	"startIndex\x12\x18\n" +
+	"\aextends\x18\x05 \x01(\bR\aextends\"\xd1\x01\n" +
 	"\x05Event\x12+\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x17.leasehold.v1.EventKindR\x04kind\x12#\n" +
 	"\x03key\x18\x02 \x01(\v2\x11.leasehold.v1.KeyR\x03key\x12\x16\n" +
