@@ -19,8 +19,8 @@ func TestRecordExtendsOff(t *testing.T) {
 		at   time.Duration
 		cmds []lease.Command
 	}{
-		{sec, []lease.Command{claim(kA, "u/0", 10 * sec), claim(kB, "u/1", 2 * sec)}},
-		{2 * sec, []lease.Command{extend(kA, "u/0", 20 * sec), claim(kA, "u/0", 30 * sec)}},
+		{sec, []lease.Command{claim(kA, "u/0", 10*sec), claim(kB, "u/1", 2*sec)}},
+		{2 * sec, []lease.Command{extend(kA, "u/0", 20*sec), claim(kA, "u/0", 30*sec)}},
 		{3 * sec, []lease.Command{revoke(kA, "u/0")}},
 		{10 * sec, nil}, // kB expires
 	}
