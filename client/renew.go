@@ -2,10 +2,12 @@ package client
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
@@ -40,6 +42,7 @@ type Renewer struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	nextID atomic.Uint64
+	unary  atomic.Bool    // a server did not serve Renew: use Client.Extend
 	wg     sync.WaitGroup // the streams' goroutines
 
 	mu      sync.Mutex
@@ -72,6 +75,9 @@ func (r *Renewer) close() {
 // renewal: not applied by then is CodeDeadlineExceeded, unknown is
 // CodeUnknown, as for a unary call.
 func (r *Renewer) Extend(ctx context.Context, key lease.Key, holder string, d time.Duration) (Result, error) {
+	if r.unary.Load() {
+		return r.c.Extend(ctx, key, holder, d)
+	}
 	var out *pb.OpResult
 	err := r.c.do(ctx, kindWrite, func(ctx context.Context, ep *endpoint, _ *peer.Peer) error {
 		rc, err := r.conn(ctx, ep)
@@ -92,30 +98,56 @@ func (r *Renewer) Extend(ctx context.Context, key lease.Key, holder string, d ti
 		out = res
 		return err
 	})
+	if errors.Is(err, errors.ErrUnsupported) {
+		// A server without Renew (older than the client) applied nothing:
+		// renew with unary calls from now on.
+		r.unary.Store(true)
+		return r.c.Extend(ctx, key, holder, d)
+	}
 	if err != nil {
 		return Result{}, err
 	}
 	return result(out), nil
 }
 
-// conn returns ep's open stream, opening one if needed.
+// errUnsupported marks the answer of a server that does not serve Renew.
+var errUnsupported = &lease.Error{Code: lease.CodeUnknown, Message: "the server does not serve Renew", Cause: errors.ErrUnsupported}
+
+// conn returns ep's open stream, opening one if needed. The open is not
+// under r.mu (it can wait for a connection) and ends when ctx does.
 func (r *Renewer) conn(ctx context.Context, ep *endpoint) (*renewConn, error) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed || r.c.closed.Load() {
+	rc, closed := r.streams[ep], r.closed || r.c.closed.Load()
+	r.mu.Unlock()
+	if closed {
 		return nil, lease.Errorf(lease.CodeCanceled, "client is closed")
 	}
-	if rc := r.streams[ep]; rc != nil {
+	if rc != nil {
 		return rc, nil
 	}
 	sctx, cancel := context.WithCancel(r.ctx)
+	stop := context.AfterFunc(ctx, cancel) // the caller gives up while it opens
 	stream, err := ep.api.Renew(sctx)
+	if !stop() {
+		cancel()
+		return nil, ctxError(ctx.Err(), false, kindWrite)
+	}
 	if err != nil {
 		cancel()
 		// Nothing was sent: the transport's verdict is "unreachable".
 		return nil, r.c.classify(ctx, err, kindWrite, &peer.Peer{})
 	}
-	rc := &renewConn{r: r, ep: ep, stream: stream, cancel: cancel, wake: make(chan struct{}, 1), calls: make(map[uint64]*renewCall)}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		cancel()
+		return nil, lease.Errorf(lease.CodeCanceled, "client is closed")
+	}
+	if rc := r.streams[ep]; rc != nil { // another caller opened one meanwhile
+		cancel()
+		return rc, nil
+	}
+	rc = &renewConn{r: r, ep: ep, stream: stream, cancel: cancel, wake: make(chan struct{}, 1), calls: make(map[uint64]*renewCall)}
 	r.streams[ep] = rc
 	r.wg.Add(2)
 	go rc.sendLoop(sctx)
@@ -277,6 +309,8 @@ func (rc *renewConn) end(err error) {
 	if st, ok := status.FromError(err); ok {
 		if e, ok := wire.FromStatus(st); ok && e.Code != lease.CodeUnknown {
 			verdict = e
+		} else if st.Code() == codes.Unimplemented {
+			verdict = errUnsupported
 		}
 	}
 	closing := rc.r.ctx.Err() != nil

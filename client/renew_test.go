@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+
+	pb "github.com/leasehold/leasehold/api/leaseholdv1"
 	"github.com/leasehold/leasehold/client"
 	"github.com/leasehold/leasehold/lease"
 	"github.com/leasehold/leasehold/server"
@@ -234,5 +238,44 @@ func TestRenewerCountsTowardStreamLimit(t *testing.T) {
 	_, err = cl.Renewer().Extend(ctxT(t), renewKey(0), "h", time.Minute)
 	if lease.CodeOf(err) != lease.CodeOverloaded {
 		t.Fatalf("renewal stream over the per-caller limit: %v, want overloaded", err)
+	}
+}
+
+// oldServer serves only a unary Extend, as a server older than Renew.
+type oldServer struct {
+	pb.UnimplementedLeaseholdServer
+	extends atomic.Int32
+}
+
+func (s *oldServer) Extend(_ context.Context, r *pb.ExtendRequest) (*pb.OpResult, error) {
+	s.extends.Add(1)
+	return &pb.OpResult{Outcome: pb.Outcome_OUTCOME_EXTENDED, Key: r.Key, Holder: r.Holder, Token: 9, ExpiresInMs: r.DurationMs}, nil
+}
+
+// Against a server without Renew (an older one during an upgrade), the
+// renewer renews with unary calls: nothing is lost to "unimplemented".
+func TestRenewerFallsBackToUnary(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	old := &oldServer{}
+	pb.RegisterLeaseholdServer(gs, old)
+	go gs.Serve(lis)
+	defer gs.Stop()
+	cl, err := client.New(client.Config{Endpoints: []string{lis.Addr().String()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for i := range 2 {
+		r, err := cl.Renewer().Extend(ctxT(t), renewKey(0), "h", time.Minute)
+		if err != nil || r.Token != 9 {
+			t.Fatalf("renewal %d against a server without Renew: %+v, %v", i, r, err)
+		}
+	}
+	if n := old.extends.Load(); n != 2 {
+		t.Fatalf("%d unary extends reached the old server, want 2", n)
 	}
 }
