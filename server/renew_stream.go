@@ -72,9 +72,10 @@ type renewStream struct {
 	s      *Server
 	ctx    context.Context
 	writes sync.WaitGroup
-	// slots bounds the renewals in flight on one stream (MaxBulkOps): a
-	// client sending faster than they apply is held back by gRPC flow
-	// control instead of growing the server's memory.
+	// slots bounds the renewals of one stream received and not yet
+	// answered on the wire (MaxBulkOps): a client sending faster than they
+	// apply, or not reading its answers, is held back by gRPC flow control
+	// instead of growing the server's memory.
 	slots chan struct{}
 	stop  chan struct{} // closed on the first NotLeader
 	wake  chan struct{} // answers are pending (capacity 1)
@@ -110,6 +111,15 @@ func (rs *renewStream) recvLoop(stream pb.Leasehold_RenewServer) error {
 // packs renewals of the same timeout together, so that is one Write).
 // It returns false once a NotLeader has stopped the stream.
 func (rs *renewStream) start(rens []*pb.Renewal) bool {
+	for range rens {
+		select {
+		case rs.slots <- struct{}{}:
+		case <-rs.stop:
+			return false
+		case <-rs.ctx.Done():
+			return false
+		}
+	}
 	limits := rs.s.limits()
 	received := time.Now()
 	type group struct {
@@ -145,15 +155,6 @@ func (rs *renewStream) start(rens []*pb.Renewal) bool {
 		g.cmds = append(g.cmds, c)
 	}
 	for _, g := range groups {
-		for range g.cmds {
-			select {
-			case rs.slots <- struct{}{}:
-			case <-rs.stop:
-				return false
-			case <-rs.ctx.Done():
-				return false
-			}
-		}
 		rs.mu.Lock()
 		stopped := rs.notLeader != nil
 		if !stopped {
@@ -171,11 +172,6 @@ func (rs *renewStream) start(rens []*pb.Renewal) bool {
 // write runs one Write and answers each of its renewals.
 func (rs *renewStream) write(received time.Time, timeout time.Duration, ids []uint64, cmds []lease.Command) {
 	defer rs.writes.Done()
-	defer func() {
-		for range cmds {
-			<-rs.slots
-		}
-	}()
 	ctx := rs.ctx
 	if timeout > 0 {
 		var cancel context.CancelFunc
@@ -249,6 +245,9 @@ func (rs *renewStream) sendLoop(stream pb.Leasehold_RenewServer) error {
 			}
 			if err := stream.Send(&pb.RenewResponse{Answers: batch}); err != nil {
 				return err
+			}
+			for range batch {
+				<-rs.slots
 			}
 		}
 	}
