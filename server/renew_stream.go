@@ -44,13 +44,16 @@ func (s *Server) Renew(stream pb.Leasehold_RenewServer) error {
 	var end error
 	select {
 	case end = <-recvDone: // the client closed its side (nil) or the stream broke
-	case <-rs.stop: // not the leader: stop starting writes
-		rs.mu.Lock()
-		end = rs.notLeader
-		rs.mu.Unlock()
+	case <-rs.stop: // not the leader: no write starts after this
 	case err := <-sent: // the stream broke while sending
 		return err
 	}
+	rs.mu.Lock()
+	if rs.notLeader != nil {
+		// Whichever woke first: a recvLoop stopped by it ends with nil.
+		end = rs.notLeader
+	}
+	rs.mu.Unlock()
 	// Every started Write answers: within its deadline, or at once when
 	// leadership is lost or the stream's context ends.
 	rs.writes.Wait()
