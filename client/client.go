@@ -127,6 +127,9 @@ type Client struct {
 	extra  int
 	leader *endpoint
 	next   int // round robin start for calls with no leader to go to
+
+	renewOnce sync.Once
+	renewer   *Renewer // see Renewer
 }
 
 // New dials every endpoint (connections are made lazily, on first use) and
@@ -189,6 +192,7 @@ func (c *Client) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
+	c.Renewer().close()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var errs []error

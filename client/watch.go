@@ -21,6 +21,10 @@ type WatchOptions struct {
 	// change after that read. A StartIndex older than the server still holds
 	// fails with lease.CodeCompacted (see Watcher.Next).
 	StartIndex uint64
+	// Extends delivers extends of a tenure (lease.EventExtended) too. A
+	// server records them only while a watcher asks, so a StartIndex
+	// before that fails with lease.CodeCompacted.
+	Extends bool
 }
 
 // Watcher is an open watch. Close it when done.
@@ -55,7 +59,7 @@ func (c *Client) Watch(ctx context.Context, o WatchOptions) (*Watcher, error) {
 
 // open starts a stream at w.next and waits for its "created" response.
 func (w *Watcher) open() error {
-	req := &pb.WatchRequest{Namespace: w.opts.Namespace, Group: w.opts.Group, Name: w.opts.Name, StartIndex: w.next}
+	req := &pb.WatchRequest{Namespace: w.opts.Namespace, Group: w.opts.Group, Name: w.opts.Name, StartIndex: w.next, Extends: w.opts.Extends}
 	// The stream lives on w.ctx, not on do's per-call context, which only
 	// bounds the attempts to open it.
 	return w.c.do(w.ctx, kindStale, func(ctx context.Context, ep *endpoint, p *peer.Peer) error {

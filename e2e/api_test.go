@@ -254,7 +254,7 @@ func TestWatchOrder(t *testing.T) {
 	c := newClient(t, client.Config{Endpoints: e.endpoints()})
 	// Watch from a follower: events come from its applied log.
 	fw := newClient(t, client.Config{Endpoints: []string{e.follower(t).ClientAddr}})
-	w, err := fw.Watch(ctx, client.WatchOptions{Namespace: "e2e", Group: "watch"})
+	w, err := fw.Watch(ctx, client.WatchOptions{Namespace: "e2e", Group: "watch", Extends: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -82,6 +82,7 @@ func benchMode(b *testing.B, name string, mode node.Mode) {
 		applied0 := l.Raft().State().AppliedIndex
 		var next, okOps, rejected atomic.Int64
 		total := int64(b.N)
+		cpu0 := processCPU()
 		b.ResetTimer()
 		begin := time.Now()
 		var wg sync.WaitGroup
@@ -119,6 +120,7 @@ func benchMode(b *testing.B, name string, mode node.Mode) {
 		wg.Wait()
 		elapsed := time.Since(begin)
 		b.StopTimer()
+		cpu := processCPU() - cpu0
 		// Entries of calls that gave up may still be committing; count them.
 		waitFor(b, time.Minute, "the leader to apply its log", func() bool {
 			r := l.Raft().Raft()
@@ -127,6 +129,8 @@ func benchMode(b *testing.B, name string, mode node.Mode) {
 		d := ps.counts().sub(before)
 		applied := l.Raft().State().AppliedIndex - applied0
 		b.ReportMetric(float64(okOps.Load())/elapsed.Seconds(), "ops/s")
+		// Process CPU (three servers and the client) per op answered.
+		b.ReportMetric(float64(cpu.Microseconds())/float64(max(1, okOps.Load())), "cpu-µs/op")
 		if d.opEntries > 0 {
 			b.ReportMetric(float64(d.ops)/float64(d.opEntries), "ops/entry")
 		}

@@ -66,7 +66,11 @@ type Machine struct {
 	queuedCount int
 
 	recordEvents bool
-	events       []lease.Event
+	// skipExtends leaves extends of a tenure (EventExtended) out of the
+	// recorded events: renewals are most of the applied ops, and only a
+	// watcher that asked for them reads them.
+	skipExtends bool
+	events      []lease.Event
 }
 
 // New returns an empty machine. It validates durations against
@@ -90,10 +94,16 @@ func (m *Machine) Limits() lease.Limits { return m.limits }
 // it was based on.
 func (m *Machine) SettingsVersion() uint64 { return m.settingsVersion }
 
-// RecordEvents turns event recording on or off. Events are collected by
-// TakeEvents; recording is off by default so benchmarks and followers without
-// watchers pay nothing.
+// RecordEvents turns event recording on or off (every kind, extends
+// included, unless RecordExtends(false) leaves them out). Events are
+// collected by TakeEvents; recording is off by default so benchmarks and
+// followers without watchers pay nothing. Recording decides nothing about
+// apply results: it only says what is reported.
 func (m *Machine) RecordEvents(on bool) { m.recordEvents = on; m.events = m.events[:0] }
+
+// RecordExtends says whether recorded events include extends of a tenure
+// (EventExtended); on by default, effective only while RecordEvents is on.
+func (m *Machine) RecordExtends(on bool) { m.skipExtends = !on }
 
 // TakeEvents returns the events recorded since the last call and forgets them.
 func (m *Machine) TakeEvents() []lease.Event {
@@ -259,7 +269,9 @@ func (m *Machine) lengthen(r *record, d time.Duration) lease.Result {
 		} else {
 			m.heap.fix(int(r.heapIdx))
 		}
-		m.emit(lease.EventExtended, r)
+		if !m.skipExtends {
+			m.emit(lease.EventExtended, r)
+		}
 	}
 	return lease.Result{Outcome: lease.OutcomeExtended, Holder: r.holder(), Token: r.token, Start: r.start, Expiry: r.expiry, Now: m.now}
 }

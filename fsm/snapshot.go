@@ -132,7 +132,7 @@ func (m *Machine) Restore(data []byte) error {
 	if err != nil {
 		return err
 	}
-	n.recordEvents = m.recordEvents
+	n.recordEvents, n.skipExtends = m.recordEvents, m.skipExtends
 	*m = *n
 	return nil
 }

@@ -76,6 +76,7 @@ var agentAllowed = map[string]bool{
 	pb.Leasehold_Pin_FullMethodName:               false,
 	pb.Leasehold_Unpin_FullMethodName:             false,
 	pb.Leasehold_Bulk_FullMethodName:              true,
+	pb.Leasehold_Renew_FullMethodName:             true,
 	pb.Leasehold_Get_FullMethodName:               true,
 	pb.Leasehold_List_FullMethodName:              true,
 	pb.Leasehold_Pinned_FullMethodName:            true,

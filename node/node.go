@@ -36,7 +36,8 @@ type Options struct {
 	Hooks     admission.Hooks
 	// WatchHistory and WatchBuffer size the watch hub (see server.NewWatchHub).
 	WatchHistory, WatchBuffer int
-	// OnEvents, if set, also receives every applied batch's events (after
+	// OnEvents, if set, also receives every applied batch's events, extends
+	// of a tenure only while a watcher asks for them (after
 	// the watch hub), e.g. to count expiries. It must be quick.
 	OnEvents func([]lease.Event)
 	// Logger receives the node's warnings (nil: discarded).
@@ -84,6 +85,13 @@ func New(r *raftnode.Node, opts Options) (*Node, error) {
 	} else {
 		r.OnEvents(n.WatchHub.Publish)
 	}
+	// The state machine records events only while a watcher (or OnEvents)
+	// reads them, and extends of a tenure only while a watcher asks.
+	forced := opts.OnEvents != nil
+	n.WatchHub.SetRecorder(func(events, extends bool) (uint64, bool) {
+		on := events || forced
+		return r.SetRecording(on, on && extends), on
+	})
 	r.OnSettings(n.applySettings)
 	r.OnLeaderReady(n.writeInitialSettings)
 	// A server restarted from a snapshot holds no events before it: a

@@ -189,6 +189,18 @@ func (n *Node) OnEvents(fn func([]lease.Event)) {
 	n.sm.mu.Unlock()
 }
 
+// SetRecording says which events the state machine records for OnEvents:
+// none, or every kind (with or without extends of a tenure). It returns the
+// index applied when the change took effect: the events of every later
+// entry follow it. Recording decides nothing about apply results.
+func (n *Node) SetRecording(events, extends bool) (applied uint64) {
+	n.sm.mu.Lock()
+	defer n.sm.mu.Unlock()
+	n.sm.m.RecordEvents(events)
+	n.sm.m.RecordExtends(extends)
+	return n.sm.m.Index()
+}
+
 // Limits returns the duration limits the state machine enforces.
 func (n *Node) Limits() lease.Limits {
 	var l lease.Limits

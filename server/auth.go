@@ -57,6 +57,7 @@ var agentMethods = map[string]bool{
 	pb.Leasehold_Extend_FullMethodName:            true,
 	pb.Leasehold_Revoke_FullMethodName:            true,
 	pb.Leasehold_Bulk_FullMethodName:              true, // pin/unpin ops inside are checked by the handler
+	pb.Leasehold_Renew_FullMethodName:             true, // extends only
 	pb.Leasehold_Get_FullMethodName:               true,
 	pb.Leasehold_List_FullMethodName:              true,
 	pb.Leasehold_Pinned_FullMethodName:            true,

@@ -85,6 +85,11 @@ type WatchFilter struct {
 	Namespace string
 	Group     string
 	Name      string
+	// Extends asks for extends of a tenure (lease.EventExtended) too. They
+	// are most of the applied ops, so they are recorded only while a
+	// watcher asks for them: a watch with Extends that resumes from before
+	// the server recorded them ends compacted.
+	Extends bool
 }
 
 // Match reports whether the filter selects key k.

@@ -252,7 +252,7 @@ func (s *Server) Watch(r *pb.WatchRequest, stream pb.Leasehold_WatchServer) erro
 	}
 	defer release()
 	created := false
-	f := WatchFilter{Namespace: r.Namespace, Group: r.Group, Name: r.Name}
+	f := WatchFilter{Namespace: r.Namespace, Group: r.Group, Name: r.Name, Extends: r.Extends}
 	err = w.Watch(stream.Context(), r.StartIndex, f, func(index uint64, batch []lease.Event) error {
 		resp := &pb.WatchResponse{Created: !created, Index: index, Events: make([]*pb.Event, len(batch))}
 		created = true

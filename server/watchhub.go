@@ -42,6 +42,14 @@ type WatchHub struct {
 	pending  bool // a dispatcher is on its way
 	watchers int
 
+	// What the backend records (see SetRecorder), under dmu for changes
+	// and mu for reads. Without a recorder everything is recorded.
+	recorder    func(events, extends bool) (applied uint64, eventsOn bool)
+	recEvents   bool
+	recExtends  bool
+	extWatchers int    // watchers that asked for extends
+	extFirst    uint64 // extends are recorded for every index >= extFirst
+
 	// Dispatch state, under dmu (lock order: dmu before mu).
 	dmu          sync.Mutex
 	dispatched   uint64 // events below this sequence number were dispatched
@@ -80,18 +88,72 @@ func NewWatchHub(history, batch int) *WatchHub {
 	if batch <= 0 {
 		batch = 1024
 	}
-	return &WatchHub{maxHistory: history, batch: batch, first: 1,
+	return &WatchHub{maxHistory: history, batch: batch, first: 1, recEvents: true, recExtends: true, extFirst: 1,
 		byKey: make(map[lease.Key]map[*hubWatcher]struct{}), wide: make(map[*hubWatcher]struct{})}
+}
+
+// SetRecorder lets the hub decide what the backend records, so the apply
+// path records events only when a watcher can read them: rec(events,
+// extends) switches recording (extends of a tenure are recorded only for
+// watchers that asked for them, WatchFilter.Extends) and returns the index
+// applied when the switch took effect and whether events are recorded now
+// (the backend may record them anyway, e.g. for metrics). Events of entries
+// up to that index that were not recorded are gone: a watch that would
+// need them ends compacted. Call it once, before the backend applies
+// anything; until then (and without it) the hub assumes every event is
+// recorded.
+func (h *WatchHub) SetRecorder(rec func(events, extends bool) (applied uint64, eventsOn bool)) {
+	h.dmu.Lock()
+	defer h.dmu.Unlock()
+	h.recorder = rec
+	h.record(h.watchers > 0, h.extWatchers > 0)
+}
+
+// record switches the backend's recording to what the watchers need;
+// under dmu, which orders every switch with registrations.
+func (h *WatchHub) record(events, extends bool) {
+	if h.recorder == nil {
+		return
+	}
+	h.mu.RLock()
+	same := h.recEvents == events && h.recExtends == extends
+	h.mu.RUnlock()
+	if same {
+		return
+	}
+	// Not under mu: the recorder waits for the apply in progress, which
+	// may be publishing here.
+	applied, on := h.recorder(events, extends)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if on && !h.recEvents {
+		// Nothing was recorded up to applied: no watch can start before.
+		h.base += uint64(len(h.history))
+		h.history = nil // never reuse an array a reader may be on
+		h.first = max(h.first, applied+1)
+		h.current = max(h.current, applied)
+	}
+	ext := on && extends
+	if ext && !h.recExtends {
+		h.extFirst = applied + 1
+	}
+	h.recEvents, h.recExtends = on, ext
 }
 
 // Publish hands the hub the events of applied entries, in log order; the
 // events of one entry are never split across calls. It never blocks on a
 // watcher and does no work per watcher: it runs on Raft's apply goroutine.
 func (h *WatchHub) Publish(events []lease.Event) {
+	h.mu.Lock()
+	// Events a switch or a reset already declared gone (published late,
+	// after the apply lock was released) stay gone.
+	for len(events) > 0 && events[0].Index < h.first {
+		events = events[1:]
+	}
 	if len(events) == 0 {
+		h.mu.Unlock()
 		return
 	}
-	h.mu.Lock()
 	if need := len(h.history) + len(events); need > cap(h.history) {
 		// Grow to twice the kept window, so after a trim (a reslice) the
 		// next copy of the live events is a full window of publishes away.
@@ -227,9 +289,17 @@ func (h *WatchHub) compactedLocked(why string) error {
 func (h *WatchHub) register(w *hubWatcher, from uint64) (cursor, at, epoch uint64, err error) {
 	h.dmu.Lock()
 	defer h.dmu.Unlock()
+	// Record what w needs before deciding where it starts.
+	h.record(true, h.extWatchers > 0 || w.f.Extends)
 	h.mu.Lock()
 	if from != 0 && from < h.first {
 		err = h.compactedLocked("events before this server's history were requested")
+		h.mu.Unlock()
+		return 0, 0, 0, err
+	}
+	if w.f.Extends && from != 0 && from < h.extFirst {
+		err = &lease.Error{Code: lease.CodeCompacted, Index: h.extFirst,
+			Message: "extends before this server recorded them were requested; re-read and watch from the read's index + 1"}
 		h.mu.Unlock()
 		return 0, 0, 0, err
 	}
@@ -242,6 +312,9 @@ func (h *WatchHub) register(w *hubWatcher, from uint64) (cursor, at, epoch uint6
 		cursor = h.base + uint64(sort.Search(len(h.history), func(i int) bool { return h.history[i].Index >= from }))
 	}
 	h.watchers++
+	if w.f.Extends {
+		h.extWatchers++
+	}
 	h.mu.Unlock()
 	// Under dmu with the history's end read: every event from end on is
 	// dispatched with w in the index.
@@ -269,10 +342,17 @@ func (h *WatchHub) unregister(w *hubWatcher) {
 	} else {
 		delete(h.wide, w)
 	}
-	h.dmu.Unlock()
+	defer h.dmu.Unlock()
 	h.mu.Lock()
 	h.watchers--
+	if w.f.Extends {
+		h.extWatchers--
+	}
+	events, extends := h.watchers > 0, h.extWatchers > 0
 	h.mu.Unlock()
+	// Nobody left to read them: stop recording. A watch resuming here
+	// later ends compacted (it re-reads) rather than missing events.
+	h.record(events, extends)
 }
 
 // exactKey reports the one key a filter with every field set selects.
@@ -347,7 +427,7 @@ func (h *WatchHub) Watch(ctx context.Context, from uint64, f WatchFilter, send f
 			if n >= h.batch && e.Index != at {
 				break
 			}
-			if e.Index >= from && f.Match(e.Key) {
+			if e.Index >= from && f.Match(e.Key) && (f.Extends || e.Kind != lease.EventExtended) {
 				out = append(out, *e)
 			}
 			at = max(at, e.Index)

@@ -14,7 +14,7 @@ import (
 )
 
 // Defaults of the watch stream limits (Options.MaxWatchers and
-// MaxWatchersPerCaller). Every Watch and WaitUntilReleased stream counts.
+// MaxWatchersPerCaller). Every Watch, WaitUntilReleased and Renew stream counts.
 // A manager holds one watch per namespace it waits in, so the per-caller
 // default leaves room for a thousand namespaces from one host.
 const (
@@ -66,11 +66,11 @@ func (l *watchLimits) acquire(ctx context.Context) (release func(), err error) {
 	defer l.mu.Unlock()
 	if l.total >= l.maxTotal {
 		return nil, &lease.Error{Code: lease.CodeOverloaded, RetryAfter: watchRetryAfter,
-			Message: "this server has its maximum of watch and wait streams open; retry later or on another server"}
+			Message: "this server has its maximum of watch, wait and renew streams open; retry later or on another server"}
 	}
 	if l.perCaller[k] >= l.maxPerCaller {
 		return nil, &lease.Error{Code: lease.CodeOverloaded, RetryAfter: watchRetryAfter,
-			Message: "this caller has its maximum of watch and wait streams open on this server; close some"}
+			Message: "this caller has its maximum of watch, wait and renew streams open on this server; close some"}
 	}
 	l.total++
 	l.perCaller[k]++

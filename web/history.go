@@ -15,7 +15,15 @@ import (
 // machine's lock or the watch hub's internals. Consecutive extends of one
 // tenure collapse into one row (with a count), so a lease renewed every few
 // seconds keeps its holders, not just its last renewals.
+//
+// Run watches claims, revokes, expiries and pins only, unless Extends is
+// set: a server records extends only while a watcher asks for them, and
+// renewals are most of what it applies, so an always-on status page that
+// asked for them would cost every renewal the recording.
 type History struct {
+	// Extends makes Run watch extends too (set before Run).
+	Extends bool
+
 	mu      sync.Mutex
 	keys    map[lease.Key]*keyHistory
 	ended   []endedKey // keys whose last event ended a tenure, oldest first: evicted first
@@ -147,7 +155,7 @@ func (h *History) Run(ctx context.Context, w server.Watcher) {
 			from = h.last + 1
 		}
 		h.mu.Unlock()
-		err := w.Watch(ctx, from, server.WatchFilter{}, func(_ uint64, evs []lease.Event) error {
+		err := w.Watch(ctx, from, server.WatchFilter{Extends: h.Extends}, func(_ uint64, evs []lease.Event) error {
 			h.Record(evs)
 			backoff = 50 * time.Millisecond
 			return nil

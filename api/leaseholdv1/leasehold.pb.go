@@ -1116,6 +1116,240 @@ func (x *Error) GetNowNs() int64 {
 	return 0
 }
 
+// Renewal is one extend on a renewal stream.
+type Renewal struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the caller's name for this renewal, echoed in its answer.
+	Id         uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Key        *Key   `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	Holder     string `protobuf:"bytes,3,opt,name=holder,proto3" json:"holder,omitempty"`
+	DurationMs int64  `protobuf:"varint,4,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
+	// timeout_ms is this renewal's deadline, counted from when the server
+	// receives it (0: the server's default for an extend, 10 s). As for a
+	// unary call: not applied by then is "deadline_exceeded"; proposed but
+	// not known to be applied by then is "unknown".
+	TimeoutMs     int64 `protobuf:"varint,5,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Renewal) Reset() {
+	*x = Renewal{}
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Renewal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Renewal) ProtoMessage() {}
+
+func (x *Renewal) ProtoReflect() protoreflect.Message {
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Renewal.ProtoReflect.Descriptor instead.
+func (*Renewal) Descriptor() ([]byte, []int) {
+	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Renewal) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *Renewal) GetKey() *Key {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *Renewal) GetHolder() string {
+	if x != nil {
+		return x.Holder
+	}
+	return ""
+}
+
+func (x *Renewal) GetDurationMs() int64 {
+	if x != nil {
+		return x.DurationMs
+	}
+	return 0
+}
+
+func (x *Renewal) GetTimeoutMs() int64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+// RenewRequest carries renewals; the client may pack several in one message.
+type RenewRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Renewals      []*Renewal             `protobuf:"bytes,1,rep,name=renewals,proto3" json:"renewals,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewRequest) Reset() {
+	*x = RenewRequest{}
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewRequest) ProtoMessage() {}
+
+func (x *RenewRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewRequest.ProtoReflect.Descriptor instead.
+func (*RenewRequest) Descriptor() ([]byte, []int) {
+	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RenewRequest) GetRenewals() []*Renewal {
+	if x != nil {
+		return x.Renewals
+	}
+	return nil
+}
+
+// RenewAnswer is the answer to one renewal: exactly one of result and error
+// (the same fields as a unary Extend's result or error).
+type RenewAnswer struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Result        *OpResult              `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`
+	Error         *Error                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewAnswer) Reset() {
+	*x = RenewAnswer{}
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewAnswer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewAnswer) ProtoMessage() {}
+
+func (x *RenewAnswer) ProtoReflect() protoreflect.Message {
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewAnswer.ProtoReflect.Descriptor instead.
+func (*RenewAnswer) Descriptor() ([]byte, []int) {
+	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RenewAnswer) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *RenewAnswer) GetResult() *OpResult {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *RenewAnswer) GetError() *Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+// RenewResponse carries answers; the server packs those ready together.
+type RenewResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Answers       []*RenewAnswer         `protobuf:"bytes,1,rep,name=answers,proto3" json:"answers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewResponse) Reset() {
+	*x = RenewResponse{}
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewResponse) ProtoMessage() {}
+
+func (x *RenewResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewResponse.ProtoReflect.Descriptor instead.
+func (*RenewResponse) Descriptor() ([]byte, []int) {
+	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RenewResponse) GetAnswers() []*RenewAnswer {
+	if x != nil {
+		return x.Answers
+	}
+	return nil
+}
+
 // ReadMeta describes the state a read saw.
 type ReadMeta struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
@@ -1131,7 +1365,7 @@ type ReadMeta struct {
 
 func (x *ReadMeta) Reset() {
 	*x = ReadMeta{}
-	mi := &file_leaseholdv1_leasehold_proto_msgTypes[12]
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1143,7 +1377,7 @@ func (x *ReadMeta) String() string {
 func (*ReadMeta) ProtoMessage() {}
 
 func (x *ReadMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_leaseholdv1_leasehold_proto_msgTypes[12]
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1156,7 +1390,7 @@ func (x *ReadMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadMeta.ProtoReflect.Descriptor instead.
 func (*ReadMeta) Descriptor() ([]byte, []int) {
-	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{12}
+	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ReadMeta) GetAppliedIndex() uint64 {
@@ -1204,7 +1438,7 @@ type LeaseInfo struct {
 
 func (x *LeaseInfo) Reset() {
 	*x = LeaseInfo{}
-	mi := &file_leaseholdv1_leasehold_proto_msgTypes[13]
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1216,7 +1450,7 @@ func (x *LeaseInfo) String() string {
 func (*LeaseInfo) ProtoMessage() {}
 
 func (x *LeaseInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_leaseholdv1_leasehold_proto_msgTypes[13]
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1229,7 +1463,7 @@ func (x *LeaseInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseInfo.ProtoReflect.Descriptor instead.
 func (*LeaseInfo) Descriptor() ([]byte, []int) {
-	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{13}
+	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *LeaseInfo) GetKey() *Key {
@@ -1292,7 +1526,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_leaseholdv1_leasehold_proto_msgTypes[14]
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1304,7 +1538,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leaseholdv1_leasehold_proto_msgTypes[14]
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1317,7 +1551,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{14}
+	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetRequest) GetKey() *Key {
@@ -1345,7 +1579,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_leaseholdv1_leasehold_proto_msgTypes[15]
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1357,7 +1591,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leaseholdv1_leasehold_proto_msgTypes[15]
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1370,7 +1604,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{15}
+	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetResponse) GetFound() bool {
@@ -1407,7 +1641,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_leaseholdv1_leasehold_proto_msgTypes[16]
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1419,7 +1653,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leaseholdv1_leasehold_proto_msgTypes[16]
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1432,7 +1666,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{16}
+	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListRequest) GetNamespace() string {
@@ -1482,7 +1716,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_leaseholdv1_leasehold_proto_msgTypes[17]
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1494,7 +1728,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leaseholdv1_leasehold_proto_msgTypes[17]
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1507,7 +1741,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{17}
+	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListResponse) GetLeases() []*LeaseInfo {
@@ -1540,7 +1774,7 @@ type PinnedRequest struct {
 
 func (x *PinnedRequest) Reset() {
 	*x = PinnedRequest{}
-	mi := &file_leaseholdv1_leasehold_proto_msgTypes[18]
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1552,7 +1786,7 @@ func (x *PinnedRequest) String() string {
 func (*PinnedRequest) ProtoMessage() {}
 
 func (x *PinnedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leaseholdv1_leasehold_proto_msgTypes[18]
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1565,7 +1799,7 @@ func (x *PinnedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PinnedRequest.ProtoReflect.Descriptor instead.
 func (*PinnedRequest) Descriptor() ([]byte, []int) {
-	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{18}
+	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *PinnedRequest) GetStale() bool {
@@ -1585,7 +1819,7 @@ type PinnedKey struct {
 
 func (x *PinnedKey) Reset() {
 	*x = PinnedKey{}
-	mi := &file_leaseholdv1_leasehold_proto_msgTypes[19]
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1597,7 +1831,7 @@ func (x *PinnedKey) String() string {
 func (*PinnedKey) ProtoMessage() {}
 
 func (x *PinnedKey) ProtoReflect() protoreflect.Message {
-	mi := &file_leaseholdv1_leasehold_proto_msgTypes[19]
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1610,7 +1844,7 @@ func (x *PinnedKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PinnedKey.ProtoReflect.Descriptor instead.
 func (*PinnedKey) Descriptor() ([]byte, []int) {
-	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{19}
+	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PinnedKey) GetKey() *Key {
@@ -1637,7 +1871,7 @@ type PinnedResponse struct {
 
 func (x *PinnedResponse) Reset() {
 	*x = PinnedResponse{}
-	mi := &file_leaseholdv1_leasehold_proto_msgTypes[20]
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1649,7 +1883,7 @@ func (x *PinnedResponse) String() string {
 func (*PinnedResponse) ProtoMessage() {}
 
 func (x *PinnedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leaseholdv1_leasehold_proto_msgTypes[20]
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1662,7 +1896,7 @@ func (x *PinnedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PinnedResponse.ProtoReflect.Descriptor instead.
 func (*PinnedResponse) Descriptor() ([]byte, []int) {
-	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{20}
+	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *PinnedResponse) GetPins() []*PinnedKey {
@@ -1687,14 +1921,20 @@ type WatchRequest struct {
 	Name      string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
 	// start_index: deliver events of log entries at index >= start_index
 	// (0: from the next applied entry on).
-	StartIndex    uint64 `protobuf:"varint,4,opt,name=start_index,json=startIndex,proto3" json:"start_index,omitempty"`
+	StartIndex uint64 `protobuf:"varint,4,opt,name=start_index,json=startIndex,proto3" json:"start_index,omitempty"`
+	// extends: deliver EVENT_KIND_EXTENDED events too. Renewals are most of
+	// the applied ops, so a server records them only while some watcher asks
+	// for them: a watch with extends whose start_index is older than that
+	// ends with "compacted" (oldest_index: where the server's record of
+	// extends begins).
+	Extends       bool `protobuf:"varint,5,opt,name=extends,proto3" json:"extends,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_leaseholdv1_leasehold_proto_msgTypes[21]
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1706,7 +1946,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leaseholdv1_leasehold_proto_msgTypes[21]
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1719,7 +1959,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{21}
+	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *WatchRequest) GetNamespace() string {
@@ -1750,6 +1990,13 @@ func (x *WatchRequest) GetStartIndex() uint64 {
 	return 0
 }
 
+func (x *WatchRequest) GetExtends() bool {
+	if x != nil {
+		return x.Extends
+	}
+	return false
+}
+
 type Event struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Kind          EventKind              `protobuf:"varint,1,opt,name=kind,proto3,enum=leasehold.v1.EventKind" json:"kind,omitempty"`
@@ -1765,7 +2012,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_leaseholdv1_leasehold_proto_msgTypes[22]
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1777,7 +2024,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_leaseholdv1_leasehold_proto_msgTypes[22]
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1790,7 +2037,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{22}
+	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Event) GetKind() EventKind {
@@ -1858,7 +2105,7 @@ type WatchResponse struct {
 
 func (x *WatchResponse) Reset() {
 	*x = WatchResponse{}
-	mi := &file_leaseholdv1_leasehold_proto_msgTypes[23]
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1870,7 +2117,7 @@ func (x *WatchResponse) String() string {
 func (*WatchResponse) ProtoMessage() {}
 
 func (x *WatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leaseholdv1_leasehold_proto_msgTypes[23]
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1883,7 +2130,7 @@ func (x *WatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
 func (*WatchResponse) Descriptor() ([]byte, []int) {
-	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{23}
+	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *WatchResponse) GetCreated() bool {
@@ -1922,7 +2169,7 @@ type WaitRequest struct {
 
 func (x *WaitRequest) Reset() {
 	*x = WaitRequest{}
-	mi := &file_leaseholdv1_leasehold_proto_msgTypes[24]
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1934,7 +2181,7 @@ func (x *WaitRequest) String() string {
 func (*WaitRequest) ProtoMessage() {}
 
 func (x *WaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leaseholdv1_leasehold_proto_msgTypes[24]
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1947,7 +2194,7 @@ func (x *WaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitRequest.ProtoReflect.Descriptor instead.
 func (*WaitRequest) Descriptor() ([]byte, []int) {
-	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{24}
+	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *WaitRequest) GetKey() *Key {
@@ -1988,7 +2235,7 @@ type WaitResponse struct {
 
 func (x *WaitResponse) Reset() {
 	*x = WaitResponse{}
-	mi := &file_leaseholdv1_leasehold_proto_msgTypes[25]
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2000,7 +2247,7 @@ func (x *WaitResponse) String() string {
 func (*WaitResponse) ProtoMessage() {}
 
 func (x *WaitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leaseholdv1_leasehold_proto_msgTypes[25]
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2013,7 +2260,7 @@ func (x *WaitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitResponse.ProtoReflect.Descriptor instead.
 func (*WaitResponse) Descriptor() ([]byte, []int) {
-	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{25}
+	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *WaitResponse) GetState() WaitState {
@@ -2038,7 +2285,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_leaseholdv1_leasehold_proto_msgTypes[26]
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2050,7 +2297,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leaseholdv1_leasehold_proto_msgTypes[26]
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2063,7 +2310,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{26}
+	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{30}
 }
 
 type Member struct {
@@ -2080,7 +2327,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_leaseholdv1_leasehold_proto_msgTypes[27]
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2092,7 +2339,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_leaseholdv1_leasehold_proto_msgTypes[27]
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2105,7 +2352,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{27}
+	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Member) GetId() string {
@@ -2170,7 +2417,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_leaseholdv1_leasehold_proto_msgTypes[28]
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2182,7 +2429,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leaseholdv1_leasehold_proto_msgTypes[28]
+	mi := &file_leaseholdv1_leasehold_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2195,7 +2442,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{28}
+	return file_leaseholdv1_leasehold_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *StatusResponse) GetId() string {
@@ -2354,7 +2601,23 @@ const file_leaseholdv1_leasehold_proto_rawDesc = "" +
 	" \x01(\x04R\x05token\x12\x19\n" +
 	"\bstart_ns\x18\v \x01(\x03R\astartNs\x12\x1b\n" +
 	"\texpiry_ns\x18\f \x01(\x03R\bexpiryNs\x12\x15\n" +
-	"\x06now_ns\x18\r \x01(\x03R\x05nowNs\"u\n" +
+	"\x06now_ns\x18\r \x01(\x03R\x05nowNs\"\x96\x01\n" +
+	"\aRenewal\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12#\n" +
+	"\x03key\x18\x02 \x01(\v2\x11.leasehold.v1.KeyR\x03key\x12\x16\n" +
+	"\x06holder\x18\x03 \x01(\tR\x06holder\x12\x1f\n" +
+	"\vduration_ms\x18\x04 \x01(\x03R\n" +
+	"durationMs\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x05 \x01(\x03R\ttimeoutMs\"A\n" +
+	"\fRenewRequest\x121\n" +
+	"\brenewals\x18\x01 \x03(\v2\x15.leasehold.v1.RenewalR\brenewals\"x\n" +
+	"\vRenewAnswer\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12.\n" +
+	"\x06result\x18\x02 \x01(\v2\x16.leasehold.v1.OpResultR\x06result\x12)\n" +
+	"\x05error\x18\x03 \x01(\v2\x13.leasehold.v1.ErrorR\x05error\"D\n" +
+	"\rRenewResponse\x123\n" +
+	"\aanswers\x18\x01 \x03(\v2\x19.leasehold.v1.RenewAnswerR\aanswers\"u\n" +
 	"\bReadMeta\x12#\n" +
 	"\rapplied_index\x18\x01 \x01(\x04R\fappliedIndex\x12\x10\n" +
 	"\x03lag\x18\x02 \x01(\x04R\x03lag\x12\x15\n" +
@@ -2394,13 +2657,14 @@ const file_leaseholdv1_leasehold_proto_rawDesc = "" +
 	"\bentities\x18\x02 \x03(\tR\bentities\"i\n" +
 	"\x0ePinnedResponse\x12+\n" +
 	"\x04pins\x18\x01 \x03(\v2\x17.leasehold.v1.PinnedKeyR\x04pins\x12*\n" +
-	"\x04meta\x18\x02 \x01(\v2\x16.leasehold.v1.ReadMetaR\x04meta\"w\n" +
+	"\x04meta\x18\x02 \x01(\v2\x16.leasehold.v1.ReadMetaR\x04meta\"\x91\x01\n" +
 	"\fWatchRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x14\n" +
 	"\x05group\x18\x02 \x01(\tR\x05group\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\x1f\n" +
 	"\vstart_index\x18\x04 \x01(\x04R\n" +
-	"startIndex\"\xd1\x01\n" +
+	"startIndex\x12\x18\n" +
+	"\aextends\x18\x05 \x01(\bR\aextends\"\xd1\x01\n" +
 	"\x05Event\x12+\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x17.leasehold.v1.EventKindR\x04kind\x12#\n" +
 	"\x03key\x18\x02 \x01(\v2\x11.leasehold.v1.KeyR\x03key\x12\x16\n" +
@@ -2479,14 +2743,15 @@ const file_leaseholdv1_leasehold_proto_rawDesc = "" +
 	"\x16WAIT_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11WAIT_STATE_QUEUED\x10\x01\x12\x16\n" +
 	"\x12WAIT_STATE_GRANTED\x10\x02\x12\x17\n" +
-	"\x13WAIT_STATE_RELEASED\x10\x032\x92\x06\n" +
+	"\x13WAIT_STATE_RELEASED\x10\x032\xd8\x06\n" +
 	"\tLeasehold\x12;\n" +
 	"\x05Claim\x12\x1a.leasehold.v1.ClaimRequest\x1a\x16.leasehold.v1.OpResult\x12=\n" +
 	"\x06Extend\x12\x1b.leasehold.v1.ExtendRequest\x1a\x16.leasehold.v1.OpResult\x12=\n" +
 	"\x06Revoke\x12\x1b.leasehold.v1.RevokeRequest\x1a\x16.leasehold.v1.OpResult\x127\n" +
 	"\x03Pin\x12\x18.leasehold.v1.PinRequest\x1a\x16.leasehold.v1.OpResult\x12;\n" +
 	"\x05Unpin\x12\x1a.leasehold.v1.UnpinRequest\x1a\x16.leasehold.v1.OpResult\x12=\n" +
-	"\x04Bulk\x12\x19.leasehold.v1.BulkRequest\x1a\x1a.leasehold.v1.BulkResponse\x12:\n" +
+	"\x04Bulk\x12\x19.leasehold.v1.BulkRequest\x1a\x1a.leasehold.v1.BulkResponse\x12D\n" +
+	"\x05Renew\x12\x1a.leasehold.v1.RenewRequest\x1a\x1b.leasehold.v1.RenewResponse(\x010\x01\x12:\n" +
 	"\x03Get\x12\x18.leasehold.v1.GetRequest\x1a\x19.leasehold.v1.GetResponse\x12=\n" +
 	"\x04List\x12\x19.leasehold.v1.ListRequest\x1a\x1a.leasehold.v1.ListResponse\x12C\n" +
 	"\x06Pinned\x12\x1b.leasehold.v1.PinnedRequest\x1a\x1c.leasehold.v1.PinnedResponse\x12B\n" +
@@ -2507,7 +2772,7 @@ func file_leaseholdv1_leasehold_proto_rawDescGZIP() []byte {
 }
 
 var file_leaseholdv1_leasehold_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_leaseholdv1_leasehold_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_leaseholdv1_leasehold_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_leaseholdv1_leasehold_proto_goTypes = []any{
 	(OpKind)(0),            // 0: leasehold.v1.OpKind
 	(Outcome)(0),           // 1: leasehold.v1.Outcome
@@ -2525,23 +2790,27 @@ var file_leaseholdv1_leasehold_proto_goTypes = []any{
 	(*BulkResponse)(nil),   // 13: leasehold.v1.BulkResponse
 	(*BulkResult)(nil),     // 14: leasehold.v1.BulkResult
 	(*Error)(nil),          // 15: leasehold.v1.Error
-	(*ReadMeta)(nil),       // 16: leasehold.v1.ReadMeta
-	(*LeaseInfo)(nil),      // 17: leasehold.v1.LeaseInfo
-	(*GetRequest)(nil),     // 18: leasehold.v1.GetRequest
-	(*GetResponse)(nil),    // 19: leasehold.v1.GetResponse
-	(*ListRequest)(nil),    // 20: leasehold.v1.ListRequest
-	(*ListResponse)(nil),   // 21: leasehold.v1.ListResponse
-	(*PinnedRequest)(nil),  // 22: leasehold.v1.PinnedRequest
-	(*PinnedKey)(nil),      // 23: leasehold.v1.PinnedKey
-	(*PinnedResponse)(nil), // 24: leasehold.v1.PinnedResponse
-	(*WatchRequest)(nil),   // 25: leasehold.v1.WatchRequest
-	(*Event)(nil),          // 26: leasehold.v1.Event
-	(*WatchResponse)(nil),  // 27: leasehold.v1.WatchResponse
-	(*WaitRequest)(nil),    // 28: leasehold.v1.WaitRequest
-	(*WaitResponse)(nil),   // 29: leasehold.v1.WaitResponse
-	(*StatusRequest)(nil),  // 30: leasehold.v1.StatusRequest
-	(*Member)(nil),         // 31: leasehold.v1.Member
-	(*StatusResponse)(nil), // 32: leasehold.v1.StatusResponse
+	(*Renewal)(nil),        // 16: leasehold.v1.Renewal
+	(*RenewRequest)(nil),   // 17: leasehold.v1.RenewRequest
+	(*RenewAnswer)(nil),    // 18: leasehold.v1.RenewAnswer
+	(*RenewResponse)(nil),  // 19: leasehold.v1.RenewResponse
+	(*ReadMeta)(nil),       // 20: leasehold.v1.ReadMeta
+	(*LeaseInfo)(nil),      // 21: leasehold.v1.LeaseInfo
+	(*GetRequest)(nil),     // 22: leasehold.v1.GetRequest
+	(*GetResponse)(nil),    // 23: leasehold.v1.GetResponse
+	(*ListRequest)(nil),    // 24: leasehold.v1.ListRequest
+	(*ListResponse)(nil),   // 25: leasehold.v1.ListResponse
+	(*PinnedRequest)(nil),  // 26: leasehold.v1.PinnedRequest
+	(*PinnedKey)(nil),      // 27: leasehold.v1.PinnedKey
+	(*PinnedResponse)(nil), // 28: leasehold.v1.PinnedResponse
+	(*WatchRequest)(nil),   // 29: leasehold.v1.WatchRequest
+	(*Event)(nil),          // 30: leasehold.v1.Event
+	(*WatchResponse)(nil),  // 31: leasehold.v1.WatchResponse
+	(*WaitRequest)(nil),    // 32: leasehold.v1.WaitRequest
+	(*WaitResponse)(nil),   // 33: leasehold.v1.WaitResponse
+	(*StatusRequest)(nil),  // 34: leasehold.v1.StatusRequest
+	(*Member)(nil),         // 35: leasehold.v1.Member
+	(*StatusResponse)(nil), // 36: leasehold.v1.StatusResponse
 }
 var file_leaseholdv1_leasehold_proto_depIdxs = []int32{
 	4,  // 0: leasehold.v1.ClaimRequest.key:type_name -> leasehold.v1.Key
@@ -2557,51 +2826,58 @@ var file_leaseholdv1_leasehold_proto_depIdxs = []int32{
 	14, // 10: leasehold.v1.BulkResponse.results:type_name -> leasehold.v1.BulkResult
 	10, // 11: leasehold.v1.BulkResult.result:type_name -> leasehold.v1.OpResult
 	15, // 12: leasehold.v1.BulkResult.error:type_name -> leasehold.v1.Error
-	4,  // 13: leasehold.v1.LeaseInfo.key:type_name -> leasehold.v1.Key
-	4,  // 14: leasehold.v1.GetRequest.key:type_name -> leasehold.v1.Key
-	17, // 15: leasehold.v1.GetResponse.lease:type_name -> leasehold.v1.LeaseInfo
-	16, // 16: leasehold.v1.GetResponse.meta:type_name -> leasehold.v1.ReadMeta
-	17, // 17: leasehold.v1.ListResponse.leases:type_name -> leasehold.v1.LeaseInfo
-	16, // 18: leasehold.v1.ListResponse.meta:type_name -> leasehold.v1.ReadMeta
-	4,  // 19: leasehold.v1.PinnedKey.key:type_name -> leasehold.v1.Key
-	23, // 20: leasehold.v1.PinnedResponse.pins:type_name -> leasehold.v1.PinnedKey
-	16, // 21: leasehold.v1.PinnedResponse.meta:type_name -> leasehold.v1.ReadMeta
-	2,  // 22: leasehold.v1.Event.kind:type_name -> leasehold.v1.EventKind
-	4,  // 23: leasehold.v1.Event.key:type_name -> leasehold.v1.Key
-	26, // 24: leasehold.v1.WatchResponse.events:type_name -> leasehold.v1.Event
-	4,  // 25: leasehold.v1.WaitRequest.key:type_name -> leasehold.v1.Key
-	3,  // 26: leasehold.v1.WaitResponse.state:type_name -> leasehold.v1.WaitState
-	10, // 27: leasehold.v1.WaitResponse.result:type_name -> leasehold.v1.OpResult
-	31, // 28: leasehold.v1.StatusResponse.members:type_name -> leasehold.v1.Member
-	5,  // 29: leasehold.v1.Leasehold.Claim:input_type -> leasehold.v1.ClaimRequest
-	6,  // 30: leasehold.v1.Leasehold.Extend:input_type -> leasehold.v1.ExtendRequest
-	7,  // 31: leasehold.v1.Leasehold.Revoke:input_type -> leasehold.v1.RevokeRequest
-	8,  // 32: leasehold.v1.Leasehold.Pin:input_type -> leasehold.v1.PinRequest
-	9,  // 33: leasehold.v1.Leasehold.Unpin:input_type -> leasehold.v1.UnpinRequest
-	12, // 34: leasehold.v1.Leasehold.Bulk:input_type -> leasehold.v1.BulkRequest
-	18, // 35: leasehold.v1.Leasehold.Get:input_type -> leasehold.v1.GetRequest
-	20, // 36: leasehold.v1.Leasehold.List:input_type -> leasehold.v1.ListRequest
-	22, // 37: leasehold.v1.Leasehold.Pinned:input_type -> leasehold.v1.PinnedRequest
-	25, // 38: leasehold.v1.Leasehold.Watch:input_type -> leasehold.v1.WatchRequest
-	28, // 39: leasehold.v1.Leasehold.WaitUntilReleased:input_type -> leasehold.v1.WaitRequest
-	30, // 40: leasehold.v1.Leasehold.Status:input_type -> leasehold.v1.StatusRequest
-	10, // 41: leasehold.v1.Leasehold.Claim:output_type -> leasehold.v1.OpResult
-	10, // 42: leasehold.v1.Leasehold.Extend:output_type -> leasehold.v1.OpResult
-	10, // 43: leasehold.v1.Leasehold.Revoke:output_type -> leasehold.v1.OpResult
-	10, // 44: leasehold.v1.Leasehold.Pin:output_type -> leasehold.v1.OpResult
-	10, // 45: leasehold.v1.Leasehold.Unpin:output_type -> leasehold.v1.OpResult
-	13, // 46: leasehold.v1.Leasehold.Bulk:output_type -> leasehold.v1.BulkResponse
-	19, // 47: leasehold.v1.Leasehold.Get:output_type -> leasehold.v1.GetResponse
-	21, // 48: leasehold.v1.Leasehold.List:output_type -> leasehold.v1.ListResponse
-	24, // 49: leasehold.v1.Leasehold.Pinned:output_type -> leasehold.v1.PinnedResponse
-	27, // 50: leasehold.v1.Leasehold.Watch:output_type -> leasehold.v1.WatchResponse
-	29, // 51: leasehold.v1.Leasehold.WaitUntilReleased:output_type -> leasehold.v1.WaitResponse
-	32, // 52: leasehold.v1.Leasehold.Status:output_type -> leasehold.v1.StatusResponse
-	41, // [41:53] is the sub-list for method output_type
-	29, // [29:41] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	4,  // 13: leasehold.v1.Renewal.key:type_name -> leasehold.v1.Key
+	16, // 14: leasehold.v1.RenewRequest.renewals:type_name -> leasehold.v1.Renewal
+	10, // 15: leasehold.v1.RenewAnswer.result:type_name -> leasehold.v1.OpResult
+	15, // 16: leasehold.v1.RenewAnswer.error:type_name -> leasehold.v1.Error
+	18, // 17: leasehold.v1.RenewResponse.answers:type_name -> leasehold.v1.RenewAnswer
+	4,  // 18: leasehold.v1.LeaseInfo.key:type_name -> leasehold.v1.Key
+	4,  // 19: leasehold.v1.GetRequest.key:type_name -> leasehold.v1.Key
+	21, // 20: leasehold.v1.GetResponse.lease:type_name -> leasehold.v1.LeaseInfo
+	20, // 21: leasehold.v1.GetResponse.meta:type_name -> leasehold.v1.ReadMeta
+	21, // 22: leasehold.v1.ListResponse.leases:type_name -> leasehold.v1.LeaseInfo
+	20, // 23: leasehold.v1.ListResponse.meta:type_name -> leasehold.v1.ReadMeta
+	4,  // 24: leasehold.v1.PinnedKey.key:type_name -> leasehold.v1.Key
+	27, // 25: leasehold.v1.PinnedResponse.pins:type_name -> leasehold.v1.PinnedKey
+	20, // 26: leasehold.v1.PinnedResponse.meta:type_name -> leasehold.v1.ReadMeta
+	2,  // 27: leasehold.v1.Event.kind:type_name -> leasehold.v1.EventKind
+	4,  // 28: leasehold.v1.Event.key:type_name -> leasehold.v1.Key
+	30, // 29: leasehold.v1.WatchResponse.events:type_name -> leasehold.v1.Event
+	4,  // 30: leasehold.v1.WaitRequest.key:type_name -> leasehold.v1.Key
+	3,  // 31: leasehold.v1.WaitResponse.state:type_name -> leasehold.v1.WaitState
+	10, // 32: leasehold.v1.WaitResponse.result:type_name -> leasehold.v1.OpResult
+	35, // 33: leasehold.v1.StatusResponse.members:type_name -> leasehold.v1.Member
+	5,  // 34: leasehold.v1.Leasehold.Claim:input_type -> leasehold.v1.ClaimRequest
+	6,  // 35: leasehold.v1.Leasehold.Extend:input_type -> leasehold.v1.ExtendRequest
+	7,  // 36: leasehold.v1.Leasehold.Revoke:input_type -> leasehold.v1.RevokeRequest
+	8,  // 37: leasehold.v1.Leasehold.Pin:input_type -> leasehold.v1.PinRequest
+	9,  // 38: leasehold.v1.Leasehold.Unpin:input_type -> leasehold.v1.UnpinRequest
+	12, // 39: leasehold.v1.Leasehold.Bulk:input_type -> leasehold.v1.BulkRequest
+	17, // 40: leasehold.v1.Leasehold.Renew:input_type -> leasehold.v1.RenewRequest
+	22, // 41: leasehold.v1.Leasehold.Get:input_type -> leasehold.v1.GetRequest
+	24, // 42: leasehold.v1.Leasehold.List:input_type -> leasehold.v1.ListRequest
+	26, // 43: leasehold.v1.Leasehold.Pinned:input_type -> leasehold.v1.PinnedRequest
+	29, // 44: leasehold.v1.Leasehold.Watch:input_type -> leasehold.v1.WatchRequest
+	32, // 45: leasehold.v1.Leasehold.WaitUntilReleased:input_type -> leasehold.v1.WaitRequest
+	34, // 46: leasehold.v1.Leasehold.Status:input_type -> leasehold.v1.StatusRequest
+	10, // 47: leasehold.v1.Leasehold.Claim:output_type -> leasehold.v1.OpResult
+	10, // 48: leasehold.v1.Leasehold.Extend:output_type -> leasehold.v1.OpResult
+	10, // 49: leasehold.v1.Leasehold.Revoke:output_type -> leasehold.v1.OpResult
+	10, // 50: leasehold.v1.Leasehold.Pin:output_type -> leasehold.v1.OpResult
+	10, // 51: leasehold.v1.Leasehold.Unpin:output_type -> leasehold.v1.OpResult
+	13, // 52: leasehold.v1.Leasehold.Bulk:output_type -> leasehold.v1.BulkResponse
+	19, // 53: leasehold.v1.Leasehold.Renew:output_type -> leasehold.v1.RenewResponse
+	23, // 54: leasehold.v1.Leasehold.Get:output_type -> leasehold.v1.GetResponse
+	25, // 55: leasehold.v1.Leasehold.List:output_type -> leasehold.v1.ListResponse
+	28, // 56: leasehold.v1.Leasehold.Pinned:output_type -> leasehold.v1.PinnedResponse
+	31, // 57: leasehold.v1.Leasehold.Watch:output_type -> leasehold.v1.WatchResponse
+	33, // 58: leasehold.v1.Leasehold.WaitUntilReleased:output_type -> leasehold.v1.WaitResponse
+	36, // 59: leasehold.v1.Leasehold.Status:output_type -> leasehold.v1.StatusResponse
+	47, // [47:60] is the sub-list for method output_type
+	34, // [34:47] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_leaseholdv1_leasehold_proto_init() }
@@ -2615,7 +2891,7 @@ func file_leaseholdv1_leasehold_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_leaseholdv1_leasehold_proto_rawDesc), len(file_leaseholdv1_leasehold_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   29,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

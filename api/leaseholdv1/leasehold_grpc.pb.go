@@ -41,6 +41,7 @@ const (
 	Leasehold_Pin_FullMethodName               = "/leasehold.v1.Leasehold/Pin"
 	Leasehold_Unpin_FullMethodName             = "/leasehold.v1.Leasehold/Unpin"
 	Leasehold_Bulk_FullMethodName              = "/leasehold.v1.Leasehold/Bulk"
+	Leasehold_Renew_FullMethodName             = "/leasehold.v1.Leasehold/Renew"
 	Leasehold_Get_FullMethodName               = "/leasehold.v1.Leasehold/Get"
 	Leasehold_List_FullMethodName              = "/leasehold.v1.Leasehold/List"
 	Leasehold_Pinned_FullMethodName            = "/leasehold.v1.Leasehold/Pinned"
@@ -67,6 +68,18 @@ type LeaseholdClient interface {
 	// Bulk applies many ops in one request and answers one result per op, in
 	// order. Every op is validated on its own; an invalid op fails alone.
 	Bulk(ctx context.Context, in *BulkRequest, opts ...grpc.CallOption) (*BulkResponse, error)
+	// Renew is a long-lived renewal stream (as etcd's LeaseKeepAlive, but
+	// every renewal is replicated through the log, as a unary Extend is). The
+	// client sends extends, each with its own id, many outstanding at once;
+	// the server answers each one (result or error, with its id) as it is
+	// applied, in any order. Only the leader serves it: a stream on another
+	// server, or on a leader that loses leadership, ends with "not_leader" and
+	// the leader hint, after every renewal the server started has been
+	// answered, so a renewal left unanswered by a "not_leader" end was not
+	// applied and may be sent again to the leader. Any other break leaves the
+	// outcome of unanswered renewals unknown. The stream counts toward the
+	// per-caller and per-server stream limits of Watch.
+	Renew(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[RenewRequest, RenewResponse], error)
 	// Get reads one lease.
 	Get(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (*GetResponse, error)
 	// List reads the leases of a namespace (and group), in key order, a page at a time.
@@ -165,6 +178,19 @@ func (c *leaseholdClient) Bulk(ctx context.Context, in *BulkRequest, opts ...grp
 	return out, nil
 }
 
+func (c *leaseholdClient) Renew(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[RenewRequest, RenewResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Leasehold_ServiceDesc.Streams[0], Leasehold_Renew_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[RenewRequest, RenewResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Leasehold_RenewClient = grpc.BidiStreamingClient[RenewRequest, RenewResponse]
+
 func (c *leaseholdClient) Get(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (*GetResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetResponse)
@@ -197,7 +223,7 @@ func (c *leaseholdClient) Pinned(ctx context.Context, in *PinnedRequest, opts ..
 
 func (c *leaseholdClient) Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Leasehold_ServiceDesc.Streams[0], Leasehold_Watch_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Leasehold_ServiceDesc.Streams[1], Leasehold_Watch_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -216,7 +242,7 @@ type Leasehold_WatchClient = grpc.ServerStreamingClient[WatchResponse]
 
 func (c *leaseholdClient) WaitUntilReleased(ctx context.Context, in *WaitRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WaitResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Leasehold_ServiceDesc.Streams[1], Leasehold_WaitUntilReleased_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Leasehold_ServiceDesc.Streams[2], Leasehold_WaitUntilReleased_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -261,6 +287,18 @@ type LeaseholdServer interface {
 	// Bulk applies many ops in one request and answers one result per op, in
 	// order. Every op is validated on its own; an invalid op fails alone.
 	Bulk(context.Context, *BulkRequest) (*BulkResponse, error)
+	// Renew is a long-lived renewal stream (as etcd's LeaseKeepAlive, but
+	// every renewal is replicated through the log, as a unary Extend is). The
+	// client sends extends, each with its own id, many outstanding at once;
+	// the server answers each one (result or error, with its id) as it is
+	// applied, in any order. Only the leader serves it: a stream on another
+	// server, or on a leader that loses leadership, ends with "not_leader" and
+	// the leader hint, after every renewal the server started has been
+	// answered, so a renewal left unanswered by a "not_leader" end was not
+	// applied and may be sent again to the leader. Any other break leaves the
+	// outcome of unanswered renewals unknown. The stream counts toward the
+	// per-caller and per-server stream limits of Watch.
+	Renew(grpc.BidiStreamingServer[RenewRequest, RenewResponse]) error
 	// Get reads one lease.
 	Get(context.Context, *GetRequest) (*GetResponse, error)
 	// List reads the leases of a namespace (and group), in key order, a page at a time.
@@ -316,6 +354,9 @@ func (UnimplementedLeaseholdServer) Unpin(context.Context, *UnpinRequest) (*OpRe
 }
 func (UnimplementedLeaseholdServer) Bulk(context.Context, *BulkRequest) (*BulkResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Bulk not implemented")
+}
+func (UnimplementedLeaseholdServer) Renew(grpc.BidiStreamingServer[RenewRequest, RenewResponse]) error {
+	return status.Error(codes.Unimplemented, "method Renew not implemented")
 }
 func (UnimplementedLeaseholdServer) Get(context.Context, *GetRequest) (*GetResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Get not implemented")
@@ -464,6 +505,13 @@ func _Leasehold_Bulk_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Leasehold_Renew_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(LeaseholdServer).Renew(&grpc.GenericServerStream[RenewRequest, RenewResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Leasehold_RenewServer = grpc.BidiStreamingServer[RenewRequest, RenewResponse]
+
 func _Leasehold_Get_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetRequest)
 	if err := dec(in); err != nil {
@@ -607,6 +655,12 @@ var Leasehold_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Renew",
+			Handler:       _Leasehold_Renew_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
 		{
 			StreamName:    "Watch",
 			Handler:       _Leasehold_Watch_Handler,

@@ -18,12 +18,14 @@ func initWatchCmds() {
 		var f clientFlags
 		var from uint64
 		var count int
+		var extends bool
 		cmd := newClientCmd("watch [PREFIX]", "Stream lease events (PREFIX: NAMESPACE[/GROUP[/NAME]])", cobra.MaximumNArgs(1), &f)
 		cmd.Flags().Uint64Var(&from, "from", 0, "start at this log index (0: from now on)")
 		cmd.Flags().IntVar(&count, "count", 0, "exit after this many events (0: run until interrupted)")
+		cmd.Flags().BoolVar(&extends, "extends", false, "also stream extends (renewals); a server records them only while a watch asks")
 		cmd.RunE = func(cmd *cobra.Command, args []string) error {
 			return run(&f, func(ctx context.Context, c *client.Client, p *printer) error {
-				o := client.WatchOptions{StartIndex: from}
+				o := client.WatchOptions{StartIndex: from, Extends: extends}
 				if len(args) == 1 {
 					parts := strings.SplitN(args[0], "/", 3)
 					parts = append(parts, "", "")
