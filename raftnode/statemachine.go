@@ -33,6 +33,12 @@ type stateMachine struct {
 	// beforeApply, if set, runs on Raft's apply goroutine before each batch
 	// is applied; tests use it to hold committed entries back.
 	beforeApply atomic.Pointer[func()]
+
+	// pending maps the tag of each entry this node proposed and has not
+	// seen applied or failed to its proposal, so ApplyBatch can complete
+	// it directly (see Proposal.tag).
+	pendingMu sync.Mutex
+	pending   map[*byte]*Proposal
 }
 
 var (
@@ -41,7 +47,44 @@ var (
 )
 
 func newStateMachine() *stateMachine {
-	return &stateMachine{m: fsm.New()}
+	return &stateMachine{m: fsm.New(), pending: make(map[*byte]*Proposal)}
+}
+
+func (s *stateMachine) addPending(p *Proposal) {
+	s.pendingMu.Lock()
+	s.pending[&p.tag[0]] = p
+	s.pendingMu.Unlock()
+}
+
+func (s *stateMachine) removePending(p *Proposal) {
+	s.pendingMu.Lock()
+	delete(s.pending, &p.tag[0])
+	s.pendingMu.Unlock()
+}
+
+// takeProposals returns the proposals among logs, by log position, removing
+// them from pending; nil when there are none.
+func (s *stateMachine) takeProposals(logs []*raft.Log) []*Proposal {
+	var props []*Proposal
+	s.pendingMu.Lock()
+	defer s.pendingMu.Unlock()
+	if len(s.pending) == 0 {
+		return nil
+	}
+	for i, l := range logs {
+		if len(l.Extensions) != 1 {
+			continue
+		}
+		k := &l.Extensions[0]
+		if p, ok := s.pending[k]; ok {
+			delete(s.pending, k)
+			if props == nil {
+				props = make([]*Proposal, len(logs))
+			}
+			props[i] = p
+		}
+	}
+	return props
 }
 
 // applyResult is what a command log's future carries: results, or an error
@@ -98,6 +141,15 @@ func (s *stateMachine) ApplyBatch(logs []*raft.Log) []any {
 	}
 	if settingsPayload != nil && s.onSettings != nil {
 		s.onSettings(settingsPayload)
+	}
+	// Last, once the batch is applied and its effects published: answer
+	// this node's own proposals now rather than through their futures
+	// (Raft answers those only after this returns, and each answer then
+	// costs goroutine wake-ups before a caller hears of it).
+	for i, p := range s.takeProposals(logs) {
+		if p != nil {
+			p.completeApplied(out[i])
+		}
 	}
 	return out
 }
