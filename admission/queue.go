@@ -221,21 +221,14 @@ func reasonOf(e *lease.Error) Reason {
 // passes (then the op is dropped at once rather than when a batch is next
 // built, which could be much later if Raft is stuck).
 func (q *Queue) wait(ctx context.Context, req *request) ([]lease.Result, error) {
-	var timerC <-chan time.Time
-	stop := func() bool { return false }
-	arm := func() {
-		q.mu.Lock()
-		next, ok := req.nextDeadline()
-		margin := q.core.s.DeadlineMargin
-		now := q.clock.Now()
-		q.mu.Unlock()
-		if ok {
-			timerC, stop = q.clock.Timer(next.Add(-margin).Sub(now))
-		} else {
-			timerC = nil
-		}
+	// A call answered at once (refused, or applied before we got here)
+	// needs no timer.
+	select {
+	case <-req.done:
+		return req.res, req.err
+	default:
 	}
-	arm()
+	timerC, stop := q.arm(req)
 	for {
 		select {
 		case <-req.done:
@@ -251,10 +244,26 @@ func (q *Queue) wait(ctx context.Context, req *request) ([]lease.Result, error) 
 			dropped := q.core.Expire(q.clock.Now(), req.ptrs)
 			q.answerDropped(dropped)
 			q.mu.Unlock()
-			arm()
+			timerC, stop = q.arm(req)
 		}
 	}
 }
+
+// arm starts a timer for req's earliest queued deadline (less the margin);
+// a nil channel when none of its ops is still queued.
+func (q *Queue) arm(req *request) (<-chan time.Time, func() bool) {
+	q.mu.Lock()
+	next, ok := req.nextDeadline()
+	margin := q.core.s.DeadlineMargin
+	now := q.clock.Now()
+	q.mu.Unlock()
+	if !ok {
+		return nil, noStop
+	}
+	return q.clock.Timer(next.Add(-margin).Sub(now))
+}
+
+func noStop() bool { return false }
 
 // cancel withdraws req's queued ops and answers it, unless it was answered.
 func (q *Queue) cancel(req *request, cause error) {
@@ -497,12 +506,23 @@ type request struct {
 	done     chan struct{}
 	res      []lease.Result
 	err      error
+
+	// Backing arrays for the common single-command call, so it costs two
+	// allocations (the request and done) instead of six.
+	item1    [1]Item
+	ptr1     [1]*Item
+	results1 [1]lease.Result
+	errs1    [1]*lease.Error
 }
 
 func newRequest(cmds []lease.Command) *request {
-	r := &request{items: make([]Item, len(cmds)), ptrs: make([]*Item, len(cmds)),
-		results: make([]lease.Result, len(cmds)), errs: make([]*lease.Error, len(cmds)),
-		pending: len(cmds), done: make(chan struct{})}
+	r := &request{pending: len(cmds), done: make(chan struct{})}
+	if len(cmds) == 1 {
+		r.items, r.ptrs, r.results, r.errs = r.item1[:], r.ptr1[:], r.results1[:], r.errs1[:]
+	} else {
+		r.items, r.ptrs = make([]Item, len(cmds)), make([]*Item, len(cmds))
+		r.results, r.errs = make([]lease.Result, len(cmds)), make([]*lease.Error, len(cmds))
+	}
 	for i := range cmds {
 		r.items[i] = Item{Cmd: cmds[i], req: r, idx: i}
 		r.ptrs[i] = &r.items[i]
