@@ -3,6 +3,7 @@ package raftnode
 import (
 	"fmt"
 	"io"
+	"math"
 	"sync"
 	"sync/atomic"
 
@@ -39,6 +40,15 @@ type stateMachine struct {
 	// it directly (see Proposal.tag).
 	pendingMu sync.Mutex
 	pending   map[*byte]*Proposal
+
+	// nextExpiry is the state's earliest lease expiry (replicated ns;
+	// math.MaxInt64 when none), updated on every apply. tickKnows is the
+	// earliest expiry the leader's tick planned its sleep with
+	// (math.MinInt64 when it is not waiting for one, on a follower): an
+	// apply that brings an earlier expiry wakes it through expiryWake.
+	nextExpiry atomic.Int64
+	tickKnows  atomic.Int64
+	expiryWake chan struct{}
 }
 
 var (
@@ -47,7 +57,30 @@ var (
 )
 
 func newStateMachine() *stateMachine {
-	return &stateMachine{m: fsm.New(), pending: make(map[*byte]*Proposal)}
+	s := &stateMachine{m: fsm.New(), pending: make(map[*byte]*Proposal), expiryWake: make(chan struct{}, 1)}
+	s.nextExpiry.Store(math.MaxInt64)
+	s.tickKnows.Store(math.MinInt64)
+	return s
+}
+
+// noteExpiry records m's next expiry (under s.mu) and wakes the tick if it
+// is earlier than the one the tick planned with.
+func (s *stateMachine) noteExpiry() {
+	e := int64(math.MaxInt64)
+	if t, ok := s.m.NextExpiry(); ok {
+		e = int64(t)
+	}
+	s.nextExpiry.Store(e)
+	if e < s.tickKnows.Load() {
+		s.wakeTick()
+	}
+}
+
+func (s *stateMachine) wakeTick() {
+	select {
+	case s.expiryWake <- struct{}{}:
+	default:
+	}
 }
 
 func (s *stateMachine) addPending(p *Proposal) {
@@ -132,6 +165,7 @@ func (s *stateMachine) ApplyBatch(logs []*raft.Log) []any {
 	if s.onEvents != nil {
 		events = s.m.TakeEvents()
 	}
+	s.noteExpiry()
 	s.mu.Unlock()
 	if len(logs) > 0 {
 		s.applied.Store(logs[len(logs)-1].Index)
@@ -175,6 +209,7 @@ func (s *stateMachine) Restore(rc io.ReadCloser) error {
 		return err
 	}
 	s.applied.Store(s.m.Index())
+	s.noteExpiry()
 	payload := s.m.Settings()
 	s.mu.Unlock()
 	if payload != nil && s.onSettings != nil {
