@@ -19,14 +19,16 @@ import (
 // spread over three tick intervals so their due times fall at every phase
 // of the tick, and then left alone. A watch on the leader sees each
 // expiry. Metrics (ms, over the leases):
+//
 //   - applied-lag: the replicated time of the entry that expired the lease
 //     minus its expiry (Event.Now - Event.Expiry): the tick's share;
+//
 //   - seen-lag: when the watcher received the expiry, minus the lease's due
 //     time in real time (the claim's answer time + its ExpiresIn, a slight
 //     over-estimate of the due time, so an under-estimate of the lag by up
 //     to a claim's answer latency): tick + commit + watch delivery.
 //
-//	go test ./e2e -run '^$' -bench ExpiryLag -benchtime 200x
+//     go test ./e2e -run '^$' -bench ExpiryLag -benchtime 200x
 func BenchmarkExpiryLag(b *testing.B) {
 	e := start(b, func(o *cluster.Options) {
 		fast := o.Raft
