@@ -103,11 +103,11 @@ type fakeEntry struct {
 
 	mu       sync.Mutex // guards resolved and notify
 	resolved bool
-	notify   func()
+	notify   interface{ Resolved() }
 }
 
 // Notify makes fakeEntry a notifier, as the raft node's proposals are.
-func (e *fakeEntry) Notify(fn func()) bool {
+func (e *fakeEntry) Notify(fn interface{ Resolved() }) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.resolved {
@@ -186,7 +186,7 @@ func (e *fakeEntry) resolve(err error) {
 		e.mu.Unlock()
 		close(e.done)
 		if fn != nil {
-			fn()
+			fn.Resolved()
 		}
 	})
 }

@@ -33,7 +33,7 @@ type Future interface {
 // waking one of its own in between. Notify must keep fn and return true,
 // or, when the future has already resolved, return false and drop fn.
 type notifier interface {
-	Notify(fn func()) bool
+	Notify(fn interface{ Resolved() }) bool
 }
 
 // Clock is the runner's time source. Production uses SystemClock; tests
@@ -368,7 +368,7 @@ func (q *Queue) dispatch() {
 		}
 		q.mu.Unlock()
 
-		fl := &flight{items: b.Items, proposed: now}
+		fl := &flight{q: q, items: b.Items, proposed: now}
 		if !leader {
 			q.finish(fl, nil, lease.Errorf(lease.CodeNotLeader, "not a ready leader"))
 			continue
@@ -400,7 +400,7 @@ func (q *Queue) dispatch() {
 			q.mu.Unlock()
 			if closed {
 				q.finish(fl, nil, errClosedInFlight)
-			} else if !nf.Notify(func() { q.land(fl) }) {
+			} else if !nf.Notify(fl) {
 				q.land(fl)
 			}
 			continue
@@ -412,6 +412,7 @@ func (q *Queue) dispatch() {
 
 // flight is one proposed entry awaiting its outcome.
 type flight struct {
+	q        *Queue
 	items    []*Item
 	proposed time.Time
 	f        Future
@@ -421,6 +422,9 @@ type flight struct {
 }
 
 var errClosedInFlight = &lease.Error{Code: lease.CodeUnknown, Message: "admission queue closed with the entry in flight"}
+
+// Resolved is the future's callback (notifier).
+func (fl *flight) Resolved() { fl.q.land(fl) }
 
 // land answers fl from its resolved future.
 func (q *Queue) land(fl *flight) {

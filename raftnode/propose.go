@@ -34,12 +34,26 @@ type Proposal struct {
 	// the state machine the very Log it was given, so the address of tag's
 	// byte identifies this entry when it applies here (stateMachine.pending);
 	// copies read from a log store or sent by another leader never match.
-	tag []byte
+	tag    []byte
+	tagBuf [1]byte // tag's storage, in the proposal's own allocation
 
 	mu        sync.Mutex // guards completed and notify
 	completed bool
-	notify    func()
+	notify    Notifiee
 }
+
+// Notifiee is told when a proposal is done (an interface rather than a
+// func, so a caller's per-entry state needs no closure allocation). It is
+// an alias of the unnamed type so that packages need not import raftnode
+// to match Notify's signature (admission does not).
+type Notifiee = interface{ Resolved() }
+
+// The admission queue's notifier interface (admission/queue.go), matched
+// structurally: should the two drift, the queue silently falls back to a
+// goroutine per entry, so keep them in step.
+var _ interface {
+	Notify(fn interface{ Resolved() }) bool
+} = (*Proposal)(nil)
 
 // Done is closed when the entry has been applied on this node, or failed.
 func (p *Proposal) Done() <-chan struct{} { return p.done }
@@ -50,11 +64,11 @@ func (p *Proposal) Done() <-chan struct{} { return p.done }
 // leadership was lost: it may or may not be applied). Call after Done.
 func (p *Proposal) Result() ([]lease.Result, error) { return p.results, p.err }
 
-// Notify arranges for fn to run once p is done, on the goroutine that
-// completes it: Raft's apply goroutine when the entry applied, so callers
-// are answered without a goroutine hand-off. fn must not block. Notify
-// returns false, and does not keep fn, when p is already done.
-func (p *Proposal) Notify(fn func()) bool {
+// Notify arranges for fn.Resolved to run once p is done, on the goroutine
+// that completes it: Raft's apply goroutine when the entry applied, so
+// callers are answered without a goroutine hand-off. It must not block.
+// Notify returns false, and does not keep fn, when p is already done.
+func (p *Proposal) Notify(fn Notifiee) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.completed {
@@ -79,7 +93,7 @@ func (p *Proposal) complete(results []lease.Result, err error, applied bool) {
 	p.mu.Unlock()
 	close(p.done)
 	if fn != nil {
-		fn()
+		fn.Resolved()
 	}
 }
 
@@ -158,7 +172,8 @@ func (n *Node) proposeEntry(e *logentry.Entry) *Proposal {
 		return failedProposal(errShuttingDown())
 	}
 	e.Time = t
-	p := &Proposal{done: make(chan struct{}), term: term, tag: []byte{proposalTag}}
+	p := &Proposal{done: make(chan struct{}), term: term, tagBuf: [1]byte{proposalTag}}
+	p.tag = p.tagBuf[:]
 	n.sm.addPending(p)
 	f := n.raft.ApplyLog(raft.Log{Data: e.Marshal(), Extensions: p.tag}, enqueueTimeout)
 	n.lastProposal.Store(int64(n.cfg.Clock.Since(n.clockEpoch)))

@@ -17,10 +17,11 @@ import (
 // another leader's) leaves it alone.
 func TestApplyCompletesOwnProposal(t *testing.T) {
 	sm := newStateMachine()
-	p := &Proposal{done: make(chan struct{}), tag: []byte{proposalTag}}
+	p := &Proposal{done: make(chan struct{}), tagBuf: [1]byte{proposalTag}}
+	p.tag = p.tagBuf[:]
 	sm.addPending(p)
-	notified := false
-	if !p.Notify(func() { notified = true }) {
+	notified := &flag{}
+	if !p.Notify(notified) {
 		t.Fatal("Notify refused on a pending proposal")
 	}
 	entry := func(holder string) []byte {
@@ -43,7 +44,7 @@ func TestApplyCompletesOwnProposal(t *testing.T) {
 	default:
 		t.Fatal("own entry applied, proposal not completed")
 	}
-	if !notified {
+	if !notified.set {
 		t.Fatal("callback did not run before ApplyBatch returned")
 	}
 	res, err := p.Result()
@@ -58,7 +59,11 @@ func TestApplyCompletesOwnProposal(t *testing.T) {
 	if _, err := p.Result(); err != nil {
 		t.Fatalf("overwritten: %v", err)
 	}
-	if p.Notify(func() {}) {
+	if p.Notify(&flag{}) {
 		t.Fatal("Notify accepted on a completed proposal")
 	}
 }
+
+type flag struct{ set bool }
+
+func (f *flag) Resolved() { f.set = true }
