@@ -34,8 +34,11 @@ type Proposal struct {
 	// the state machine the very Log it was given, so the address of tag's
 	// byte identifies this entry when it applies here (stateMachine.pending);
 	// copies read from a log store or sent by another leader never match.
-	tag    []byte
-	tagBuf [1]byte // tag's storage, in the proposal's own allocation
+	// It is an allocation of its own: Raft's log cache keeps the Log, tag
+	// included, long after the proposal is done, and a tag inside the
+	// proposal would keep the proposal and its results (and, through the
+	// callback, the callers' requests) alive with it.
+	tag []byte
 
 	mu        sync.Mutex // guards completed and notify
 	completed bool
@@ -90,6 +93,7 @@ func (p *Proposal) complete(results []lease.Result, err error, applied bool) {
 	p.completed = true
 	p.results, p.err, p.applied = results, err, applied
 	fn := p.notify
+	p.notify = nil // the proposal outlives its callers (lastProposed)
 	p.mu.Unlock()
 	close(p.done)
 	if fn != nil {
@@ -172,8 +176,7 @@ func (n *Node) proposeEntry(e *logentry.Entry) *Proposal {
 		return failedProposal(errShuttingDown())
 	}
 	e.Time = t
-	p := &Proposal{done: make(chan struct{}), term: term, tagBuf: [1]byte{proposalTag}}
-	p.tag = p.tagBuf[:]
+	p := &Proposal{done: make(chan struct{}), term: term, tag: []byte{proposalTag}}
 	n.sm.addPending(p)
 	f := n.raft.ApplyLog(raft.Log{Data: e.Marshal(), Extensions: p.tag}, enqueueTimeout)
 	n.lastProposal.Store(int64(n.cfg.Clock.Since(n.clockEpoch)))

@@ -17,8 +17,7 @@ import (
 // another leader's) leaves it alone.
 func TestApplyCompletesOwnProposal(t *testing.T) {
 	sm := newStateMachine()
-	p := &Proposal{done: make(chan struct{}), tagBuf: [1]byte{proposalTag}}
-	p.tag = p.tagBuf[:]
+	p := &Proposal{done: make(chan struct{}), tag: []byte{proposalTag}}
 	sm.addPending(p)
 	notified := &flag{}
 	if !p.Notify(notified) {
