@@ -27,6 +27,7 @@ type fakeProposer struct {
 	notLeader   bool
 	err         error // returned by the next Propose calls
 	auto        bool  // resolve at once
+	plain       bool  // futures without Notify: the queue waits with a goroutine
 	entries     chan *fakeEntry
 	outstanding int
 	maxOut      int
@@ -40,7 +41,28 @@ type fakeEntry struct {
 	once sync.Once
 	res  []lease.Result
 	err  error
+
+	mu       sync.Mutex // guards resolved and notify
+	resolved bool
+	notify   interface{ Resolved() }
 }
+
+// Notify makes fakeEntry a notifier, as the raft node's proposals are.
+func (e *fakeEntry) Notify(fn interface{ Resolved() }) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.resolved {
+		return false
+	}
+	e.notify = fn
+	return true
+}
+
+// plainEntry hides Notify.
+type plainEntry struct{ e *fakeEntry }
+
+func (p plainEntry) Done() <-chan struct{}           { return p.e.done }
+func (p plainEntry) Result() ([]lease.Result, error) { return p.e.Result() }
 
 func newFakeProposer() *fakeProposer {
 	return &fakeProposer{rep: 100 * time.Second, entries: make(chan *fakeEntry, 1<<16), proposed: map[string]bool{}}
@@ -65,12 +87,15 @@ func (p *fakeProposer) Propose(cmds []lease.Command) (Future, error) {
 	}
 	p.outstanding++
 	p.maxOut = max(p.maxOut, p.outstanding)
-	auto := p.auto
+	auto, plain := p.auto, p.plain
 	p.mu.Unlock()
 	if auto {
 		e.resolve(nil)
 	} else {
 		p.entries <- e
+	}
+	if plain {
+		return plainEntry{e}, nil
 	}
 	return e, nil
 }
@@ -96,7 +121,14 @@ func (e *fakeEntry) resolve(err error) {
 		e.p.mu.Lock()
 		e.p.outstanding--
 		e.p.mu.Unlock()
+		e.mu.Lock()
+		e.resolved = true
+		fn := e.notify
+		e.mu.Unlock()
 		close(e.done)
+		if fn != nil {
+			fn.Resolved()
+		}
 	})
 }
 

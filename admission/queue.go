@@ -28,6 +28,15 @@ type Future interface {
 	Result() ([]lease.Result, error)
 }
 
+// notifier is a Future that can call back when it resolves (the raft
+// node's proposals do, from the goroutine that applies the entry). The
+// queue then answers the entry's callers on that goroutine instead of
+// waking one of its own in between. Notify must keep fn and return true,
+// or, when the future has already resolved, return false and drop fn.
+type notifier interface {
+	Notify(fn interface{ Resolved() }) bool
+}
+
 // Clock is the runner's time source (the one clock every component
 // injects). The runner uses its timers only to answer a waiting caller at
 // its op's deadline, never to dispatch.
@@ -51,8 +60,9 @@ func WithHooks(h Hooks) Option { return func(q *Queue) { q.hooks = h } }
 // Queue is the admission queue's runner: it admits calls into a Core, keeps
 // up to MaxInFlight entries proposed, and hands results back to callers.
 // One dispatcher goroutine proposes (so entries reach the log in the order
-// they were built and a call split across entries stays in order), and one
-// goroutine per in-flight entry waits for its future.
+// they were built and a call split across entries stays in order). An
+// in-flight entry is answered from its future's callback when the future
+// offers one (notifier), otherwise by a goroutine that waits for it.
 type Queue struct {
 	prop  Proposer
 	clock Clock
@@ -62,6 +72,9 @@ type Queue struct {
 	core     *Core
 	inFlight int
 	closed   bool
+	// flights holds the in-flight entries answered by callback, so Close
+	// can answer them (Raft may never resolve a future at shutdown).
+	flights map[*flight]struct{}
 
 	kick chan struct{} // capacity 1: "there may be work"; never blocks a sender
 	quit chan struct{}
@@ -75,7 +88,7 @@ func New(p Proposer, s Settings, opts ...Option) (*Queue, error) {
 		return nil, err
 	}
 	q := &Queue{prop: p, clock: clock.Real{}, core: core,
-		kick: make(chan struct{}, 1), quit: make(chan struct{})}
+		kick: make(chan struct{}, 1), quit: make(chan struct{}), flights: make(map[*flight]struct{})}
 	for _, o := range opts {
 		o(q)
 	}
@@ -125,7 +138,14 @@ func (q *Queue) Close() {
 	for _, it := range q.core.DrainAll() {
 		it.req.resolve(it.idx, lease.Result{}, e)
 	}
+	flights := make([]*flight, 0, len(q.flights))
+	for fl := range q.flights {
+		flights = append(flights, fl)
+	}
 	q.mu.Unlock()
+	for _, fl := range flights {
+		q.finish(fl, nil, errClosedInFlight)
+	}
 	close(q.quit)
 	q.wg.Wait()
 }
@@ -188,22 +208,14 @@ func reasonOf(e *lease.Error) Reason {
 // passes (then the op is dropped at once rather than when a batch is next
 // built, which could be much later if Raft is stuck).
 func (q *Queue) wait(ctx context.Context, req *request) ([]lease.Result, error) {
-	var timerC <-chan time.Time
-	stop := func() bool { return false }
-	arm := func() {
-		q.mu.Lock()
-		next, ok := req.nextDeadline()
-		margin := q.core.s.DeadlineMargin
-		now := q.clock.Now()
-		q.mu.Unlock()
-		if ok {
-			t := q.clock.NewTimer(next.Add(-margin).Sub(now))
-			timerC, stop = t.C(), t.Stop
-		} else {
-			timerC = nil
-		}
+	// A call answered at once (refused, or applied before we got here)
+	// needs no timer.
+	select {
+	case <-req.done:
+		return req.res, req.err
+	default:
 	}
-	arm()
+	timerC, stop := q.arm(req)
 	for {
 		select {
 		case <-req.done:
@@ -219,10 +231,27 @@ func (q *Queue) wait(ctx context.Context, req *request) ([]lease.Result, error) 
 			dropped := q.core.Expire(q.clock.Now(), req.ptrs)
 			q.answerDropped(dropped)
 			q.mu.Unlock()
-			arm()
+			timerC, stop = q.arm(req)
 		}
 	}
 }
+
+// arm starts a timer for req's earliest queued deadline (less the margin);
+// a nil channel when none of its ops is still queued.
+func (q *Queue) arm(req *request) (<-chan time.Time, func() bool) {
+	q.mu.Lock()
+	next, ok := req.nextDeadline()
+	margin := q.core.s.DeadlineMargin
+	now := q.clock.Now()
+	q.mu.Unlock()
+	if !ok {
+		return nil, noStop
+	}
+	t := q.clock.NewTimer(next.Add(-margin).Sub(now))
+	return t.C(), t.Stop
+}
+
+func noStop() bool { return false }
 
 // cancel withdraws req's queued ops and answers it, unless it was answered.
 func (q *Queue) cancel(req *request, cause error) {
@@ -308,8 +337,9 @@ func (q *Queue) dispatch() {
 		}
 		q.mu.Unlock()
 
+		fl := &flight{q: q, items: b.Items, proposed: now}
 		if !leader {
-			q.finish(b.Items, now, nil, lease.Errorf(lease.CodeNotLeader, "not a ready leader"))
+			q.finish(fl, nil, lease.Errorf(lease.CodeNotLeader, "not a ready leader"))
 			continue
 		}
 		cmds := make([]lease.Command, len(b.Items))
@@ -320,18 +350,55 @@ func (q *Queue) dispatch() {
 		}
 		f, err := q.prop.Propose(cmds)
 		if err != nil {
-			q.finish(b.Items, now, nil, err)
+			q.finish(fl, nil, err)
 			continue
 		}
+		fl.f = f
 		select {
 		case <-f.Done(): // already applied (a fast or fake proposer): no goroutine needed
-			res, err := results(f, len(b.Items))
-			q.finish(b.Items, now, res, err)
+			q.land(fl)
+			continue
 		default:
-			q.wg.Add(1)
-			go q.await(b.Items, now, f)
 		}
+		if nf, ok := f.(notifier); ok {
+			q.mu.Lock()
+			closed := q.closed
+			if !closed {
+				q.flights[fl] = struct{}{}
+			}
+			q.mu.Unlock()
+			if closed {
+				q.finish(fl, nil, errClosedInFlight)
+			} else if !nf.Notify(fl) {
+				q.land(fl)
+			}
+			continue
+		}
+		q.wg.Add(1)
+		go q.await(fl)
 	}
+}
+
+// flight is one proposed entry awaiting its outcome.
+type flight struct {
+	q        *Queue
+	items    []*Item
+	proposed time.Time
+	f        Future
+	// finished (under Queue.mu) makes answering idempotent: a callback and
+	// Close may both try.
+	finished bool
+}
+
+var errClosedInFlight = &lease.Error{Code: lease.CodeUnknown, Message: "admission queue closed with the entry in flight"}
+
+// Resolved is the future's callback (notifier).
+func (fl *flight) Resolved() { fl.q.land(fl) }
+
+// land answers fl from its resolved future.
+func (q *Queue) land(fl *flight) {
+	res, err := results(fl.f, len(fl.items))
+	q.finish(fl, res, err)
 }
 
 func results(f Future, n int) ([]lease.Result, error) {
@@ -342,29 +409,32 @@ func results(f Future, n int) ([]lease.Result, error) {
 	return res, err
 }
 
-// await hands an in-flight entry's results to its callers.
-func (q *Queue) await(items []*Item, proposed time.Time, f Future) {
+// await hands an in-flight entry's results to its callers, for a future
+// that cannot call back.
+func (q *Queue) await(fl *flight) {
 	defer q.wg.Done()
-	var (
-		res []lease.Result
-		err error
-	)
 	select {
-	case <-f.Done():
-		res, err = results(f, len(items))
+	case <-fl.f.Done():
+		q.land(fl)
 	case <-q.quit:
-		err = lease.Errorf(lease.CodeUnknown, "admission queue closed with the entry in flight")
+		q.finish(fl, nil, errClosedInFlight)
 	}
-	q.finish(items, proposed, res, err)
 }
 
-// finish frees an in-flight slot and answers the entry's ops.
-func (q *Queue) finish(items []*Item, proposed time.Time, res []lease.Result, err error) {
+// finish frees an in-flight slot and answers the entry's ops, once.
+func (q *Queue) finish(fl *flight, res []lease.Result, err error) {
 	var le *lease.Error
 	if err != nil && !errors.As(err, &le) {
 		le = &lease.Error{Code: lease.CodeUnknown, Cause: err}
 	}
+	items, proposed := fl.items, fl.proposed
 	q.mu.Lock()
+	if fl.finished {
+		q.mu.Unlock()
+		return
+	}
+	fl.finished = true
+	delete(q.flights, fl)
 	q.inFlight--
 	now := q.clock.Now()
 	if err == nil {
@@ -409,12 +479,23 @@ type request struct {
 	done     chan struct{}
 	res      []lease.Result
 	err      error
+
+	// Backing arrays for the common single-command call, so it costs two
+	// allocations (the request and done) instead of six.
+	item1    [1]Item
+	ptr1     [1]*Item
+	results1 [1]lease.Result
+	errs1    [1]*lease.Error
 }
 
 func newRequest(cmds []lease.Command) *request {
-	r := &request{items: make([]Item, len(cmds)), ptrs: make([]*Item, len(cmds)),
-		results: make([]lease.Result, len(cmds)), errs: make([]*lease.Error, len(cmds)),
-		pending: len(cmds), done: make(chan struct{})}
+	r := &request{pending: len(cmds), done: make(chan struct{})}
+	if len(cmds) == 1 {
+		r.items, r.ptrs, r.results, r.errs = r.item1[:], r.ptr1[:], r.results1[:], r.errs1[:]
+	} else {
+		r.items, r.ptrs = make([]Item, len(cmds)), make([]*Item, len(cmds))
+		r.results, r.errs = make([]lease.Result, len(cmds)), make([]*lease.Error, len(cmds))
+	}
 	for i := range cmds {
 		r.items[i] = Item{Cmd: cmds[i], req: r, idx: i}
 		r.ptrs[i] = &r.items[i]

@@ -341,20 +341,62 @@ func TestOverloadedRunner(t *testing.T) {
 }
 
 func TestCloseAnswersEveryone(t *testing.T) {
-	h := newHarness(t, func(s *Settings) { s.MaxInFlight = 1 })
-	inflight := h.submit(context.Background(), cmd(lease.OpClaim, "a"))
-	h.nextEntry() // never resolved
-	queued := h.submit(context.Background(), cmd(lease.OpClaim, "b"))
-	h.waitFor("queued", func() bool { return h.depth() == 1 })
-	h.q.Close()
-	if a := h.recv(inflight); codeOf(a.err) != lease.CodeUnknown {
-		t.Fatalf("in flight: %v", a.err)
+	for _, plain := range []bool{false, true} {
+		t.Run(fmt.Sprintf("plain=%v", plain), func(t *testing.T) {
+			h := newHarness(t, func(s *Settings) { s.MaxInFlight = 1 })
+			h.p.plain = plain
+			inflight := h.submit(context.Background(), cmd(lease.OpClaim, "a"))
+			e := h.nextEntry() // resolved only after Close
+			queued := h.submit(context.Background(), cmd(lease.OpClaim, "b"))
+			h.waitFor("queued", func() bool { return h.depth() == 1 })
+			h.q.Close()
+			if a := h.recv(inflight); codeOf(a.err) != lease.CodeUnknown {
+				t.Fatalf("in flight: %v", a.err)
+			}
+			if a := h.recv(queued); codeOf(a.err) != lease.CodeUnavailable {
+				t.Fatalf("queued: %v", a.err)
+			}
+			if _, err := h.q.Submit(context.Background(), []lease.Command{cmd(lease.OpClaim, "c")}); codeOf(err) != lease.CodeUnavailable {
+				t.Fatalf("after close: %v", err)
+			}
+			e.resolve(nil) // a late outcome changes nothing
+			if st := h.q.Stats(); st.InFlight != 0 {
+				t.Fatalf("in flight after close: %d", st.InFlight)
+			}
+		})
 	}
-	if a := h.recv(queued); codeOf(a.err) != lease.CodeUnavailable {
-		t.Fatalf("queued: %v", a.err)
+}
+
+// A future that can call back is answered on the goroutine that resolves
+// it: the slot is free and the caller answered before resolve returns, with
+// no goroutine of the queue's in between.
+func TestNotifyingFutureAnsweredByResolver(t *testing.T) {
+	h := newHarness(t, nil)
+	ch := h.submit(context.Background(), cmd(lease.OpClaim, "a"))
+	e := h.nextEntry()
+	h.waitFor("registered", func() bool {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return e.notify != nil
+	})
+	e.resolve(nil)
+	if st := h.q.Stats(); st.InFlight != 0 {
+		t.Fatalf("in flight right after resolve: %d", st.InFlight)
 	}
-	if _, err := h.q.Submit(context.Background(), []lease.Command{cmd(lease.OpClaim, "c")}); codeOf(err) != lease.CodeUnavailable {
-		t.Fatalf("after close: %v", err)
+	if a := h.recv(ch); a.err != nil || a.res[0].Holder != "h-a" {
+		t.Fatalf("answer %+v", a)
+	}
+}
+
+// The goroutine path, for futures without Notify, answers the same way.
+func TestPlainFutureAnswered(t *testing.T) {
+	h := newHarness(t, nil)
+	h.p.plain = true
+	ch := h.submit(context.Background(), cmd(lease.OpClaim, "a"), cmd(lease.OpClaim, "b"))
+	e := h.nextEntry()
+	e.resolve(nil)
+	if a := h.recv(ch); a.err != nil || len(a.res) != 2 || a.res[1].Holder != "h-b" {
+		t.Fatalf("answer %+v", a)
 	}
 }
 

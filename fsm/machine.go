@@ -188,6 +188,17 @@ func (m *Machine) advance(t time.Duration) {
 	}
 }
 
+// NextExpiry is the earliest expiry among held, unpinned-or-unexpired
+// leases (the expiry heap's top): the replicated time after which an entry
+// would expire something. The leader's idle tick uses it to propose then
+// rather than up to a tick later.
+func (m *Machine) NextExpiry() (time.Duration, bool) {
+	if len(m.heap) == 0 {
+		return 0, false
+	}
+	return m.heap[0].expiry, true
+}
+
 func (m *Machine) applyCommand(c *lease.Command) lease.Result {
 	if err := c.Validate(m.limits); err != nil {
 		return m.invalid(err)

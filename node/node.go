@@ -129,9 +129,11 @@ func (n *Node) Write(ctx context.Context, cmds []lease.Command) ([]lease.Result,
 		res, err = n.queue.Submit(ctx, cmds)
 	}
 	// The queue cannot know the leader; add the hint here.
-	var le *lease.Error
-	if errors.As(err, &le) && le.Code == lease.CodeNotLeader && le.LeaderID == "" {
-		err = n.r.NotLeaderError()
+	if err != nil { // (le escapes through errors.As: not on the success path)
+		var le *lease.Error
+		if errors.As(err, &le) && le.Code == lease.CodeNotLeader && le.LeaderID == "" {
+			err = n.r.NotLeaderError()
+		}
 	}
 	for i := range res { // a call split across entries can fail in part
 		if res[i].Code == lease.CodeNotLeader && res[i].LeaderID == "" {

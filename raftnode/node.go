@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -475,6 +476,7 @@ func (n *Node) establish(ctx context.Context, gen uint64) {
 			return
 		}
 		n.log.Info("leader ready", "term", term, "replicated_time", base)
+		n.sm.wakeTick() // it slept as a follower, not watching expiries
 		n.registerMembers()
 		if fn := n.leaderReadyFn.Load(); fn != nil {
 			(*fn)(ctx)
@@ -517,10 +519,14 @@ func (n *Node) registerMembers() {
 }
 
 // tick proposes an empty entry when the leader has proposed nothing for a
-// tick interval, so replicated time advances and leases expire when idle. It
-// sleeps until the leader would have been idle for an interval (on the
-// injected clock's timers), and waits for each tick to
-// apply before the next, so a slow disk does not pile ticks up.
+// tick interval, so replicated time advances and leases expire when idle,
+// and just after the earliest lease expiry, so an idle cluster expires a
+// lease within a commit of its due time rather than up to a tick later
+// (but no sooner than expiryTickGap after the last proposal, so many
+// expiries close together share an entry). It sleeps until the first of
+// those (on the injected clock's timers), and waits for
+// each tick to apply before the next, so a slow disk does not pile ticks
+// up. The state machine wakes it when an apply brings an earlier expiry.
 func (n *Node) tick() {
 	defer n.wg.Done()
 	for {
@@ -529,19 +535,36 @@ func (n *Node) tick() {
 		// A leader wakes when it will have been idle for an interval; a
 		// tick that just failed without proposing waits a whole one.
 		wait := interval
-		if _, _, ok := n.clock.now(); ok {
-			if idle := n.idle(); idle < interval {
+		knows := int64(math.MinInt64) // a follower needs no wake-ups
+		if t, _, ok := n.clock.now(); ok {
+			idle := n.idle()
+			if idle < interval {
 				wait = interval - idle
 			}
+			knows = n.sm.nextExpiry.Load()
+			if knows != math.MaxInt64 {
+				due := max(time.Duration(knows)-t+1, expiryTickGap(interval)-idle, 0)
+				wait = min(wait, due)
+			}
 		}
-		t := n.cfg.Clock.NewTimer(wait)
+		n.sm.tickKnows.Store(knows)
+		tm := n.cfg.Clock.NewTimer(wait)
 		select {
 		case <-n.ctx.Done():
-			t.Stop()
+			tm.Stop()
 			return
-		case <-t.C():
+		case <-n.sm.expiryWake:
+			tm.Stop()
+			continue
+		case <-tm.C():
 		}
-		if _, _, ok := n.clock.now(); !ok || n.idle() < interval {
+		t, _, ok := n.clock.now()
+		if !ok {
+			continue
+		}
+		idle := n.idle()
+		expiryDue := time.Duration(n.sm.nextExpiry.Load()) < t && idle >= expiryTickGap(interval)
+		if idle < interval && !expiryDue {
 			continue
 		}
 		p := n.proposeEntry(&logentry.Entry{Kind: logentry.KindBatch})
@@ -550,6 +573,10 @@ func (n *Node) tick() {
 		}
 	}
 }
+
+// expiryTickGap is the least time between the last proposal and a tick
+// proposed for a due expiry: a tenth of the tick interval.
+func expiryTickGap(interval time.Duration) time.Duration { return interval / 10 }
 
 // idle is how long ago, on the injected clock, this node last proposed.
 func (n *Node) idle() time.Duration {

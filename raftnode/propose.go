@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -29,7 +30,33 @@ type Proposal struct {
 	applied bool
 	// term is the leader term whose clock stamped the entry.
 	term uint64
+	// tag is the entry's raft.Log.Extensions. hashicorp/raft's leader hands
+	// the state machine the very Log it was given, so the address of tag's
+	// byte identifies this entry when it applies here (stateMachine.pending);
+	// copies read from a log store or sent by another leader never match.
+	// It is an allocation of its own: Raft's log cache keeps the Log, tag
+	// included, long after the proposal is done, and a tag inside the
+	// proposal would keep the proposal and its results (and, through the
+	// callback, the callers' requests) alive with it.
+	tag []byte
+
+	mu        sync.Mutex // guards completed and notify
+	completed bool
+	notify    Notifiee
 }
+
+// Notifiee is told when a proposal is done (an interface rather than a
+// func, so a caller's per-entry state needs no closure allocation). It is
+// an alias of the unnamed type so that packages need not import raftnode
+// to match Notify's signature (admission does not).
+type Notifiee = interface{ Resolved() }
+
+// The admission queue's notifier interface (admission/queue.go), matched
+// structurally: should the two drift, the queue silently falls back to a
+// goroutine per entry, so keep them in step.
+var _ interface {
+	Notify(fn interface{ Resolved() }) bool
+} = (*Proposal)(nil)
 
 // Done is closed when the entry has been applied on this node, or failed.
 func (p *Proposal) Done() <-chan struct{} { return p.done }
@@ -39,6 +66,53 @@ func (p *Proposal) Done() <-chan struct{} { return p.done }
 // not accept it in time, not appended) or CodeUnknown (appended, then
 // leadership was lost: it may or may not be applied). Call after Done.
 func (p *Proposal) Result() ([]lease.Result, error) { return p.results, p.err }
+
+// Notify arranges for fn.Resolved to run once p is done, on the goroutine
+// that completes it: Raft's apply goroutine when the entry applied, so
+// callers are answered without a goroutine hand-off. It must not block.
+// Notify returns false, and does not keep fn, when p is already done.
+func (p *Proposal) Notify(fn Notifiee) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.completed {
+		return false
+	}
+	p.notify = fn
+	return true
+}
+
+// complete records the outcome and closes done, once: the state machine
+// completes an applied entry, the future's waiter one that failed (and,
+// as a fallback, one the state machine did not recognise).
+func (p *Proposal) complete(results []lease.Result, err error, applied bool) {
+	p.mu.Lock()
+	if p.completed {
+		p.mu.Unlock()
+		return
+	}
+	p.completed = true
+	p.results, p.err, p.applied = results, err, applied
+	fn := p.notify
+	p.notify = nil // the proposal outlives its callers (lastProposed)
+	p.mu.Unlock()
+	close(p.done)
+	if fn != nil {
+		fn.Resolved()
+	}
+}
+
+// completeApplied completes p with the state machine's response.
+func (p *Proposal) completeApplied(resp any) {
+	r, ok := resp.(applyResult)
+	switch {
+	case !ok:
+		p.complete(nil, lease.Errorf(lease.CodeUnknown, "unexpected apply response %T", resp), true)
+	case r.err != nil:
+		p.complete(nil, &lease.Error{Code: lease.CodeUnknown, Message: "entry rejected by the state machine", Cause: r.err}, true)
+	default:
+		p.complete(r.results, nil, true)
+	}
+}
 
 func (p *Proposal) wait(ctx context.Context) error {
 	select {
@@ -50,7 +124,7 @@ func (p *Proposal) wait(ctx context.Context) error {
 }
 
 func failedProposal(err error) *Proposal {
-	p := &Proposal{done: make(chan struct{}), err: err}
+	p := &Proposal{done: make(chan struct{}), err: err, completed: true}
 	close(p.done)
 	return p
 }
@@ -102,32 +176,32 @@ func (n *Node) proposeEntry(e *logentry.Entry) *Proposal {
 		return failedProposal(errShuttingDown())
 	}
 	e.Time = t
-	f := n.raft.Apply(e.Marshal(), enqueueTimeout)
+	p := &Proposal{done: make(chan struct{}), term: term, tag: []byte{proposalTag}}
+	n.sm.addPending(p)
+	f := n.raft.ApplyLog(raft.Log{Data: e.Marshal(), Extensions: p.tag}, enqueueTimeout)
 	n.lastProposal.Store(int64(n.cfg.Clock.Now().Sub(n.clockEpoch)))
-	p := &Proposal{done: make(chan struct{}), term: term}
 	n.lastProposed = p
 	n.proposeMu.Unlock()
 
+	// On the leader the state machine completes p as it applies the entry;
+	// this goroutine completes it when Raft fails it instead (not appended,
+	// leadership lost), and is off the path of a successful write.
 	go func() {
 		defer n.futures.Done()
-		defer close(p.done)
-		if err := f.Error(); err != nil {
-			p.err = n.mapApplyError(err)
+		err := f.Error()
+		n.sm.removePending(p)
+		if err != nil {
+			p.complete(nil, n.mapApplyError(err), false)
 			return
 		}
-		p.applied = true
-		r, ok := f.Response().(applyResult)
-		switch {
-		case !ok:
-			p.err = lease.Errorf(lease.CodeUnknown, "unexpected apply response %T", f.Response())
-		case r.err != nil:
-			p.err = &lease.Error{Code: lease.CodeUnknown, Message: "entry rejected by the state machine", Cause: r.err}
-		default:
-			p.results = r.results
-		}
+		p.completeApplied(f.Response())
 	}()
 	return p
 }
+
+// proposalTag is the one byte of a proposed entry's Extensions; only its
+// address matters (see Proposal.tag).
+const proposalTag = 'p'
 
 // mapApplyError classifies a Raft apply error: whether the entry may have
 // been appended decides between a certain failure and an unknown outcome.

@@ -3,6 +3,7 @@ package raftnode
 import (
 	"fmt"
 	"io"
+	"math"
 	"sync"
 	"sync/atomic"
 
@@ -37,6 +38,21 @@ type stateMachine struct {
 	// installed (the events before it will never be published), outside
 	// the lock.
 	onRestore func(index uint64)
+
+	// pending maps the tag of each entry this node proposed and has not
+	// seen applied or failed to its proposal, so ApplyBatch can complete
+	// it directly (see Proposal.tag).
+	pendingMu sync.Mutex
+	pending   map[*byte]*Proposal
+
+	// nextExpiry is the state's earliest lease expiry (replicated ns;
+	// math.MaxInt64 when none), updated on every apply. tickKnows is the
+	// earliest expiry the leader's tick planned its sleep with
+	// (math.MinInt64 when it is not waiting for one, on a follower): an
+	// apply that brings an earlier expiry wakes it through expiryWake.
+	nextExpiry atomic.Int64
+	tickKnows  atomic.Int64
+	expiryWake chan struct{}
 }
 
 var (
@@ -45,7 +61,67 @@ var (
 )
 
 func newStateMachine() *stateMachine {
-	return &stateMachine{m: fsm.New()}
+	s := &stateMachine{m: fsm.New(), pending: make(map[*byte]*Proposal), expiryWake: make(chan struct{}, 1)}
+	s.nextExpiry.Store(math.MaxInt64)
+	s.tickKnows.Store(math.MinInt64)
+	return s
+}
+
+// noteExpiry records m's next expiry (under s.mu) and wakes the tick if it
+// is earlier than the one the tick planned with.
+func (s *stateMachine) noteExpiry() {
+	e := int64(math.MaxInt64)
+	if t, ok := s.m.NextExpiry(); ok {
+		e = int64(t)
+	}
+	s.nextExpiry.Store(e)
+	if e < s.tickKnows.Load() {
+		s.wakeTick()
+	}
+}
+
+func (s *stateMachine) wakeTick() {
+	select {
+	case s.expiryWake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *stateMachine) addPending(p *Proposal) {
+	s.pendingMu.Lock()
+	s.pending[&p.tag[0]] = p
+	s.pendingMu.Unlock()
+}
+
+func (s *stateMachine) removePending(p *Proposal) {
+	s.pendingMu.Lock()
+	delete(s.pending, &p.tag[0])
+	s.pendingMu.Unlock()
+}
+
+// takeProposals returns the proposals among logs, by log position, removing
+// them from pending; nil when there are none.
+func (s *stateMachine) takeProposals(logs []*raft.Log) []*Proposal {
+	var props []*Proposal
+	s.pendingMu.Lock()
+	defer s.pendingMu.Unlock()
+	if len(s.pending) == 0 {
+		return nil
+	}
+	for i, l := range logs {
+		if len(l.Extensions) != 1 {
+			continue
+		}
+		k := &l.Extensions[0]
+		if p, ok := s.pending[k]; ok {
+			delete(s.pending, k)
+			if props == nil {
+				props = make([]*Proposal, len(logs))
+			}
+			props[i] = p
+		}
+	}
+	return props
 }
 
 // applyResult is what a command log's future carries: results, or an error
@@ -93,6 +169,7 @@ func (s *stateMachine) ApplyBatch(logs []*raft.Log) []any {
 	if s.onEvents != nil {
 		events = s.m.TakeEvents()
 	}
+	s.noteExpiry()
 	// Stored under the write lock, so a read labels exactly the state it
 	// saw (readIndexed): stored after unlocking, a read could see this
 	// batch's state under the previous index.
@@ -105,6 +182,15 @@ func (s *stateMachine) ApplyBatch(logs []*raft.Log) []any {
 	}
 	if settingsPayload != nil && s.onSettings != nil {
 		s.onSettings(settingsPayload)
+	}
+	// Last, once the batch is applied and its effects published: answer
+	// this node's own proposals now rather than through their futures
+	// (Raft answers those only after this returns, and each answer then
+	// costs goroutine wake-ups before a caller hears of it).
+	for i, p := range s.takeProposals(logs) {
+		if p != nil {
+			p.completeApplied(out[i])
+		}
 	}
 	return out
 }
@@ -131,6 +217,7 @@ func (s *stateMachine) Restore(rc io.ReadCloser) error {
 	}
 	index := s.m.Index()
 	s.applied.Store(index)
+	s.noteExpiry()
 	payload := s.m.Settings()
 	onRestore := s.onRestore
 	s.mu.Unlock()

@@ -42,6 +42,7 @@ LEASEHOLD_TOKENS="ROLE:TOKEN,..." for inline tokens). See docs/operations.md.`,
 			if err != nil {
 				return usageError{err}
 			}
+			applyGCDefault(os.Getenv)
 			return runServer(cmd.Context(), cfg)
 		},
 	}
