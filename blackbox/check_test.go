@@ -1,0 +1,261 @@
+package blackbox
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// belief is a time during which a holder may act as the lease's holder:
+// from when it read the answer to when the answer's time left runs out,
+// counted from the call's start (a claim or extend) or from the answer's
+// arrival (wait --claim, whose time left counts from its return). A real
+// tenure contains every belief its answers allow, so two holders' beliefs
+// must never overlap.
+type belief struct {
+	holder   string
+	token    uint64
+	from, to time.Time
+	call     *call
+}
+
+// grant is a successful write answer with its token.
+type grant struct {
+	holder string
+	token  uint64
+	fresh  bool // result "granted": a new tenure was made during the call
+	call   *call
+}
+
+// history records what the CLI answered and checks it.
+type history struct {
+	mu         sync.Mutex
+	t0         time.Time
+	beliefs    map[string][]*belief // by key
+	grants     map[string][]grant   // by key
+	violations []string
+	exits      map[string]map[int]int // command -> exit code -> count
+	errCodes   map[string]int         // JSON error code -> count
+	// replicas: server ID -> applied index -> lease set digest
+	replicas    map[string]map[uint64]string
+	comparisons map[string]int // "1-2" -> lease sets compared at equal index
+	lists       int
+}
+
+func newHistory() *history {
+	return &history{t0: time.Now(), beliefs: map[string][]*belief{}, grants: map[string][]grant{},
+		exits: map[string]map[int]int{}, errCodes: map[string]int{},
+		replicas: map[string]map[uint64]string{}, comparisons: map[string]int{}}
+}
+
+func (h *history) at(t time.Time) string { return fmt.Sprintf("t+%.3fs", t.Sub(h.t0).Seconds()) }
+
+func (h *history) violatef(format string, args ...any) {
+	h.violations = append(h.violations, fmt.Sprintf(format, args...))
+}
+
+// exit counts c's exit code and checks it against its JSON; it returns the
+// error code ("" on success) and whether the output was usable.
+func (h *history) exit(cmd string, c *call) (string, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.exits[cmd] == nil {
+		h.exits[cmd] = map[int]int{}
+	}
+	h.exits[cmd][c.exit]++
+	code, breach := contractErr(c)
+	if code != "" {
+		h.errCodes[code]++
+	}
+	if breach != "" {
+		h.violatef("exit code: %s at %s: %s", breach, h.at(c.start), c)
+		return code, false
+	}
+	return code, true
+}
+
+// covered reports whether holder's beliefs on key cover [from, to].
+func (h *history) covered(key, holder string, from, to time.Time) *belief {
+	for _, b := range h.beliefs[key] {
+		if b.holder == holder && !b.from.After(from) && b.to.After(to) {
+			return b
+		}
+	}
+	return nil
+}
+
+// write records a claim, extend or revoke by holder on key (exit already
+// checked; code is its JSON error code). waitGrant: the answer of wait --claim.
+func (h *history) write(op, key, holder string, c *call, code string, waitGrant bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch code {
+	case "":
+		var w writeOut
+		if err := json.Unmarshal([]byte(c.stdout), &w); err != nil {
+			h.violatef("bad JSON from %s: %v", c, err)
+			return
+		}
+		if op == "revoke" {
+			h.release(key, holder, c.start)
+			return
+		}
+		if w.Result != "granted" && w.Result != "extended" {
+			h.violatef("%s answered result %q: %s", op, w.Result, c)
+			return
+		}
+		if w.Key != key || w.Holder != holder {
+			h.violatef("%s answered for %s/%s: %s", op, w.Key, w.Holder, c)
+		}
+		from, to := c.lineAt, c.start.Add(time.Duration(w.ExpiresInMs)*time.Millisecond)
+		if waitGrant {
+			to = c.lineAt.Add(time.Duration(w.ExpiresInMs) * time.Millisecond)
+		}
+		if to.After(from) {
+			h.beliefs[key] = append(h.beliefs[key], &belief{holder: holder, token: w.Token, from: from, to: to, call: c})
+		}
+		h.grants[key] = append(h.grants[key], grant{holder: holder, token: w.Token, fresh: w.Result == "granted", call: c})
+	case "unknown", "canceled":
+		if op == "revoke" {
+			h.release(key, holder, c.start) // it may have applied
+		}
+	case "not_held", "denied":
+		// The holder believed it held the lease through the whole call: the
+		// lease was lost before its time.
+		if b := h.covered(key, holder, c.start, c.end); b != nil {
+			h.violatef("early loss: %s on %s by %s answered %s at %s-%s, but %s believed it held token %d until %s (from %s)",
+				op, key, holder, code, h.at(c.start), h.at(c.end), holder, b.token, h.at(b.to), b.call)
+		}
+	}
+}
+
+// release ends holder's beliefs on key at t (it started revoking).
+func (h *history) release(key, holder string, t time.Time) {
+	for _, b := range h.beliefs[key] {
+		if b.holder == holder && b.to.After(t) {
+			b.to = t
+		}
+	}
+}
+
+// checkTenures checks beliefs and tokens once the run is over.
+func (h *history) checkTenures() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for key, bs := range h.beliefs {
+		sort.Slice(bs, func(i, j int) bool { return bs[i].from.Before(bs[j].from) })
+		for i, a := range bs {
+			for _, b := range bs[i+1:] {
+				if !b.from.Before(a.to) {
+					break // sorted by start: no later belief overlaps a
+				}
+				if a.holder != b.holder && a.to.After(a.from) && b.to.After(b.from) {
+					h.violatef("overlap on %s: %s (token %d) believed %s-%s and %s (token %d) believed %s-%s\n    %s\n    %s",
+						key, a.holder, a.token, h.at(a.from), h.at(a.to), b.holder, b.token, h.at(b.from), h.at(b.to), a.call, b.call)
+				}
+			}
+		}
+	}
+	for key, gs := range h.grants {
+		owner := map[uint64]string{}
+		for _, g := range gs {
+			if o, ok := owner[g.token]; ok && o != g.holder {
+				h.violatef("token %d on %s answered to %s and to %s: %s", g.token, key, o, g.holder, g.call)
+			}
+			owner[g.token] = g.holder
+		}
+		for _, y := range gs {
+			if !y.fresh {
+				continue
+			}
+			for _, x := range gs {
+				if x.call.end.Before(y.call.start) && x.token >= y.token && !(x.token == y.token && x.holder == y.holder) {
+					h.violatef("token order on %s: %s got token %d by %s, then %s was granted token %d by a later call %s",
+						key, x.holder, x.token, h.at(x.call.end), y.holder, y.token, y.call)
+				}
+			}
+		}
+	}
+}
+
+// digest is a replica's lease set in a canonical form.
+func digest(ls []leaseOut) string {
+	var parts []string
+	for _, l := range ls {
+		parts = append(parts, fmt.Sprintf("%s holder=%s token=%d start=%d expiry=%d left=%dms pinned=%v",
+			l.Key, l.Holder, l.Token, l.StartNs, l.ExpiryNs, l.ExpiresInMs, l.Pinned))
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, "\n")
+}
+
+// replica records a stale list from server id and compares it with every
+// other replica's list at the same applied index.
+func (h *history) replica(id string, l *listOut) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.lists++
+	d := digest(l.Leases)
+	if h.replicas[id] == nil {
+		h.replicas[id] = map[uint64]string{}
+	}
+	if old, ok := h.replicas[id][l.AppliedIndex]; ok && old != d {
+		h.violatef("replica %s: two different lease sets at applied index %d:\n%s\n  vs\n%s", id, l.AppliedIndex, indent(old), indent(d))
+	}
+	h.replicas[id][l.AppliedIndex] = d
+	for other, m := range h.replicas {
+		if other == id {
+			continue
+		}
+		od, ok := m[l.AppliedIndex]
+		if !ok {
+			continue
+		}
+		pair := min(id, other) + "-" + max(id, other)
+		h.comparisons[pair]++
+		if od != d {
+			h.violatef("replicas diverge at applied index %d:\n  server %s:\n%s\n  server %s:\n%s", l.AppliedIndex, id, indent(d), other, indent(od))
+		}
+	}
+}
+
+func indent(s string) string {
+	if s == "" {
+		return "    (no lease)"
+	}
+	return "    " + strings.ReplaceAll(s, "\n", "\n    ")
+}
+
+func (h *history) pairsCompared() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.comparisons)
+}
+
+func (h *history) summary() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var b strings.Builder
+	cmds := make([]string, 0, len(h.exits))
+	for c := range h.exits {
+		cmds = append(cmds, c)
+	}
+	slices.Sort(cmds)
+	for _, c := range cmds {
+		fmt.Fprintf(&b, "%s exits %v; ", c, h.exits[c])
+	}
+	nb, ng := 0, 0
+	for _, bs := range h.beliefs {
+		nb += len(bs)
+	}
+	for _, gs := range h.grants {
+		ng += len(gs)
+	}
+	fmt.Fprintf(&b, "error codes %v; %d beliefs, %d grant answers; %d stale lists, compared at equal index %v",
+		h.errCodes, nb, ng, h.lists, h.comparisons)
+	return b.String()
+}
