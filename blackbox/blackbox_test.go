@@ -108,12 +108,8 @@ func TestBlackBox(t *testing.T) {
 	b.h.checkTenures()
 	t.Log(b.h.summary())
 	t.Logf("faults: %s", strings.Join(b.faultLog, ", "))
-	if n := len(b.h.violations); n > 0 {
-		for i, v := range b.h.violations {
-			if i == 25 {
-				t.Errorf("... and %d more", n-i)
-				break
-			}
+	if len(b.h.violations) > 0 {
+		for _, v := range b.h.report(4) {
 			t.Errorf("%s", v)
 		}
 		t.Logf("server logs:\n%s", c.logTails(15))
@@ -231,13 +227,13 @@ func (b *bb) pollReplicas() {
 			var l listOut
 			if err := json.Unmarshal([]byte(c.stdout), &l); err != nil {
 				b.h.mu.Lock()
-				b.h.violatef("bad list JSON: %v: %s", err, c)
+				b.h.violatef("output", "bad list JSON: %v: %s", err, c)
 				b.h.mu.Unlock()
 				return
 			}
 			if l.ServerID != s.id {
 				b.h.mu.Lock()
-				b.h.violatef("stale list sent to server %s answered by %q", s.id, l.ServerID)
+				b.h.violatef("output", "stale list sent to server %s answered by %q", s.id, l.ServerID)
 				b.h.mu.Unlock()
 				return
 			}

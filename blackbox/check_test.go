@@ -37,7 +37,7 @@ type history struct {
 	t0         time.Time
 	beliefs    map[string][]*belief // by key
 	grants     map[string][]grant   // by key
-	violations []string
+	violations []violation
 	exits      map[string]map[int]int // command -> exit code -> count
 	errCodes   map[string]int         // JSON error code -> count
 	// replicas: server ID -> applied index -> lease set digest
@@ -54,8 +54,33 @@ func newHistory() *history {
 
 func (h *history) at(t time.Time) string { return fmt.Sprintf("t+%.3fs", t.Sub(h.t0).Seconds()) }
 
-func (h *history) violatef(format string, args ...any) {
-	h.violations = append(h.violations, fmt.Sprintf(format, args...))
+// violation is one breach found; kind groups them for the report.
+type violation struct{ kind, text string }
+
+func (h *history) violatef(kind, format string, args ...any) {
+	h.violations = append(h.violations, violation{kind, fmt.Sprintf(format, args...)})
+}
+
+// report lists up to perKind violations of each kind, with counts.
+func (h *history) report(perKind int) []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	count := map[string]int{}
+	var out []string
+	for _, v := range h.violations {
+		if count[v.kind]++; count[v.kind] <= perKind {
+			out = append(out, v.kind+": "+v.text)
+		}
+	}
+	kinds := make([]string, 0, len(count))
+	for k := range count {
+		kinds = append(kinds, k)
+	}
+	slices.Sort(kinds)
+	for _, k := range kinds {
+		out = append(out, fmt.Sprintf("%d %s violations", count[k], k))
+	}
+	return out
 }
 
 // exit counts c's exit code and checks it against its JSON; it returns the
@@ -72,7 +97,7 @@ func (h *history) exit(cmd string, c *call) (string, bool) {
 		h.errCodes[code]++
 	}
 	if breach != "" {
-		h.violatef("exit code: %s at %s: %s", breach, h.at(c.start), c)
+		h.violatef("exit code", "%s at %s: %s", breach, h.at(c.start), c)
 		return code, false
 	}
 	return code, true
@@ -97,7 +122,7 @@ func (h *history) write(op, key, holder string, c *call, code string, waitGrant 
 	case "":
 		var w writeOut
 		if err := json.Unmarshal([]byte(c.stdout), &w); err != nil {
-			h.violatef("bad JSON from %s: %v", c, err)
+			h.violatef("output", "bad JSON from %s: %v", c, err)
 			return
 		}
 		if op == "revoke" {
@@ -105,11 +130,11 @@ func (h *history) write(op, key, holder string, c *call, code string, waitGrant 
 			return
 		}
 		if w.Result != "granted" && w.Result != "extended" {
-			h.violatef("%s answered result %q: %s", op, w.Result, c)
+			h.violatef("output", "%s answered result %q: %s", op, w.Result, c)
 			return
 		}
 		if w.Key != key || w.Holder != holder {
-			h.violatef("%s answered for %s/%s: %s", op, w.Key, w.Holder, c)
+			h.violatef("output", "%s answered for %s/%s: %s", op, w.Key, w.Holder, c)
 		}
 		from, to := c.lineAt, c.start.Add(time.Duration(w.ExpiresInMs)*time.Millisecond)
 		if waitGrant {
@@ -127,7 +152,7 @@ func (h *history) write(op, key, holder string, c *call, code string, waitGrant 
 		// The holder believed it held the lease through the whole call: the
 		// lease was lost before its time.
 		if b := h.covered(key, holder, c.start, c.end); b != nil {
-			h.violatef("early loss: %s on %s by %s answered %s at %s-%s, but %s believed it held token %d until %s (from %s)",
+			h.violatef("early loss", "%s on %s by %s answered %s at %s-%s, but %s believed it held token %d until %s (from %s)",
 				op, key, holder, code, h.at(c.start), h.at(c.end), holder, b.token, h.at(b.to), b.call)
 		}
 	}
@@ -154,7 +179,7 @@ func (h *history) checkTenures() {
 					break // sorted by start: no later belief overlaps a
 				}
 				if a.holder != b.holder && a.to.After(a.from) && b.to.After(b.from) {
-					h.violatef("overlap on %s: %s (token %d) believed %s-%s and %s (token %d) believed %s-%s\n    %s\n    %s",
+					h.violatef("overlap", "on %s: %s (token %d) believed %s-%s and %s (token %d) believed %s-%s\n    %s\n    %s",
 						key, a.holder, a.token, h.at(a.from), h.at(a.to), b.holder, b.token, h.at(b.from), h.at(b.to), a.call, b.call)
 				}
 			}
@@ -164,7 +189,7 @@ func (h *history) checkTenures() {
 		owner := map[uint64]string{}
 		for _, g := range gs {
 			if o, ok := owner[g.token]; ok && o != g.holder {
-				h.violatef("token %d on %s answered to %s and to %s: %s", g.token, key, o, g.holder, g.call)
+				h.violatef("token owner", "token %d on %s answered to %s and to %s: %s", g.token, key, o, g.holder, g.call)
 			}
 			owner[g.token] = g.holder
 		}
@@ -174,7 +199,7 @@ func (h *history) checkTenures() {
 			}
 			for _, x := range gs {
 				if x.call.end.Before(y.call.start) && x.token >= y.token && !(x.token == y.token && x.holder == y.holder) {
-					h.violatef("token order on %s: %s got token %d by %s, then %s was granted token %d by a later call %s",
+					h.violatef("token order", "on %s: %s got token %d by %s, then %s was granted token %d by a later call %s",
 						key, x.holder, x.token, h.at(x.call.end), y.holder, y.token, y.call)
 				}
 			}
@@ -204,7 +229,7 @@ func (h *history) replica(id string, l *listOut) {
 		h.replicas[id] = map[uint64]string{}
 	}
 	if old, ok := h.replicas[id][l.AppliedIndex]; ok && old != d {
-		h.violatef("replica %s: two different lease sets at applied index %d:\n%s\n  vs\n%s", id, l.AppliedIndex, indent(old), indent(d))
+		h.violatef("replica", "server %s: two different lease sets at applied index %d:\n%s\n  vs\n%s", id, l.AppliedIndex, indent(old), indent(d))
 	}
 	h.replicas[id][l.AppliedIndex] = d
 	for other, m := range h.replicas {
@@ -218,7 +243,7 @@ func (h *history) replica(id string, l *listOut) {
 		pair := min(id, other) + "-" + max(id, other)
 		h.comparisons[pair]++
 		if od != d {
-			h.violatef("replicas diverge at applied index %d:\n  server %s:\n%s\n  server %s:\n%s", l.AppliedIndex, id, indent(d), other, indent(od))
+			h.violatef("replicas diverge", "at applied index %d:\n  server %s:\n%s\n  server %s:\n%s", l.AppliedIndex, id, indent(d), other, indent(od))
 		}
 	}
 }
