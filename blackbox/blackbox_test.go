@@ -149,13 +149,22 @@ func (b *bb) agent(holder string, r *rand.Rand, stop time.Time) {
 			key, d = longKeys[r.IntN(len(longKeys))], longDurations[r.IntN(len(longDurations))]
 		}
 		op := "claim"
-		if until, ok := held[key]; ok && time.Until(until) > 200*time.Millisecond {
+		if r.IntN(6) == 0 {
+			op = "get"
+		} else if until, ok := held[key]; ok && time.Until(until) > 200*time.Millisecond {
 			switch x := r.IntN(10); {
 			case long && x < 7, !long && x < 3:
 				op = "revoke"
 			case x < 8:
 				op = "extend"
 			}
+		}
+		if op == "get" {
+			c := b.cli(30*time.Second, b.shuffled(r), "get", key)
+			if code, ok := b.h.exit("get", c); ok && code == "" {
+				b.h.read(key, c)
+			}
+			continue
 		}
 		args := []string{op, key, holder}
 		if op != "revoke" {

@@ -69,6 +69,11 @@ func TestCheckerFindsPlantedBreaches(t *testing.T) {
 			record(h, "claim", k, "a", f.at(0, 50, 0, grantJSON(k, "a", "granted", 1, 2000)), false)
 			record(h, "extend", k, "a", f.at(500, 600, 4, `{"error":{"code":"not_held"}}`), false)
 		}, "early loss"},
+		{"read: a linearizable get says absent while a holder keeps the lease", func(h *history) {
+			record(h, "claim", k, "a", f.at(0, 50, 0, grantJSON(k, "a", "granted", 1, 2000)), false)
+			h.read(k, f.at(500, 600, 0, `{"key":"a/b/k","found":true,"holder":"a","token":1}`))
+			h.read(k, f.at(700, 800, 0, `{"key":"a/b/k","found":false}`))
+		}, "read"},
 		{"token order: a later grant with a lower token", func(h *history) {
 			record(h, "claim", k, "a", f.at(0, 50, 0, grantJSON(k, "a", "granted", 5, 1000)), false)
 			record(h, "claim", k, "b", f.at(2000, 2050, 0, grantJSON(k, "b", "granted", 4, 1000)), false)

@@ -158,6 +158,25 @@ func (h *history) write(op, key, holder string, c *call, code string, waitGrant 
 	}
 }
 
+// read checks a linearizable get of key: a holder whose belief covers the
+// whole call must be the one it reports (issue 12, hole 5: a read said
+// "absent" while its holder kept the lease).
+func (h *history) read(key string, c *call) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var g getOut
+	if err := json.Unmarshal([]byte(c.stdout), &g); err != nil {
+		h.violatef("output", "bad get JSON: %v: %s", err, c)
+		return
+	}
+	for _, b := range h.beliefs[key] {
+		if !b.from.After(c.start) && b.to.After(c.end) && (!g.Found || g.Holder != b.holder || g.Token != b.token) {
+			h.violatef("read", "get %s at %s-%s answered found=%v holder=%q token=%d while %s believed it held token %d until %s\n    %s\n    %s",
+				key, h.at(c.start), h.at(c.end), g.Found, g.Holder, g.Token, b.holder, b.token, h.at(b.to), b.call, c)
+		}
+	}
+}
+
 // release ends holder's beliefs on key at t (it started revoking).
 func (h *history) release(key, holder string, t time.Time) {
 	for _, b := range h.beliefs[key] {

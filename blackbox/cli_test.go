@@ -50,6 +50,14 @@ type leaseOut struct {
 	ExpiryNs    int64  `json:"expiry_ns"`
 }
 
+// getOut is `get --json`.
+type getOut struct {
+	Found        bool   `json:"found"`
+	Holder       string `json:"holder"`
+	Token        uint64 `json:"token"`
+	AppliedIndex uint64 `json:"applied_index"`
+}
+
 // listOut is `list --json`.
 type listOut struct {
 	Leases       []leaseOut `json:"leases"`
