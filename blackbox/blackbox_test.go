@@ -195,6 +195,15 @@ func (b *bb) waiter(holder string, r *rand.Rand, stop time.Time) {
 		key := shortKeys[r.IntN(len(shortKeys))]
 		d := time.Duration(2000+r.IntN(3000)) * time.Millisecond
 		maxWait := min(8*time.Second, time.Until(stop)+time.Second)
+		if r.IntN(4) == 0 {
+			// A plain wait must not report a release while a belief
+			// covers the whole call.
+			c := b.cli(maxWait+30*time.Second, b.shuffled(r), "wait", key, "--max-wait", maxWait.String())
+			if code, ok := b.h.exit("wait-release", c); ok && code == "" {
+				b.h.released(key, c)
+			}
+			continue
+		}
 		c := b.cli(maxWait+30*time.Second, b.shuffled(r), "wait", key, "--claim", holder, "--duration", d.String(), "--max-wait", maxWait.String())
 		code, ok := b.h.exit("wait", c)
 		if ok {
@@ -306,7 +315,7 @@ func (b *bb) fault(f string, args ...any) {
 // faults kills, pauses and restarts servers in turn until stop, letting the
 // cluster elect a leader between faults.
 func (b *bb) faults(r *rand.Rand, stop time.Time) {
-	kinds := []string{"kill", "pause-leader", "restart-flags", "kill-leader"}
+	kinds := []string{"kill", "pause-leader", "restart-flags", "kill-leader", "kill-majority", "kill", "pause-leader", "kill-all"}
 	for i := 0; ; i++ {
 		time.Sleep(time.Duration(2000+r.IntN(2000)) * time.Millisecond)
 		if time.Until(stop) < 5*time.Second {
@@ -327,6 +336,24 @@ func (b *bb) faults(r *rand.Rand, stop time.Time) {
 			b.c.stop(s, syscall.SIGKILL)
 			time.Sleep(down)
 			b.c.start(s)
+		case "kill-majority", "kill-all":
+			// Quorum lost (every call must fail with a contract code), or
+			// the whole cluster crashes: leases must survive the restart.
+			down := time.Duration(500+r.IntN(2500)) * time.Millisecond
+			victims := []*server{s, b.c.servers[(int(s.id[0]-'1')+1)%3]}
+			if kind == "kill-all" {
+				victims = b.c.servers
+			}
+			var ids []string
+			for _, v := range victims {
+				ids = append(ids, v.id)
+				b.c.stop(v, syscall.SIGKILL)
+			}
+			b.fault("%s: kill -9 servers %s for %v", kind, strings.Join(ids, ","), down)
+			time.Sleep(down)
+			for _, v := range victims {
+				b.c.start(v)
+			}
 		case "pause-leader":
 			d := time.Duration(2000+r.IntN(2000)) * time.Millisecond
 			b.fault("SIGSTOP leader %s for %v", s.id, d)

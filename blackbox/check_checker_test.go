@@ -74,6 +74,11 @@ func TestCheckerFindsPlantedBreaches(t *testing.T) {
 			h.read(k, f.at(500, 600, 0, `{"key":"a/b/k","found":true,"holder":"a","token":1}`))
 			h.read(k, f.at(700, 800, 0, `{"key":"a/b/k","found":false}`))
 		}, "read"},
+		{"read: a plain wait reports a release while a holder keeps the lease", func(h *history) {
+			record(h, "claim", k, "a", f.at(0, 50, 0, grantJSON(k, "a", "granted", 1, 2000)), false)
+			h.released(k, f.at(100, 900, 0, `{"key":"a/b/k","released":true,"event":"expired"}`))
+			h.released(k, f.at(100, 2500, 0, `{"key":"a/b/k","released":true,"event":"expired"}`)) // after its end: fine
+		}, "read"},
 		{"token order: a later grant with a lower token", func(h *history) {
 			record(h, "claim", k, "a", f.at(0, 50, 0, grantJSON(k, "a", "granted", 5, 1000)), false)
 			record(h, "claim", k, "b", f.at(2000, 2050, 0, grantJSON(k, "b", "granted", 4, 1000)), false)

@@ -177,6 +177,19 @@ func (h *history) read(key string, c *call) {
 	}
 }
 
+// released checks a plain wait's answer: the lease was released (or found
+// absent) during the call, so no one belief may cover the whole call.
+func (h *history) released(key string, c *call) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, b := range h.beliefs[key] {
+		if !b.from.After(c.start) && b.to.After(c.end) {
+			h.violatef("read", "wait %s answered released at %s-%s while %s believed it held token %d until %s\n    %s\n    %s",
+				key, h.at(c.start), h.at(c.end), b.holder, b.token, h.at(b.to), b.call, c)
+		}
+	}
+}
+
 // release ends holder's beliefs on key at t (it started revoking).
 func (h *history) release(key, holder string, t time.Time) {
 	for _, b := range h.beliefs[key] {
