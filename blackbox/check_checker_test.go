@@ -74,6 +74,12 @@ func TestCheckerFindsPlantedBreaches(t *testing.T) {
 			h.read(k, f.at(500, 600, 0, `{"key":"a/b/k","found":true,"holder":"a","token":1}`))
 			h.read(k, f.at(700, 800, 0, `{"key":"a/b/k","found":false}`))
 		}, "read"},
+		{"clean: a read after a revoke that answered later", func(h *history) {
+			record(h, "claim", k, "a", f.at(0, 50, 0, grantJSON(k, "a", "granted", 1, 2000)), false)
+			h.read(k, f.at(700, 800, 0, `{"key":"a/b/k","found":false}`))
+			h.released(k, f.at(650, 820, 0, `{"key":"a/b/k","released":true,"event":"revoked"}`))
+			record(h, "revoke", k, "a", f.at(600, 900, 0, `{"key":"a/b/k","holder":"a","result":"revoked"}`), false)
+		}, ""},
 		{"read: a plain wait reports a release while a holder keeps the lease", func(h *history) {
 			record(h, "claim", k, "a", f.at(0, 50, 0, grantJSON(k, "a", "granted", 1, 2000)), false)
 			h.released(k, f.at(100, 900, 0, `{"key":"a/b/k","released":true,"event":"expired"}`))

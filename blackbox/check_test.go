@@ -36,7 +36,8 @@ type history struct {
 	mu         sync.Mutex
 	t0         time.Time
 	beliefs    map[string][]*belief // by key
-	grants     map[string][]grant   // by key
+	reads      []readCall
+	grants     map[string][]grant // by key
 	violations []violation
 	exits      map[string]map[int]int // command -> exit code -> count
 	errCodes   map[string]int         // JSON error code -> count
@@ -158,9 +159,7 @@ func (h *history) write(op, key, holder string, c *call, code string, waitGrant 
 	}
 }
 
-// read checks a linearizable get of key: a holder whose belief covers the
-// whole call must be the one it reports (issue 12, hole 5: a read said
-// "absent" while its holder kept the lease).
+// read records a linearizable get of key (exit 0), checked at the end.
 func (h *history) read(key string, c *call) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -169,23 +168,43 @@ func (h *history) read(key string, c *call) {
 		h.violatef("output", "bad get JSON: %v: %s", err, c)
 		return
 	}
-	for _, b := range h.beliefs[key] {
-		if !b.from.After(c.start) && b.to.After(c.end) && (!g.Found || g.Holder != b.holder || g.Token != b.token) {
-			h.violatef("read", "get %s at %s-%s answered found=%v holder=%q token=%d while %s believed it held token %d until %s\n    %s\n    %s",
-				key, h.at(c.start), h.at(c.end), g.Found, g.Holder, g.Token, b.holder, b.token, h.at(b.to), b.call, c)
-		}
-	}
+	h.reads = append(h.reads, readCall{key: key, c: c, get: &g})
 }
 
-// released checks a plain wait's answer: the lease was released (or found
-// absent) during the call, so no one belief may cover the whole call.
+// released records a plain wait's answer (exit 0), checked at the end.
 func (h *history) released(key string, c *call) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for _, b := range h.beliefs[key] {
-		if !b.from.After(c.start) && b.to.After(c.end) {
-			h.violatef("read", "wait %s answered released at %s-%s while %s believed it held token %d until %s\n    %s\n    %s",
-				key, h.at(c.start), h.at(c.end), b.holder, b.token, h.at(b.to), b.call, c)
+	h.reads = append(h.reads, readCall{key: key, c: c})
+}
+
+// readCall is a get, or (get nil) a plain wait that answered "released".
+type readCall struct {
+	key string
+	c   *call
+	get *getOut
+}
+
+// checkReads checks reads against the beliefs once every revoke has ended
+// them (another holder's revoke may answer after a read that followed it).
+// A holder whose belief covers the whole call must be the one a get reports
+// (issue 12, hole 5: a read said "absent" while its holder kept the lease),
+// and a plain wait must not report a release.
+func (h *history) checkReads() {
+	for _, r := range h.reads {
+		c := r.c
+		for _, b := range h.beliefs[r.key] {
+			if b.from.After(c.start) || !b.to.After(c.end) {
+				continue
+			}
+			switch g := r.get; {
+			case g == nil:
+				h.violatef("read", "wait %s answered released at %s-%s while %s believed it held token %d until %s\n    %s\n    %s",
+					r.key, h.at(c.start), h.at(c.end), b.holder, b.token, h.at(b.to), b.call, c)
+			case !g.Found || g.Holder != b.holder || g.Token != b.token:
+				h.violatef("read", "get %s at %s-%s answered found=%v holder=%q token=%d while %s believed it held token %d until %s\n    %s\n    %s",
+					r.key, h.at(c.start), h.at(c.end), g.Found, g.Holder, g.Token, b.holder, b.token, h.at(b.to), b.call, c)
+			}
 		}
 	}
 }
@@ -199,10 +218,11 @@ func (h *history) release(key, holder string, t time.Time) {
 	}
 }
 
-// checkTenures checks beliefs and tokens once the run is over.
+// checkTenures checks beliefs, reads and tokens once the run is over.
 func (h *history) checkTenures() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.checkReads()
 	for key, bs := range h.beliefs {
 		sort.Slice(bs, func(i, j int) bool { return bs[i].from.Before(bs[j].from) })
 		for i, a := range bs {
