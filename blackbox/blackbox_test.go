@@ -106,6 +106,12 @@ func TestBlackBox(t *testing.T) {
 		t.Errorf("could not catch every pair of replicas at one applied index after the faults (compared %v before, %v after)", before, after)
 	}
 	b.h.checkTenures()
+	if path := os.Getenv("LEASEHOLD_BLACKBOX_TRACE"); path != "" {
+		if err := b.h.trace(path); err != nil {
+			t.Errorf("trace: %v", err)
+		}
+		t.Logf("every call written to %s", path)
+	}
 	t.Log(b.h.summary())
 	t.Logf("faults: %s", strings.Join(b.faultLog, ", "))
 	if len(b.h.violations) > 0 {

@@ -3,6 +3,7 @@ package blackbox
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -45,12 +46,16 @@ type history struct {
 	replicas    map[string]map[uint64]string
 	comparisons map[string]int // "1-2" -> lease sets compared at equal index
 	lists       int
+	held        map[string]bool   // "key holder token" seen in any replica's list
+	examples    map[string]string // "command exit code" -> its first call, for the report
+	calls       []*call           // every call, for a trace (LEASEHOLD_BLACKBOX_TRACE)
 }
 
 func newHistory() *history {
 	return &history{t0: time.Now(), beliefs: map[string][]*belief{}, grants: map[string][]grant{},
 		exits: map[string]map[int]int{}, errCodes: map[string]int{},
-		replicas: map[string]map[uint64]string{}, comparisons: map[string]int{}}
+		replicas: map[string]map[uint64]string{}, comparisons: map[string]int{},
+		held: map[string]bool{}, examples: map[string]string{}}
 }
 
 func (h *history) at(t time.Time) string { return fmt.Sprintf("t+%.3fs", t.Sub(h.t0).Seconds()) }
@@ -93,6 +98,10 @@ func (h *history) exit(cmd string, c *call) (string, bool) {
 		h.exits[cmd] = map[int]int{}
 	}
 	h.exits[cmd][c.exit]++
+	h.calls = append(h.calls, c)
+	if ex := fmt.Sprintf("%s %d", cmd, c.exit); h.examples[ex] == "" {
+		h.examples[ex] = c.String()
+	}
 	code, breach := contractErr(c)
 	if code != "" {
 		h.errCodes[code]++
@@ -276,6 +285,9 @@ func (h *history) replica(id string, l *listOut) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.lists++
+	for _, le := range l.Leases {
+		h.held[fmt.Sprintf("%s %s %d", le.Key, le.Holder, le.Token)] = true
+	}
 	d := digest(l.Leases)
 	if h.replicas[id] == nil {
 		h.replicas[id] = map[uint64]string{}
@@ -313,6 +325,19 @@ func (h *history) pairsCompared() int {
 	return len(h.comparisons)
 }
 
+// trace writes every call, in start order, with its times.
+func (h *history) trace(path string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	cs := slices.Clone(h.calls)
+	sort.Slice(cs, func(i, j int) bool { return cs[i].start.Before(cs[j].start) })
+	var b strings.Builder
+	for _, c := range cs {
+		fmt.Fprintf(&b, "%s-%s %s\n", h.at(c.start), h.at(c.end), c)
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
 func (h *history) summary() string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -332,7 +357,30 @@ func (h *history) summary() string {
 	for _, gs := range h.grants {
 		ng += len(gs)
 	}
-	fmt.Fprintf(&b, "error codes %v; %d beliefs, %d grant answers; %d stale lists, compared at equal index %v",
-		h.errCodes, nb, ng, h.lists, h.comparisons)
+	// Tenures a replica held that no answer told their holder of: from
+	// unknown outcomes, or from a wait --claim that failed after queueing.
+	told := map[string]bool{}
+	for key, gs := range h.grants {
+		for _, g := range gs {
+			told[fmt.Sprintf("%s %s %d", key, g.holder, g.token)] = true
+		}
+	}
+	var untold []string
+	for k := range h.held {
+		if !told[k] {
+			untold = append(untold, k)
+		}
+	}
+	slices.Sort(untold)
+	fmt.Fprintf(&b, "error codes %v; %d beliefs, %d grant answers; %d stale lists, compared at equal index %v; %d tenures held that no answer reported %v",
+		h.errCodes, nb, ng, h.lists, h.comparisons, len(untold), untold)
+	exs := make([]string, 0, len(h.examples))
+	for k := range h.examples {
+		exs = append(exs, k)
+	}
+	slices.Sort(exs)
+	for _, k := range exs {
+		fmt.Fprintf(&b, "\n  first %s: %s", k, h.examples[k])
+	}
 	return b.String()
 }
