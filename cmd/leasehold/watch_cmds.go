@@ -109,7 +109,7 @@ func waitRelease(ctx context.Context, c *client.Client, f *clientFlags, p *print
 			p.result(r, "holder", holder)
 			return nil
 		case ctx.Err() == context.DeadlineExceeded:
-			return &lease.Error{Code: lease.CodeDeadlineExceeded, Message: "gave up waiting (--max-wait)", Cause: err}
+			return giveUpClaim(ctx, c, f, p, k, holder, d, err)
 		case !errors.Is(err, errors.ErrUnsupported):
 			return err
 		}
@@ -145,6 +145,52 @@ func waitRelease(ctx context.Context, c *client.Client, f *clientFlags, p *print
 		p.result(r, "holder", holder)
 		return nil
 	}
+}
+
+// giveUpClaim ends a `wait --claim` whose --max-wait passed. Its queued
+// claim is in the log and can outlive the stream: the server withdraws it
+// when the stream ends only if it can still write (not, say, a leader that
+// was paused meanwhile), else it is kept for its keep-alive and granted at
+// the next release. So deadline_exceeded ("not applied") is said only once
+// the claim is withdrawn and the lease was not granted to holder before.
+func giveUpClaim(ctx context.Context, c *client.Client, f *clientFlags, p *printer, k lease.Key, holder string, d time.Duration, cause error) error {
+	ctx = context.WithoutCancel(ctx) // the --max-wait deadline has passed
+	unknown := func(err error) error {
+		return &lease.Error{Code: lease.CodeUnknown, Message: "gave up waiting (--max-wait), but could not make sure the queued claim was withdrawn: it may still be granted", Cause: err}
+	}
+	rctx, cancel := f.reqCtx(ctx)
+	res, err := c.Bulk(rctx, []lease.Command{{Op: lease.OpCancelQueue, Key: k, Holder: holder}})
+	cancel()
+	if err == nil && res[0].Err != nil {
+		err = res[0].Err
+	}
+	if err != nil {
+		return unknown(err)
+	}
+	// Withdrawn: no grant can come from it any more, but one may have come
+	// before. A linearizable read tells.
+	rctx, cancel = f.reqCtx(ctx)
+	l, _, err := c.Get(rctx, k)
+	cancel()
+	if err != nil {
+		return unknown(err)
+	}
+	if l == nil || l.Holder != holder {
+		return &lease.Error{Code: lease.CodeDeadlineExceeded, Message: "gave up waiting (--max-wait); the queued claim was withdrawn", Cause: cause}
+	}
+	// Granted as the wait gave up: report it, confirmed by an extend as
+	// client.ClaimOnRelease does (time left counted from the extend's send).
+	sent := time.Now()
+	rctx, cancel = f.reqCtx(ctx)
+	r, err := c.Extend(rctx, k, holder, d)
+	cancel()
+	if err != nil {
+		return unknown(err)
+	}
+	r.Outcome = lease.OutcomeGranted
+	r.ExpiresIn = max(0, r.ExpiresIn-time.Since(sent))
+	p.result(r, "holder", holder)
+	return nil
 }
 
 // waitOnce returns once k is not held: "absent" if it was not held when read,
