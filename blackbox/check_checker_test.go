@@ -131,3 +131,18 @@ func TestCheckerComparesReplicasAtEqualIndex(t *testing.T) {
 		t.Fatalf("violations %q, want two divergences", got)
 	}
 }
+
+// A tenure no answer reported is fine after an unknown outcome, a breach
+// after "not applied" answers only (a wait --claim that exited 7 and was
+// granted later).
+func TestCheckerFindsUntoldTenures(t *testing.T) {
+	f := fakeCalls{t0: time.Now()}
+	h := newHistory()
+	record(h, "wait", "a/b/k0", "w", f.at(0, 8000, 7, `{"error":{"code":"deadline_exceeded"}}`), true)
+	record(h, "wait", "a/b/k1", "w", f.at(0, 8000, 1, `{"error":{"code":"unknown"}}`), true)
+	h.replica("1", &listOut{AppliedIndex: 5, Leases: []leaseOut{{Key: "a/b/k0", Holder: "w", Token: 1}, {Key: "a/b/k1", Holder: "w", Token: 2}}})
+	h.checkTenures()
+	if got := kinds(h); got != "untold tenure" {
+		t.Fatalf("violations %q (%v), want one untold tenure", got, h.violations)
+	}
+}

@@ -49,13 +49,14 @@ type history struct {
 	held        map[string]bool   // "key holder token" seen in any replica's list
 	examples    map[string]string // "command exit code" -> its first call, for the report
 	calls       []*call           // every call, for a trace (LEASEHOLD_BLACKBOX_TRACE)
+	uncertain   map[string]bool   // "key holder" -> some write's outcome was unknown
 }
 
 func newHistory() *history {
 	return &history{t0: time.Now(), beliefs: map[string][]*belief{}, grants: map[string][]grant{},
 		exits: map[string]map[int]int{}, errCodes: map[string]int{},
 		replicas: map[string]map[uint64]string{}, comparisons: map[string]int{},
-		held: map[string]bool{}, examples: map[string]string{}}
+		held: map[string]bool{}, examples: map[string]string{}, uncertain: map[string]bool{}}
 }
 
 func (h *history) at(t time.Time) string { return fmt.Sprintf("t+%.3fs", t.Sub(h.t0).Seconds()) }
@@ -155,6 +156,7 @@ func (h *history) write(op, key, holder string, c *call, code string, waitGrant 
 		}
 		h.grants[key] = append(h.grants[key], grant{holder: holder, token: w.Token, fresh: w.Result == "granted", call: c})
 	case "unknown", "canceled":
+		h.uncertain[key+" "+holder] = true
 		if op == "revoke" {
 			h.release(key, holder, c.start) // it may have applied
 		}
@@ -246,6 +248,14 @@ func (h *history) checkTenures() {
 			}
 		}
 	}
+	// A tenure a replica held that no answer reported must come from a
+	// write whose outcome was unknown: answers 5, 6 and 7 say "not applied".
+	for _, k := range h.untold() {
+		f := strings.Fields(k)
+		if !h.uncertain[f[0]+" "+f[1]] {
+			h.violatef("untold tenure", "replicas held %s (key holder token), but every write of %s on %s was answered, and none reported it", k, f[1], f[0])
+		}
+	}
 	for key, gs := range h.grants {
 		owner := map[uint64]string{}
 		for _, g := range gs {
@@ -325,6 +335,25 @@ func (h *history) pairsCompared() int {
 	return len(h.comparisons)
 }
 
+// untold lists the tenures ("key holder token") a replica held that no
+// answer reported to their holder.
+func (h *history) untold() []string {
+	told := map[string]bool{}
+	for key, gs := range h.grants {
+		for _, g := range gs {
+			told[fmt.Sprintf("%s %s %d", key, g.holder, g.token)] = true
+		}
+	}
+	var out []string
+	for k := range h.held {
+		if !told[k] {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // trace writes every call, in start order, with its times.
 func (h *history) trace(path string) error {
 	h.mu.Lock()
@@ -357,21 +386,7 @@ func (h *history) summary() string {
 	for _, gs := range h.grants {
 		ng += len(gs)
 	}
-	// Tenures a replica held that no answer told their holder of: from
-	// unknown outcomes, or from a wait --claim that failed after queueing.
-	told := map[string]bool{}
-	for key, gs := range h.grants {
-		for _, g := range gs {
-			told[fmt.Sprintf("%s %s %d", key, g.holder, g.token)] = true
-		}
-	}
-	var untold []string
-	for k := range h.held {
-		if !told[k] {
-			untold = append(untold, k)
-		}
-	}
-	slices.Sort(untold)
+	untold := h.untold()
 	fmt.Fprintf(&b, "error codes %v; %d beliefs, %d grant answers; %d stale lists, compared at equal index %v; %d tenures held that no answer reported %v",
 		h.errCodes, nb, ng, h.lists, h.comparisons, len(untold), untold)
 	exs := make([]string, 0, len(h.examples))
