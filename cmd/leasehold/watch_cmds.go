@@ -74,15 +74,26 @@ func initWatchCmds() {
 					return err
 				}
 				if maxWait > 0 {
-					var cancel context.CancelFunc
-					ctx, cancel = context.WithTimeout(ctx, maxWait)
-					defer cancel()
+					// A cancel, not a deadline: a deadline would travel
+					// with the calls, and the server's copy could end the
+					// stream a moment before ours, with an answer that
+					// does not say we gave up (see gaveUp).
+					var cancel context.CancelCauseFunc
+					ctx, cancel = context.WithCancelCause(ctx)
+					defer cancel(nil)
+					defer time.AfterFunc(maxWait, func() { cancel(errMaxWait) }).Stop()
 				}
 				return waitRelease(ctx, c, &f, p, k, holder, d)
 			})(cmd, args)
 		}
 	}
 }
+
+// errMaxWait is the cause of a wait's context ended by --max-wait.
+var errMaxWait = errors.New("--max-wait passed")
+
+// gaveUp reports whether --max-wait ended ctx.
+func gaveUp(ctx context.Context) bool { return errors.Is(context.Cause(ctx), errMaxWait) }
 
 // watchErr explains a backend without watch support.
 func watchErr(err error) error {
@@ -110,8 +121,8 @@ func waitRelease(ctx context.Context, c *client.Client, f *clientFlags, p *print
 		case err == nil:
 			p.result(r, "holder", holder)
 			return nil
-		case ctx.Err() == context.DeadlineExceeded:
-			return &lease.Error{Code: lease.CodeDeadlineExceeded, Message: "gave up waiting (--max-wait)", Cause: err}
+		case gaveUp(ctx):
+			return giveUpClaim(ctx, c, f, p, k, holder, d)
 		case !errors.Is(err, errors.ErrUnsupported):
 			return err
 		}
@@ -122,7 +133,7 @@ func waitRelease(ctx context.Context, c *client.Client, f *clientFlags, p *print
 			continue // the watch could not resume (a snapshot, or it fell behind): read again
 		}
 		if err != nil {
-			if ctx.Err() == context.DeadlineExceeded {
+			if gaveUp(ctx) {
 				return &lease.Error{Code: lease.CodeDeadlineExceeded, Message: "gave up waiting (--max-wait)", Cause: err}
 			}
 			return err
@@ -147,6 +158,54 @@ func waitRelease(ctx context.Context, c *client.Client, f *clientFlags, p *print
 		p.result(r, "holder", holder)
 		return nil
 	}
+}
+
+// giveUpClaim ends a `wait --claim` whose --max-wait passed. Its queued
+// claim is in the log and can outlive the stream: the server withdraws it
+// when the stream ends only if it can still write (not, say, a leader that
+// was paused meanwhile), else it is kept for its keep-alive and granted at
+// the next release. So deadline_exceeded ("not applied") is said only once
+// the claim is withdrawn and the lease was not granted to holder before.
+func giveUpClaim(ctx context.Context, c *client.Client, f *clientFlags, p *printer, k lease.Key, holder string, d time.Duration) error {
+	ctx = context.WithoutCancel(ctx) // the --max-wait deadline has passed
+	unknown := func(err error) error {
+		return &lease.Error{Code: lease.CodeUnknown, Message: "gave up waiting (--max-wait), but could not make sure the queued claim was withdrawn: it may still be granted", Cause: err}
+	}
+	rctx, cancel := f.reqCtx(ctx)
+	res, err := c.Bulk(rctx, []lease.Command{{Op: lease.OpCancelQueue, Key: k, Holder: holder}})
+	cancel()
+	if err == nil && res[0].Err != nil {
+		err = res[0].Err
+	}
+	if err != nil {
+		return unknown(err)
+	}
+	// Withdrawn: no grant can come from it any more, but one may have come
+	// before. A linearizable read tells.
+	rctx, cancel = f.reqCtx(ctx)
+	l, _, err := c.Get(rctx, k)
+	cancel()
+	if err != nil {
+		return unknown(err)
+	}
+	if l == nil || l.Holder != holder {
+		// No cause: the stream's own error says the claim "may still apply",
+		// which the withdrawal has just made untrue.
+		return &lease.Error{Code: lease.CodeDeadlineExceeded, Message: "gave up waiting (--max-wait); the queued claim was withdrawn"}
+	}
+	// Granted as the wait gave up: report it, confirmed by an extend as
+	// client.ClaimOnRelease does (time left counted from the extend's send).
+	sent := time.Now()
+	rctx, cancel = f.reqCtx(ctx)
+	r, err := c.Extend(rctx, k, holder, d)
+	cancel()
+	if err != nil {
+		return unknown(err)
+	}
+	r.Outcome = lease.OutcomeGranted
+	r.ExpiresIn = max(0, r.ExpiresIn-time.Since(sent))
+	p.result(r, "holder", holder)
+	return nil
 }
 
 // waitOnce returns once k is not held: "absent" if it was not held when read,
