@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
@@ -150,12 +151,42 @@ func (t *etcdTarget) maxTerm() uint64 {
 // with pre-vote, so the term moves only for real elections); the applied
 // index is the highest of the members'. etcd has no per-op deadlines, so
 // applied-after-deadline is not observable.
+//
+// Fsyncs is etcd's own etcd_disk_wal_fsync_duration_seconds count; the
+// members share one process, hence one registry, so it is already the sum
+// over the members.
 func (t *etcdTarget) Stats(ctx context.Context) (Stats, error) {
 	var idx uint64
-	for _, m := range t.members {
+	st := Stats{LeaderChanges: int(t.maxTerm() - t.baseTerm), HasIndex: true}
+	for i, m := range t.members {
 		idx = max(idx, m.Server.AppliedIndex())
+		if m.Server.Leader() == m.Server.MemberID() && i < len(t.endpoints) {
+			st.LeaderEndpoint = t.endpoints[i]
+		}
 	}
-	return Stats{LeaderChanges: int(t.maxTerm() - t.baseTerm), AppliedIndex: idx, HasIndex: true}, nil
+	st.AppliedIndex = idx
+	st.Fsyncs, st.HasFsyncs = etcdWALFsyncs()
+	return st, nil
+}
+
+// etcdWALFsyncs reads etcd's WAL fsync histogram count from the default
+// Prometheus registry, where the embedded members register it.
+func etcdWALFsyncs() (uint64, bool) {
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		return 0, false
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "etcd_disk_wal_fsync_duration_seconds" {
+			continue
+		}
+		var n uint64
+		for _, m := range mf.GetMetric() {
+			n += m.GetHistogram().GetSampleCount()
+		}
+		return n, true
+	}
+	return 0, false
 }
 
 // closeMembers stops all members at once. Each is hard-stopped first:

@@ -56,6 +56,15 @@ type Stats struct {
 	// server-side figure is reported beside it.
 	AppliedAfterDeadline    uint64
 	HasAppliedAfterDeadline bool
+	// Fsyncs counts the durable log writes of all members since Start,
+	// from the target's own counters (etcd: its WAL fsync histogram's
+	// count; Leasehold: the Raft log store's fsync'd commits), when
+	// HasFsyncs.
+	Fsyncs    uint64
+	HasFsyncs bool
+	// LeaderEndpoint is the client endpoint of the current leader, "" when
+	// unknown (the ceilings mode's leader-only rows use it).
+	LeaderEndpoint string
 	// ServerRSSBytes is the resident set size of the target's server
 	// processes, when they run outside the harness process. Zero means the
 	// servers run in-process: the harness then samples its own process RSS.

@@ -31,6 +31,7 @@ func init() {
 		quiet      bool
 		inProcess  bool
 		cpuProfile string
+		ceil       bench.CeilOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -48,6 +49,9 @@ minute; short runs compress time (see --time-scale) so that holders still
 renew several times.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.Scenario == "ceilings" {
+				return runCeilings(cmd, ceil, targets, o, quiet, inProcess)
+			}
 			for _, t := range targets {
 				if !slices.Contains(bench.Registered(), t) {
 					return fmt.Errorf("bench: unknown target %q: this build has %s (leasehold and naive are added when the in-process cluster is wired in)",
@@ -116,7 +120,15 @@ renew several times.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.Scenario, "scenario", "steady", "steady, herd (every agent restarts at once) or burst (extra claimants claim at once)")
+	f.StringVar(&o.Scenario, "scenario", "steady", "steady, herd (every agent restarts at once), burst (extra claimants claim at once) or ceilings (each op on its own)")
+	f.StringSliceVar(&ceil.Ops, "ops", nil, "ceilings: ops, comma separated: claim,claim-contended,extend,extend-stream,revoke,expire,bulk-claim,bulk-extend (default claim,extend,revoke)")
+	f.IntSliceVar(&ceil.Concurrency, "concurrency", nil, "ceilings: worker counts, each worker one call in flight (default 1,10,100,1000)")
+	f.IntVar(&ceil.Batch, "batch", 0, "ceilings: ops per bulk call (default 256; etcd at most 127)")
+	f.IntVar(&ceil.Reps, "reps", 0, "ceilings: runs per (target, op, concurrency), fresh cluster each (default 3)")
+	f.DurationVar(&ceil.Warmup, "warmup", 0, "ceilings: warm-up before each window, excluded (default min(2s, duration/4))")
+	f.IntVar(&ceil.PerConn, "per-conn", 0, "ceilings: workers per client connection (default 10)")
+	f.IntVar(&ceil.ExpireLeases, "expire-leases", 0, "ceilings: leases that run out in the expire op (default 20000)")
+	f.DurationVar(&ceil.ExpireTTL, "expire-ttl", 0, "ceilings: their duration (default 10s)")
 	f.StringSliceVar(&targets, "target", nil, "targets to run, comma separated: leasehold,naive,etcd (default: every registered target)")
 	f.IntVar(&o.Leases, "leases", 2000, "number of leases (keys)")
 	f.IntVar(&o.Claimants, "claimants", 3, "claimants (agents) per lease")
@@ -163,4 +175,47 @@ renew several times.`,
 func isTerminal(f *os.File) bool {
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// runCeilings runs the ceilings mode (see bench.RunCeilings).
+func runCeilings(cmd *cobra.Command, c bench.CeilOptions, targets []string, o bench.Options, quiet, inProcess bool) error {
+	c.Targets, c.Duration, c.Out, c.DataDir, c.OpTimeout = targets, o.Duration, o.Out, o.DataDir, o.OpTimeout
+	if c.Out == "" {
+		c.Out = "bench-out-" + time.Now().Format("20060102-150405")
+	}
+	if !quiet {
+		c.Log = os.Stderr
+	}
+	if !inProcess {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		c.ServerProcess = func(target, dir string) *exec.Cmd {
+			return exec.Command(exe, "bench-server", "--target", target, "--dir", dir)
+		}
+	}
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := bench.RunCeilings(ctx, c)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "leasehold-bench:", err)
+		return benchFailure{err}
+	}
+	out := cmd.OutOrStdout()
+	fmt.Fprintf(out, "%-16s %-12s %6s %6s %10s %21s %8s %8s %8s %8s %6s\n", "op", "target", "c", "batch", "ops/s", "[min-max]", "p50 ms", "p99 ms", "cpu us", "fsync", "errors")
+	for _, r := range rep.Ceilings {
+		cpu, fs := "n/a", "n/a"
+		if r.ServerCPUUsPerOp != nil {
+			cpu = fmt.Sprintf("%.0f", *r.ServerCPUUsPerOp)
+		}
+		if r.FsyncsPerOp != nil {
+			fs = fmt.Sprintf("%.3f", *r.FsyncsPerOp)
+		}
+		fmt.Fprintf(out, "%-16s %-12s %6d %6d %10.0f %10.0f-%-10.0f %8.2f %8.2f %8s %8s %6d\n",
+			r.Op, r.Target, r.Concurrency, r.Batch, r.OpsPerSec, r.OpsPerSecMin, r.OpsPerSecMax, r.P50Ms, r.P99Ms, cpu, fs, r.Errors)
+	}
+	dir, _ := filepath.Abs(c.Out)
+	fmt.Fprintf(out, "report: %s\n", filepath.Join(dir, "report.md"))
+	return nil
 }
