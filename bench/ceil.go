@@ -457,9 +457,9 @@ func (r *ceilRunner) runOnce(ctx context.Context, sp ceilSpec, op string, conc, 
 	base := time.Now()
 	stop := make(chan struct{})
 	type acc struct {
-		h                          hist
+		h                         hist
 		good, denied, errs, calls uint64
-		exhausted                  bool
+		exhausted                 bool
 	}
 	accs := make([]acc, conc)
 	for i, w := range workers {

@@ -56,7 +56,7 @@ type lhWorker struct {
 	id     int
 	holder string
 	batch  int
-	n      int        // next fresh key
+	n      int         // next fresh key
 	keys   []lease.Key // held (extend, revoke, bulk-extend)
 	next   int
 	nHeld  int

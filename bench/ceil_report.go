@@ -70,9 +70,9 @@ type CeilRow struct {
 	RSSPerLeaseBytes  *float64 `json:"rss_per_held_lease_bytes"`
 	HeldLeases        int      `json:"held_leases"`
 	// expire only: lag from due time to the expiry being seen.
-	LagP50Ms   *float64 `json:"expiry_lag_p50_ms,omitempty"`
-	LagP99Ms   *float64 `json:"expiry_lag_p99_ms,omitempty"`
-	DueSpreadS *float64 `json:"due_spread_s,omitempty"`
+	LagP50Ms   *float64  `json:"expiry_lag_p50_ms,omitempty"`
+	LagP99Ms   *float64  `json:"expiry_lag_p99_ms,omitempty"`
+	DueSpreadS *float64  `json:"due_spread_s,omitempty"`
 	Samples    []float64 `json:"ops_per_sec_samples"`
 	Notes      []string  `json:"notes,omitempty"`
 }
