@@ -110,8 +110,8 @@ func TestCeilingsTiny(t *testing.T) {
 	}
 	dir := t.TempDir()
 	rep, err := RunCeilings(context.Background(), CeilOptions{
-		Targets: []string{"leasehold", "etcd"},
-		Ops:     []string{"claim", "claim-contended", "extend", "revoke", "expire", "bulk-claim", "bulk-extend"},
+		Targets:     []string{"leasehold", "etcd"},
+		Ops:         []string{"claim", "claim-contended", "extend", "revoke", "expire", "bulk-claim", "bulk-extend"},
 		Concurrency: []int{3}, Batch: 16, Reps: 1, Duration: 400 * time.Millisecond, Warmup: 100 * time.Millisecond,
 		ExpireLeases: 60, ExpireTTL: 2 * time.Second, Out: dir, DataDir: t.TempDir(), ServerProcess: childProcess,
 	})
