@@ -192,3 +192,50 @@ func lookup(names []string) ([]func() Target, error) {
 	}
 	return out, nil
 }
+
+// Optional interfaces of targets and sessions.
+type (
+	// preparer sessions need per-holder setup before the load starts
+	// (etcd: one session lease per agent). It is untimed.
+	preparer interface {
+		prepare(ctx context.Context, holders []string) error
+	}
+	// denialFiller sessions look a denial's expiry up in a call of its own,
+	// made after the claim was answered and recorded, with its own deadline.
+	denialFiller interface {
+		fillDenial(ctx context.Context, err error)
+	}
+	// leaseDurationAware targets are told the agents' lease duration
+	// before sessions are made.
+	leaseDurationAware interface{ setLeaseDuration(time.Duration) }
+	// observable targets say which client-side counters mean something for
+	// them: deadlineAware (the target answers "not applied" when an op's
+	// deadline passed, so applied-after-deadline is observable) and
+	// renewalsInLog (every renewal is a log entry, so ops per entry
+	// compares like with like). Targets without it are both.
+	observable interface {
+		deadlineAware() bool
+		renewalsInLog() bool
+	}
+)
+
+// fullyObservable is the default: both counters observable.
+type fullyObservable struct{}
+
+func (fullyObservable) deadlineAware() bool { return true }
+func (fullyObservable) renewalsInLog() bool { return true }
+
+func observability(t Target) observable {
+	if o, ok := innerTarget(t).(observable); ok {
+		return o
+	}
+	return fullyObservable{}
+}
+
+// innerTarget is the target a childTarget wraps, or t.
+func innerTarget(t Target) Target {
+	if c, ok := t.(*childTarget); ok {
+		return c.inner
+	}
+	return t
+}

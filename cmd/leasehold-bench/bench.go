@@ -103,12 +103,15 @@ renew several times.`,
 			fmt.Fprintf(out, "%-10s %9s %8s %8s %9s %8s %6s %6s %6s %6s %7s %7s\n",
 				"target", "ops/s", "p50 ms", "p99 ms", "ops/entry", "rejected", "errors", "early", "dual", "leader", "aad", "rss MB")
 			for _, r := range rep.Results {
-				aad := "n/a"
-				if r.AppliedAfterDeadlineMeasured {
-					aad = fmt.Sprint(r.AppliedAfterDeadline)
+				aad, ope := "n/a", "n/a"
+				if r.AppliedAfterDeadline != nil {
+					aad = fmt.Sprint(*r.AppliedAfterDeadline)
 				}
-				fmt.Fprintf(out, "%-10s %9.0f %8.2f %8.2f %9.2f %8d %6d %6d %6d %6d %7s %7.0f\n",
-					r.Target, r.OpsPerSec, r.P50Ms, r.P99Ms, r.OpsPerEntry, r.Rejected, r.Errors,
+				if r.OpsPerEntry != nil {
+					ope = fmt.Sprintf("%.2f", *r.OpsPerEntry)
+				}
+				fmt.Fprintf(out, "%-10s %9.0f %8.2f %8.2f %9s %8d %6d %6d %6d %6d %7s %7.0f\n",
+					r.Target, r.OpsPerSec, r.P50Ms, r.P99Ms, ope, r.Rejected, r.Errors,
 					r.EarlyExpiries, r.DualHolders, r.LeaderChanges, aad, r.MaxRSSMB)
 			}
 			for _, q := range rep.Ratios {
@@ -143,7 +146,8 @@ renew several times.`,
 	f.Float64Var(&o.EventAt, "event-at", 0.5, "herd/burst: when it fires, as a fraction of --duration")
 	f.Float64Var(&o.RevokeChance, "revoke-chance", 0.02, "probability a holder releases instead of renewing (negative: never)")
 	f.Uint64Var(&o.Seed, "seed", 1, "seed for the agents' jitter")
-	f.BoolVar(&o.NoBulk, "no-bulk", false, "one call per op even for targets that take bulk calls")
+	f.BoolVar(&o.Bulk, "bulk", false, "multiplex the agents' ops onto bulk calls; every target must take them (the same client shape for all)")
+	f.BoolVar(&o.NoBulk, "no-bulk", false, "one call per op (the default; kept for old scripts)")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write CPU profiles PREFIX-harness.pprof (clients and load) and PREFIX-TARGET-servers.pprof (each target's server process)")
 	f.Float64Var(&o.Rate, "rate", 0, "saturation run: holders renew every leases/rate seconds so renewals offer this many ops/s (leases last 4 renew intervals, >= 2s; no time compression)")
 	f.StringVar(&o.DataDir, "data-dir", "", "where the clusters keep their data, removed after each target (default: the temp dir)")
