@@ -131,7 +131,7 @@ func TestResultProblemsCatchesEachCounter(t *testing.T) {
 	good := map[string]any{"target": "leasehold", "ops_per_sec": 100.0, "p50_ms": 1.0, "p99_ms": 2.0,
 		"ops_per_entry": 2.0, "rejected": 0.0, "errors": 0.0, "early_expiries": 0.0, "dual_holders": 0.0,
 		"applied_after_deadline": 0.0, "leader_changes": 0.0, "max_rss_mb": 50.0, "fencing_violations": 0.0,
-		"by_op": map[string]any{"claim": map[string]any{"count": 5.0}, "extend": map[string]any{"count": 5.0}},
+		"by_op":  map[string]any{"claim": map[string]any{"count": 5.0}, "extend": map[string]any{"count": 5.0}},
 		"series": []any{1.0}}
 	if bad := resultProblems(good, true); len(bad) > 0 {
 		t.Fatalf("good result rejected: %v", bad)

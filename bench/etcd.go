@@ -265,8 +265,8 @@ type etcdSession struct {
 }
 
 var (
-	_ preparer      = (*etcdSession)(nil)
-	_ denialFiller  = (*etcdSession)(nil)
+	_ preparer     = (*etcdSession)(nil)
+	_ denialFiller = (*etcdSession)(nil)
 )
 
 func etcdKey(key string) string { return "/leasehold-bench/" + key }

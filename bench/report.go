@@ -53,7 +53,7 @@ type Result struct {
 	MaxMs         float64 `json:"max_ms"`
 	// Entries is the Raft applied-index growth during the load; OpsPerEntry
 	// = Ops / Entries (0 when the target does not report its index).
-	Entries     uint64  `json:"entries"`
+	Entries uint64 `json:"entries"`
 	// Null when the target's renewals are not log entries (etcd): the
 	// ratio would then mix log and non-log ops.
 	OpsPerEntry *float64 `json:"ops_per_entry"`
@@ -84,11 +84,11 @@ type Result struct {
 	// it cannot be observed. PhantomTenures likewise counted. ServerAppliedAfterDeadline is the target's
 	// own audit, when it has one (server_applied_after_deadline_measured).
 	AppliedAfterDeadline               *uint64 `json:"applied_after_deadline"`
-	AppliedAfterDeadlineMeasured       bool   `json:"applied_after_deadline_measured"`
-	PhantomTenures                     int    `json:"phantom_tenures"`
-	ServerAppliedAfterDeadline         uint64 `json:"server_applied_after_deadline"`
-	ServerAppliedAfterDeadlineMeasured bool   `json:"server_applied_after_deadline_measured"`
-	LeaderChanges                      int    `json:"leader_changes"`
+	AppliedAfterDeadlineMeasured       bool    `json:"applied_after_deadline_measured"`
+	PhantomTenures                     int     `json:"phantom_tenures"`
+	ServerAppliedAfterDeadline         uint64  `json:"server_applied_after_deadline"`
+	ServerAppliedAfterDeadlineMeasured bool    `json:"server_applied_after_deadline_measured"`
+	LeaderChanges                      int     `json:"leader_changes"`
 	// MaxRSSMB: peak resident memory sampled every 250 ms. RSSScope says
 	// whose: "process" (servers and load generator share this process) or
 	// "servers".
