@@ -49,6 +49,13 @@ type CeilOptions struct {
 	ExpireTTL    time.Duration
 	// OpTimeout bounds every call; default 5s.
 	OpTimeout time.Duration
+	// Rates, when set, make this a saturation sweep: each op is offered at
+	// each rate (calls per second, open loop) to a pool of Concurrency[0]
+	// workers (default 500), and the report gives the knee: the highest
+	// offered rate served with p99 under P99Bound (default 100ms), no
+	// errors and at least 95 % of the offered rate achieved.
+	Rates    []float64
+	P99Bound time.Duration
 	// Out, DataDir, Log, ServerProcess: as in Options.
 	Out           string
 	DataDir       string
@@ -70,6 +77,20 @@ func (o *CeilOptions) defaults() error {
 	}
 	if len(o.Concurrency) == 0 {
 		o.Concurrency = []int{1, 10, 100, 1000}
+		if len(o.Rates) > 0 {
+			o.Concurrency = []int{500}
+		}
+	}
+	if len(o.Rates) > 0 && len(o.Concurrency) != 1 {
+		return errors.New("bench: a saturation sweep takes one --concurrency: the worker pool size")
+	}
+	for _, r := range o.Rates {
+		if r <= 0 {
+			return fmt.Errorf("bench: rate %v must be positive", r)
+		}
+	}
+	if o.P99Bound == 0 {
+		o.P99Bound = 100 * time.Millisecond
 	}
 	for _, c := range o.Concurrency {
 		if c < 1 {
@@ -240,11 +261,29 @@ func RunCeilings(ctx context.Context, o CeilOptions) (*CeilReport, error) {
 		ops = slices.Insert(ops, slices.Index(ops, "extend")+1, "extend-stream")
 	}
 	for _, op := range ops {
-		concs := o.Concurrency
-		if op == "expire" {
-			concs = []int{o.ExpireLeases} // one row: N leases expire at once
+		type point struct {
+			conc int
+			rate float64
 		}
-		for _, c := range concs {
+		var points []point
+		for _, c := range o.Concurrency {
+			points = append(points, point{c, 0})
+		}
+		if op == "expire" {
+			if len(o.Rates) > 0 {
+				r.rep.Notes = appendOnce(r.rep.Notes, "expire is not part of a saturation sweep: skipped")
+				continue
+			}
+			points = []point{{o.ExpireLeases, 0}} // one row: N leases expire at once
+		}
+		if len(o.Rates) > 0 {
+			points = nil
+			for _, rt := range o.Rates {
+				points = append(points, point{o.Concurrency[0], rt})
+			}
+		}
+		for _, pt := range points {
+			c := pt.conc
 			for rep := 0; rep < o.Reps; rep++ {
 				ts := slices.Clone(specs)
 				if rep%2 == 1 { // alternate which target runs first
@@ -255,7 +294,7 @@ func RunCeilings(ctx context.Context, o CeilOptions) (*CeilReport, error) {
 					if err != nil {
 						return r.rep, err
 					}
-					k := ceilKey{sp.name, op, c, r.batchFor(sp, op)}
+					k := ceilKey{sp.name, op, c, r.batchFor(sp, op), pt.rate}
 					if !ok {
 						if rep == 0 && (op != "extend-stream" || slices.Contains(o.Ops, op)) {
 							r.rep.Notes = appendOnce(r.rep.Notes, fmt.Sprintf("%s: %s skipped: %s", sp.name, op, why))
@@ -265,8 +304,8 @@ func RunCeilings(ctx context.Context, o CeilOptions) (*CeilReport, error) {
 					if _, seen := samples[k]; !seen {
 						order = append(order, k)
 					}
-					r.logf("bench: ceilings: %s %s c=%d batch=%d rep %d/%d", sp.name, op, c, k.batch, rep+1, o.Reps)
-					s, err := r.runOnce(ctx, sp, op, c, rep)
+					r.logf("bench: %s: %s %s c=%d batch=%d rate=%g rep %d/%d", r.rep.Scenario, sp.name, op, c, k.batch, pt.rate, rep+1, o.Reps)
+					s, err := r.runOnce(ctx, sp, op, c, rep, k.rate)
 					if err != nil {
 						if ctx.Err() != nil {
 							return r.rep, err
@@ -284,7 +323,7 @@ func RunCeilings(ctx context.Context, o CeilOptions) (*CeilReport, error) {
 	for _, k := range order {
 		r.rep.Ceilings = append(r.rep.Ceilings, aggregate(k, samples[k]))
 	}
-	r.rep.finish()
+	r.rep.finish(o.P99Bound)
 	return r.rep, r.rep.write(o.Out)
 }
 
@@ -344,7 +383,13 @@ func (r *ceilRunner) snap(ctx context.Context, t Target, pid int) cpuSnap {
 }
 
 // runOnce is one run: a fresh cluster, untimed setup, warm-up, the window.
-func (r *ceilRunner) runOnce(ctx context.Context, sp ceilSpec, op string, conc, rep int) (s ceilSample, err error) {
+//
+// With rate > 0 the load is open-loop: calls are offered at that rate
+// whatever the answers, to the conc workers; a call that finds no idle
+// worker is dropped (counted as an error), and latency runs from the
+// moment the call was due, so a slow server is not hidden by the load
+// generator waiting for it (coordinated omission).
+func (r *ceilRunner) runOnce(ctx context.Context, sp ceilSpec, op string, conc, rep int, rate float64) (s ceilSample, err error) {
 	fs, _ := lookup([]string{sp.base})
 	t := fs[0]()
 	inner := t
@@ -462,17 +507,31 @@ func (r *ceilRunner) runOnce(ctx context.Context, sp ceilSpec, op string, conc, 
 		exhausted                 bool
 	}
 	accs := make([]acc, conc)
+	var jobs chan time.Time // open loop: due times
+	var dropped atomic.Uint64
+	if rate > 0 {
+		jobs = make(chan time.Time, conc) // at most one queued call per worker
+		wg.Go(func() { offer(ctx, jobs, stop, rate, base, &ws, &we, &dropped) })
+	}
 	for i, w := range workers {
 		wg.Go(func() {
 			a := &accs[i]
 			for {
-				select {
-				case <-stop:
-					return
-				default:
+				t0 := time.Now()
+				if jobs != nil {
+					due, ok := <-jobs
+					if !ok {
+						return
+					}
+					t0 = due
+				} else {
+					select {
+					case <-stop:
+						return
+					default:
+					}
 				}
 				cctx, cancel := context.WithTimeout(ctx, r.o.OpTimeout)
-				t0 := time.Now()
 				good, denied, failed, err := w.do(cctx)
 				t1 := time.Now()
 				cancel()
@@ -494,7 +553,7 @@ func (r *ceilRunner) runOnce(ctx context.Context, sp ceilSpec, op string, conc, 
 						a.errs++
 					}
 				}
-				if err != nil && failed == 0 {
+				if err != nil && failed == 0 && jobs == nil {
 					// a failed call: do not spin on a dead cluster
 					select {
 					case <-stop:
@@ -528,6 +587,10 @@ func (r *ceilRunner) runOnce(ctx context.Context, sp ceilSpec, op string, conc, 
 		if x.exhausted {
 			exhausted++
 		}
+	}
+	if d := dropped.Load(); d > 0 {
+		s.Errors += d
+		s.Notes = append(s.Notes, fmt.Sprintf("%d offered calls found no idle worker and were dropped (counted as errors)", d))
 	}
 	if exhausted > 0 {
 		s.Notes = append(s.Notes, fmt.Sprintf("%d workers ran out of prepared keys before the end: the figure understates the ceiling", exhausted))
@@ -627,4 +690,34 @@ func (r *ceilRunner) runExpire(ctx context.Context, t Target, pid int, rssBase u
 	s.fill(a, b, pid, rssBase)
 	s.Held = p.leases
 	return s, nil
+}
+
+// offer sends due times on jobs at rate per second until stop, then closes
+// jobs. A due time no worker takes at once is dropped; those due inside
+// the window [ws, we) are counted.
+func offer(ctx context.Context, jobs chan<- time.Time, stop <-chan struct{}, rate float64, base time.Time, ws, we *atomic.Int64, dropped *atomic.Uint64) {
+	defer close(jobs)
+	interval := time.Duration(float64(time.Second) / rate)
+	next := time.Now()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			for !next.After(now) {
+				select {
+				case jobs <- next:
+				default:
+					if at := int64(next.Sub(base)); at >= ws.Load() && at < we.Load() {
+						dropped.Add(1)
+					}
+				}
+				next = next.Add(interval)
+			}
+		}
+	}
 }

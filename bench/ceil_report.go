@@ -24,6 +24,8 @@ type CeilReport struct {
 	Config   ceilConfigOut `json:"config"`
 	Machine  Machine       `json:"machine"`
 	Ceilings []CeilRow     `json:"ceilings"`
+	// Saturation sweep only: the knee per (target, op).
+	Knees []Knee `json:"knees,omitempty"`
 	// Ratios: leasehold/etcd goodput per (op, concurrency), from medians of
 	// the same invocation.
 	Ratios []CeilRatio `json:"ratios,omitempty"`
@@ -32,17 +34,19 @@ type CeilReport struct {
 }
 
 type ceilConfigOut struct {
-	Targets      []string `json:"targets"`
-	Ops          []string `json:"ops"`
-	Concurrency  []int    `json:"concurrency"`
-	Batch        int      `json:"batch"`
-	Reps         int      `json:"reps"`
-	DurationS    float64  `json:"duration_s"`
-	WarmupS      float64  `json:"warmup_s"`
-	PerConn      int      `json:"workers_per_connection"`
-	ExpireLeases int      `json:"expire_leases"`
-	ExpireTTLS   float64  `json:"expire_ttl_s"`
-	OpTimeoutS   float64  `json:"op_timeout_s"`
+	Targets      []string  `json:"targets"`
+	Ops          []string  `json:"ops"`
+	Concurrency  []int     `json:"concurrency"`
+	Rates        []float64 `json:"rates,omitempty"`
+	P99BoundMs   float64   `json:"p99_bound_ms,omitempty"`
+	Batch        int       `json:"batch"`
+	Reps         int       `json:"reps"`
+	DurationS    float64   `json:"duration_s"`
+	WarmupS      float64   `json:"warmup_s"`
+	PerConn      int       `json:"workers_per_connection"`
+	ExpireLeases int       `json:"expire_leases"`
+	ExpireTTLS   float64   `json:"expire_ttl_s"`
+	OpTimeoutS   float64   `json:"op_timeout_s"`
 }
 
 // CeilRow is one (target, op, concurrency, batch): medians over the reps,
@@ -74,7 +78,20 @@ type CeilRow struct {
 	LagP99Ms   *float64  `json:"expiry_lag_p99_ms,omitempty"`
 	DueSpreadS *float64  `json:"due_spread_s,omitempty"`
 	Samples    []float64 `json:"ops_per_sec_samples"`
-	Notes      []string  `json:"notes,omitempty"`
+	// saturation only: the offered rate in calls per second (open loop).
+	OfferedRate float64  `json:"offered_rate,omitempty"`
+	Notes       []string `json:"notes,omitempty"`
+}
+
+// Knee is the highest offered rate a target served with p99 under the
+// bound, no errors and at least 95 % of the rate achieved; 0 when none was.
+type Knee struct {
+	Target      string  `json:"target"`
+	Op          string  `json:"op"`
+	OfferedRate float64 `json:"offered_rate"`
+	OpsPerSec   float64 `json:"ops_per_sec"`
+	P99Ms       float64 `json:"p99_ms"`
+	P99BoundMs  float64 `json:"p99_bound_ms"`
 }
 
 // CeilRatio is leasehold's median goodput over another target's.
@@ -90,13 +107,18 @@ type ceilKey struct {
 	op     string
 	conc   int
 	batch  int
+	rate   float64 // saturation: offered calls per second
 }
 
 func newCeilReport(o CeilOptions) *CeilReport {
+	scenario := "ceilings"
+	if len(o.Rates) > 0 {
+		scenario = "saturation"
+	}
 	return &CeilReport{
-		Date: time.Now().UTC(), Scenario: "ceilings", Machine: machineInfo(),
+		Date: time.Now().UTC(), Scenario: scenario, Machine: machineInfo(),
 		Config: ceilConfigOut{
-			Targets: o.Targets, Ops: o.Ops, Concurrency: o.Concurrency, Batch: o.Batch, Reps: o.Reps,
+			Targets: o.Targets, Ops: o.Ops, Concurrency: o.Concurrency, Rates: o.Rates, P99BoundMs: ms(o.P99Bound), Batch: o.Batch, Reps: o.Reps,
 			DurationS: o.Duration.Seconds(), WarmupS: o.Warmup.Seconds(), PerConn: o.PerConn,
 			ExpireLeases: o.ExpireLeases, ExpireTTLS: o.ExpireTTL.Seconds(), OpTimeoutS: o.OpTimeout.Seconds(),
 		},
@@ -137,7 +159,7 @@ func medianPtr(ps []*float64) *float64 {
 }
 
 func aggregate(k ceilKey, ss []ceilSample) CeilRow {
-	row := CeilRow{Target: k.target, Op: k.op, Concurrency: k.conc, Batch: k.batch, Reps: len(ss)}
+	row := CeilRow{Target: k.target, Op: k.op, Concurrency: k.conc, Batch: k.batch, Reps: len(ss), OfferedRate: k.rate}
 	var ops, p50, p99, lg, sc, lc, rss, l50, l99, spread []float64
 	var cpu, fs, per []*float64
 	for _, s := range ss {
@@ -170,7 +192,11 @@ func aggregate(k ceilKey, ss []ceilSample) CeilRow {
 }
 
 // finish computes leasehold/X ratios of median goodput per (op, concurrency).
-func (r *CeilReport) finish() {
+func (r *CeilReport) finish(bound time.Duration) {
+	if r.Scenario == "saturation" {
+		r.knees(bound)
+		return
+	}
 	for _, a := range r.Ceilings {
 		if a.Target != "leasehold" {
 			continue
@@ -187,7 +213,7 @@ func (r *CeilReport) finish() {
 }
 
 func (r *CeilReport) write(dir string) error {
-	charts, err := writeCeilCharts(dir, r.Ceilings)
+	charts, err := writeCeilCharts(dir, r.Ceilings, r.Scenario == "saturation")
 	if err != nil {
 		return err
 	}
@@ -213,6 +239,9 @@ func fmtPtr(p *float64, format string) string {
 func (r *CeilReport) Markdown() string {
 	var b strings.Builder
 	c := r.Config
+	if r.Scenario == "saturation" {
+		return r.saturationMarkdown()
+	}
 	fmt.Fprintf(&b, "# leasehold bench: ceilings\n\n%s. Targets %s; %d reps of %gs windows after %gs warm-up; %d workers per connection; bulk calls of up to %d ops; call deadline %gs.\n",
 		r.Date.Format(time.RFC3339), strings.Join(c.Targets, ", "), c.Reps, c.DurationS, c.WarmupS, c.PerConn, c.Batch, c.OpTimeoutS)
 	fmt.Fprintf(&b, "Machine: %s, %d cores, %s, %s.\n\n", r.Machine.CPU, r.Machine.Cores, r.Machine.GoVersion, r.Machine.OS)
@@ -261,7 +290,7 @@ func (r *CeilReport) Markdown() string {
 
 // writeCeilCharts draws, per op, goodput against workers and p99 against
 // goodput (the latency/throughput curve), one line per target.
-func writeCeilCharts(dir string, rows []CeilRow) ([]string, error) {
+func writeCeilCharts(dir string, rows []CeilRow, sweep bool) ([]string, error) {
 	var ops []string
 	for _, x := range rows {
 		if x.Op != "expire" && !slices.Contains(ops, x.Op) {
@@ -272,11 +301,20 @@ func writeCeilCharts(dir string, rows []CeilRow) ([]string, error) {
 	for _, op := range ops {
 		for _, kind := range []string{"throughput", "latency"} {
 			p := plot.New()
-			if kind == "throughput" {
+			switch {
+			case sweep && kind == "throughput":
+				p.Title.Text = op + ": achieved vs offered (open loop)"
+				p.X.Label.Text = "offered ops/s"
+				p.Y.Label.Text = "achieved ops/s"
+			case sweep:
+				p.Title.Text = op + ": p99 vs offered rate (open loop)"
+				p.X.Label.Text = "offered ops/s"
+				p.Y.Label.Text = "p99 ms (from due time)"
+			case kind == "throughput":
 				p.Title.Text = op + ": goodput vs workers"
 				p.X.Label.Text = "workers (log10)"
 				p.Y.Label.Text = "ops/s (median)"
-			} else {
+			default:
 				p.Title.Text = op + ": p99 vs goodput"
 				p.X.Label.Text = "ops/s (median)"
 				p.Y.Label.Text = "p99 ms"
@@ -295,9 +333,15 @@ func writeCeilCharts(dir string, rows []CeilRow) ([]string, error) {
 					if x.Op != op || x.Target != t {
 						continue
 					}
-					if kind == "throughput" {
+					offered := x.OfferedRate * float64(x.Batch)
+					switch {
+					case sweep && kind == "throughput":
+						xys = append(xys, plotter.XY{X: offered, Y: x.OpsPerSec})
+					case sweep:
+						xys = append(xys, plotter.XY{X: offered, Y: x.P99Ms})
+					case kind == "throughput":
 						xys = append(xys, plotter.XY{X: math.Log10(float64(x.Concurrency)), Y: x.OpsPerSec})
-					} else {
+					default:
 						xys = append(xys, plotter.XY{X: x.OpsPerSec, Y: x.P99Ms})
 					}
 				}
@@ -321,4 +365,56 @@ func writeCeilCharts(dir string, rows []CeilRow) ([]string, error) {
 		}
 	}
 	return files, nil
+}
+
+// knees finds each (target, op)'s knee in a saturation sweep. Each call
+// carries batch ops, so the offered op rate is rate x batch.
+func (r *CeilReport) knees(bound time.Duration) {
+	type to struct{ t, op string }
+	var order []to
+	best := map[to]Knee{}
+	for _, x := range r.Ceilings {
+		k := to{x.Target, x.Op}
+		if _, ok := best[k]; !ok {
+			order = append(order, k)
+			best[k] = Knee{Target: x.Target, Op: x.Op, P99BoundMs: ms(bound)}
+		}
+		offeredOps := x.OfferedRate * float64(x.Batch)
+		if x.Errors == 0 && x.P99Ms <= ms(bound) && x.OpsPerSec >= 0.95*offeredOps && x.OfferedRate > best[k].OfferedRate {
+			best[k] = Knee{Target: x.Target, Op: x.Op, OfferedRate: x.OfferedRate, OpsPerSec: x.OpsPerSec, P99Ms: x.P99Ms, P99BoundMs: ms(bound)}
+		}
+	}
+	for _, k := range order {
+		r.Knees = append(r.Knees, best[k])
+	}
+}
+
+func (r *CeilReport) saturationMarkdown() string {
+	var b strings.Builder
+	c := r.Config
+	fmt.Fprintf(&b, "# leasehold bench: saturation (open-loop sweep)\n\n%s. Targets %s; offered rates %v calls/s to a pool of %v workers; %d reps of %gs windows after %gs warm-up; call deadline %gs. Latency runs from each call's due time.\n",
+		r.Date.Format(time.RFC3339), strings.Join(c.Targets, ", "), c.Rates, c.Concurrency, c.Reps, c.DurationS, c.WarmupS, c.OpTimeoutS)
+	fmt.Fprintf(&b, "Machine: %s, %d cores, %s, %s.\n\n", r.Machine.CPU, r.Machine.Cores, r.Machine.GoVersion, r.Machine.OS)
+	b.WriteString("| op | target | offered ops/s | achieved ops/s median [min–max] | p50 ms | p99 ms | server CPU µs/op | fsyncs/op | errors |\n|---|---|---:|---|---:|---:|---:|---:|---:|\n")
+	for _, x := range r.Ceilings {
+		fmt.Fprintf(&b, "| %s | %s | %.0f | %.0f [%.0f–%.0f] | %.2f | %.2f | %s | %s | %d |\n", x.Op, x.Target, x.OfferedRate*float64(x.Batch),
+			x.OpsPerSec, x.OpsPerSecMin, x.OpsPerSecMax, x.P50Ms, x.P99Ms, fmtPtr(x.ServerCPUUsPerOp, "%.0f"), fmtPtr(x.FsyncsPerOp, "%.3f"), x.Errors)
+	}
+	b.WriteString("\nKnee: the highest offered rate served with p99 under the bound, no errors and at least 95 % of it achieved (0: none was).\n\n| op | target | knee (offered calls/s) | achieved ops/s | p99 ms | bound ms |\n|---|---|---:|---:|---:|---:|\n")
+	for _, k := range r.Knees {
+		fmt.Fprintf(&b, "| %s | %s | %.0f | %.0f | %.2f | %.0f |\n", k.Op, k.Target, k.OfferedRate, k.OpsPerSec, k.P99Ms, k.P99BoundMs)
+	}
+	for _, ch := range r.Charts {
+		fmt.Fprintf(&b, "\n![%s](%s)\n", strings.TrimSuffix(ch, ".png"), ch)
+	}
+	b.WriteString("\nNotes:\n\n")
+	for _, n := range r.Notes {
+		fmt.Fprintf(&b, "- %s\n", n)
+	}
+	for _, x := range r.Ceilings {
+		for _, n := range x.Notes {
+			fmt.Fprintf(&b, "- %s %s rate=%.0f: %s\n", x.Target, x.Op, x.OfferedRate, n)
+		}
+	}
+	return b.String()
 }

@@ -169,11 +169,72 @@ func TestCeilAggregate(t *testing.T) {
 	for i, v := range []float64{30, 10, 20} {
 		ss = append(ss, ceilSample{OpsPerSec: v, P99Ms: v / 10, ServerCPUUs: &cpu[i], MaxRSSMB: v})
 	}
-	row := aggregate(ceilKey{"x", "claim", 10, 1}, ss)
+	row := aggregate(ceilKey{"x", "claim", 10, 1, 0}, ss)
 	if row.OpsPerSec != 20 || row.OpsPerSecMin != 10 || row.OpsPerSecMax != 30 || row.Reps != 3 || row.P99Ms != 2 {
 		t.Errorf("aggregate: %+v", row)
 	}
 	if row.ServerCPUUsPerOp == nil || *row.ServerCPUUsPerOp != 200 || row.FsyncsPerOp != nil || row.MaxRSSMB != 30 {
 		t.Errorf("aggregate pointers: cpu %v fsyncs %v rss %v", row.ServerCPUUsPerOp, row.FsyncsPerOp, row.MaxRSSMB)
+	}
+}
+
+// TestSaturationTiny: an open-loop sweep of two rates on both targets; the
+// rows carry their offered rate and each (target, op) gets a knee.
+func TestSaturationTiny(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts 4 clusters")
+	}
+	dir := t.TempDir()
+	rep, err := RunCeilings(context.Background(), CeilOptions{
+		Targets: []string{"leasehold", "etcd"}, Ops: []string{"claim"}, Concurrency: []int{20},
+		Rates: []float64{20, 100}, Reps: 1, Duration: 500 * time.Millisecond, Warmup: 100 * time.Millisecond,
+		P99Bound: 2 * time.Second, Out: dir, DataDir: t.TempDir(), ServerProcess: childProcess,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "report.json"))
+	var raw struct {
+		Scenario string           `json:"scenario"`
+		Ceilings []map[string]any `json:"ceilings"`
+		Knees    []map[string]any `json:"knees"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		t.Fatal(err)
+	}
+	if raw.Scenario != "saturation" || len(raw.Ceilings) != 4 || len(raw.Knees) != 2 {
+		t.Fatalf("scenario %q, %d rows, %d knees", raw.Scenario, len(raw.Ceilings), len(raw.Knees))
+	}
+	for _, row := range raw.Ceilings {
+		if bad := checkCeilRow(row, 1); len(bad) > 0 {
+			t.Errorf("%v %v: %v", row["target"], row["offered_rate"], bad)
+		}
+		// An open loop offers what it offers: the achieved rate is near it
+		// (loose: a tiny window on a shared machine).
+		if off, got := row["offered_rate"].(float64), row["ops_per_sec"].(float64); got > 1.5*off || got < 0.3*off {
+			t.Errorf("%v: offered %v, achieved %v", row["target"], off, got)
+		}
+	}
+	for _, k := range rep.Knees {
+		if k.OfferedRate != 100 {
+			t.Errorf("%s knee at %v with a 2 s p99 bound, want 100", k.Target, k.OfferedRate)
+		}
+	}
+}
+
+// TestKneeCatchesEachCondition: a rate with errors, a p99 over the bound or
+// a shortfall in achieved rate is not the knee.
+func TestKneeCatchesEachCondition(t *testing.T) {
+	row := func(rate, ops, p99 float64, errs uint64) CeilRow {
+		return CeilRow{Target: "x", Op: "claim", Batch: 1, OfferedRate: rate, OpsPerSec: ops, P99Ms: p99, Errors: errs}
+	}
+	for name, bad := range map[string]CeilRow{
+		"errors": row(400, 400, 10, 1), "p99": row(400, 400, 150, 0), "shortfall": row(400, 300, 10, 0),
+	} {
+		r := &CeilReport{Scenario: "saturation", Ceilings: []CeilRow{row(100, 100, 10, 0), row(200, 199, 20, 0), bad}}
+		r.finish(100 * time.Millisecond)
+		if len(r.Knees) != 1 || r.Knees[0].OfferedRate != 200 {
+			t.Errorf("%s: knees %+v, want 200", name, r.Knees)
+		}
 	}
 }

@@ -49,7 +49,20 @@ minute; short runs compress time (see --time-scale) so that holders still
 renew several times.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if o.Scenario == "ceilings" {
+			if o.Rate > 0 { // the old closed-loop --rate is now a one-point open-loop sweep
+				ceil.Rates = append(ceil.Rates, o.Rate)
+				o.Rate = 0
+			}
+			if len(ceil.Rates) > 0 && o.Scenario != "saturation" {
+				if cmd.Flags().Changed("scenario") {
+					return fmt.Errorf("--rates/--rate go with --scenario saturation")
+				}
+				o.Scenario = "saturation"
+			}
+			if o.Scenario == "saturation" && len(ceil.Rates) == 0 {
+				return fmt.Errorf("--scenario saturation needs --rates R1,R2,...")
+			}
+			if o.Scenario == "ceilings" || o.Scenario == "saturation" {
 				return runCeilings(cmd, ceil, targets, o, quiet, inProcess)
 			}
 			for _, t := range targets {
@@ -123,7 +136,7 @@ renew several times.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.Scenario, "scenario", "steady", "steady, herd (every agent restarts at once), burst (extra claimants claim at once) or ceilings (each op on its own)")
+	f.StringVar(&o.Scenario, "scenario", "steady", "steady, herd (every agent restarts at once), burst (extra claimants claim at once), ceilings (each op on its own) or saturation (open-loop sweep of --rates)")
 	f.StringSliceVar(&ceil.Ops, "ops", nil, "ceilings: ops, comma separated: claim,claim-contended,extend,extend-stream,revoke,expire,bulk-claim,bulk-extend (default claim,extend,revoke)")
 	f.IntSliceVar(&ceil.Concurrency, "concurrency", nil, "ceilings: worker counts, each worker one call in flight (default 1,10,100,1000)")
 	f.IntVar(&ceil.Batch, "batch", 0, "ceilings: ops per bulk call (default 256; etcd at most 127)")
@@ -149,7 +162,9 @@ renew several times.`,
 	f.BoolVar(&o.Bulk, "bulk", false, "multiplex the agents' ops onto bulk calls; every target must take them (the same client shape for all)")
 	f.BoolVar(&o.NoBulk, "no-bulk", false, "one call per op (the default; kept for old scripts)")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write CPU profiles PREFIX-harness.pprof (clients and load) and PREFIX-TARGET-servers.pprof (each target's server process)")
-	f.Float64Var(&o.Rate, "rate", 0, "saturation run: holders renew every leases/rate seconds so renewals offer this many ops/s (leases last 4 renew intervals, >= 2s; no time compression)")
+	f.Float64SliceVar(&ceil.Rates, "rates", nil, "saturation: offered rates (calls per second, open loop) to sweep, e.g. 500,1000,2000,4000")
+	f.DurationVar(&ceil.P99Bound, "p99-bound", 0, "saturation: the knee is the highest rate served with p99 under this (default 100ms)")
+	f.Float64Var(&o.Rate, "rate", 0, "same as --scenario saturation --rates R (one offered rate, open loop)")
 	f.StringVar(&o.DataDir, "data-dir", "", "where the clusters keep their data, removed after each target (default: the temp dir)")
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress bar or progress lines on stderr")
 	f.BoolVar(&inProcess, "in-process", false, "run the servers in this process (max RSS is then the whole process's) instead of one child process per target")
@@ -218,6 +233,9 @@ func runCeilings(cmd *cobra.Command, c bench.CeilOptions, targets []string, o be
 		}
 		fmt.Fprintf(out, "%-16s %-12s %6d %6d %10.0f %10.0f-%-10.0f %8.2f %8.2f %8s %8s %6d\n",
 			r.Op, r.Target, r.Concurrency, r.Batch, r.OpsPerSec, r.OpsPerSecMin, r.OpsPerSecMax, r.P50Ms, r.P99Ms, cpu, fs, r.Errors)
+	}
+	for _, k := range rep.Knees {
+		fmt.Fprintf(out, "knee: %s %s: %.0f calls/s offered (%.0f ops/s achieved, p99 %.2f ms <= %.0f ms)\n", k.Target, k.Op, k.OfferedRate, k.OpsPerSec, k.P99Ms, k.P99BoundMs)
 	}
 	dir, _ := filepath.Abs(c.Out)
 	fmt.Fprintf(out, "report: %s\n", filepath.Join(dir, "report.md"))
