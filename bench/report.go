@@ -103,12 +103,15 @@ type Result struct {
 
 // OpStat is one op type's figures.
 type OpStat struct {
-	Count  uint64            `json:"count"`
-	P50Ms  float64           `json:"p50_ms"`
-	P99Ms  float64           `json:"p99_ms"`
-	MaxMs  float64           `json:"max_ms"`
-	MeanMs float64           `json:"mean_ms"`
-	ByCode map[string]uint64 `json:"by_code"`
+	Count uint64 `json:"count"`
+	// OKPerSec is this op's goodput: calls answered ok per second (the
+	// ratio between targets is taken per op, since op shares differ).
+	OKPerSec float64           `json:"ok_per_sec"`
+	P50Ms    float64           `json:"p50_ms"`
+	P99Ms    float64           `json:"p99_ms"`
+	MaxMs    float64           `json:"max_ms"`
+	MeanMs   float64           `json:"mean_ms"`
+	ByCode   map[string]uint64 `json:"by_code"`
 }
 
 // Point is one second of the run (by the calls' answer time).
@@ -151,6 +154,7 @@ func measure(cfg runConfig, name string, obs observable, rec *recorder, before, 
 				r.Extended += n
 			}
 		}
+		st.OKPerSec = float64(rec.codes[op][lease.CodeOK]) / elapsed.Seconds()
 		r.ByOp[op.String()] = st
 	}
 	r.Ops = all.n
@@ -317,7 +321,7 @@ func (r *Report) Markdown() string {
 				codes = append(codes, fmt.Sprintf("%s %d", c, n))
 			}
 			slices.Sort(codes)
-			fmt.Fprintf(&b, "- %s %s: %d, %.2f / %.2f ms; %s\n", x.Target, op, st.Count, st.P50Ms, st.P99Ms, strings.Join(codes, ", "))
+			fmt.Fprintf(&b, "- %s %s: %d (%.0f ok/s), %.2f / %.2f ms; %s\n", x.Target, op, st.Count, st.OKPerSec, st.P50Ms, st.P99Ms, strings.Join(codes, ", "))
 		}
 	}
 	for _, x := range r.Results {
