@@ -605,4 +605,3 @@ func (r *ceilRunner) runOnce(ctx context.Context, sp ceilSpec, op string, conc, 
 	s.fill(a, b, pid, rssBase)
 	return s, nil
 }
-
