@@ -136,7 +136,7 @@ func (o Options) config() (runConfig, error) {
 	switch c.Scenario {
 	case "steady", "herd", "burst":
 	default:
-		return c, fmt.Errorf("bench: unknown scenario %q (want steady, herd or burst)", c.Scenario)
+		return c, fmt.Errorf("bench: unknown scenario %q (want steady, herd or burst; ceilings and saturation are RunCeilings)", c.Scenario)
 	}
 	if len(c.Targets) == 0 {
 		c.Targets = Registered()

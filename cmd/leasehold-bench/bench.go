@@ -35,7 +35,7 @@ func init() {
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Benchmark lease services with the Juju harness (leases x claimants, renewals, restart herds)",
+		Short: "Benchmark lease services: the Juju harness, per-op ceilings, an open-loop saturation sweep",
 		Long: `Runs each target in turn on this machine, each a fresh 3-node cluster on loopback
 with fsync on, drives it with Leases x Claimants agents (claim, renew every
 --renew-every, wait on denial, back off on errors) and writes DIR/report.json,
@@ -46,7 +46,14 @@ and no admission control) and etcd (3 embedded etcd members using the lease
 API), as far as this build registers them; an unknown target lists those that
 are. With no flags every registered target runs for a share of about one
 minute; short runs compress time (see --time-scale) so that holders still
-renew several times.`,
+renew several times.
+
+--scenario ceilings measures each operation on its own (--ops) at fixed
+concurrency (--concurrency), a fresh cluster per run, --reps runs each, and
+writes a "ceilings" array (median and range per target, op, concurrency,
+batch). --scenario saturation --rates R1,R2,... offers an op at each rate,
+open loop, and reports the knee. Targets there: leasehold, etcd and
+etcd-leader (etcd's client pinned to the leader).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.Rate > 0 { // the old closed-loop --rate is now a one-point open-loop sweep
@@ -109,7 +116,7 @@ renew several times.`,
 			defer stop()
 			rep, err := bench.Run(ctx, o)
 			if err != nil {
-				fmt.Fprintln(os.Stderr, "leasehold:", err)
+				fmt.Fprintln(os.Stderr, "leasehold-bench:", err)
 				return benchFailure{err}
 			}
 			out := cmd.OutOrStdout()
