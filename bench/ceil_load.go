@@ -22,7 +22,7 @@ func (s *ceilSample) fill(a, b cpuSnap, pid int, rssBase uint64) {
 	s.ServerCores = (b.server - a.server).Seconds() / win
 	s.LoadgenCores = (b.self - a.self).Seconds() / win
 	s.MaxRSSMB = float64(procStatusBytes(pid, "VmHWM:")) / (1 << 20)
-	if rss := procRSS(pid); s.Held >= 1000 && rss > rssBase {
+	if rss := procRSS(pid); s.Held >= 10000 && rss > rssBase {
 		per := float64(rss-rssBase) / float64(s.Held)
 		s.RSSPerLeaseB = &per
 	}
