@@ -109,6 +109,15 @@ func (a *agent) call(op opKind) (start time.Time, code lease.Code, err error) {
 	if a.h.onAnswer != nil {
 		a.h.onAnswer()
 	}
+	// A denial's expiry, where the target needs a call of its own to find
+	// it, is looked up after the claim was recorded, with its own deadline.
+	if code == lease.CodeDenied {
+		if f, ok := a.sess.(denialFiller); ok {
+			fctx, cancel := context.WithTimeout(a.h.opCtx, cfg.OpTimeout)
+			f.fillDenial(fctx, err)
+			cancel()
+		}
+	}
 	return start, code, err
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -73,31 +74,94 @@ var contractFields = []string{"target", "ops_per_sec", "p50_ms", "p99_ms", "ops_
 
 func checkResult(t *testing.T, res map[string]any, wantCorrect bool) {
 	t.Helper()
+	for _, p := range resultProblems(res, wantCorrect) {
+		t.Errorf("%v: %s", res["target"], p)
+	}
+}
+
+// resultProblems returns what is wrong with one report.json result of a
+// clean run. etcd's ops_per_entry and applied_after_deadline must be null
+// (not observable), every other target's must be numbers.
+func resultProblems(res map[string]any, wantCorrect bool) []string {
+	var bad []string
 	for _, f := range contractFields {
 		if _, ok := res[f]; !ok {
-			t.Errorf("result lacks %q", f)
+			bad = append(bad, fmt.Sprintf("result lacks %q", f))
 		}
 	}
 	num := func(f string) float64 { v, _ := res[f].(float64); return v }
 	if num("ops_per_sec") <= 0 || num("p50_ms") <= 0 || num("p99_ms") < num("p50_ms") || num("max_rss_mb") <= 0 {
-		t.Errorf("implausible figures: ops/s %v p50 %v p99 %v rss %v", num("ops_per_sec"), num("p50_ms"), num("p99_ms"), num("max_rss_mb"))
+		bad = append(bad, fmt.Sprintf("implausible figures: ops/s %v p50 %v p99 %v rss %v", num("ops_per_sec"), num("p50_ms"), num("p99_ms"), num("max_rss_mb")))
 	}
-	if num("ops_per_entry") <= 0 {
-		t.Errorf("ops_per_entry %v", num("ops_per_entry"))
+	etcd := res["target"] == "etcd"
+	for _, f := range []string{"ops_per_entry", "applied_after_deadline"} {
+		if v, present := res[f]; present && (v == nil) != etcd {
+			bad = append(bad, fmt.Sprintf("%s %v: want null exactly for etcd", f, v))
+		}
 	}
-	if wantCorrect && (num("early_expiries") != 0 || num("dual_holders") != 0 || num("fencing_violations") != 0) {
-		t.Errorf("%v: early expiries %v, dual holders %v, fencing violations %v", res["target"],
-			num("early_expiries"), num("dual_holders"), num("fencing_violations"))
+	if !etcd && num("ops_per_entry") <= 0 {
+		bad = append(bad, fmt.Sprintf("ops_per_entry %v", res["ops_per_entry"]))
+	}
+	if wantCorrect {
+		for _, f := range []string{"early_expiries", "dual_holders", "fencing_violations", "applied_after_deadline", "errors", "rejected"} {
+			if num(f) != 0 {
+				bad = append(bad, fmt.Sprintf("%s %v", f, res[f]))
+			}
+		}
+	}
+	if lc, ok := res["leader_changes"].(float64); !ok || lc < 0 {
+		bad = append(bad, fmt.Sprintf("leader_changes %v", res["leader_changes"]))
 	}
 	byOp, _ := res["by_op"].(map[string]any)
 	for _, op := range []string{"claim", "extend"} {
 		st, _ := byOp[op].(map[string]any)
 		if n, _ := st["count"].(float64); n == 0 {
-			t.Errorf("%v: no %s calls", res["target"], op)
+			bad = append(bad, fmt.Sprintf("no %s calls", op))
 		}
 	}
 	if s, _ := res["series"].([]any); len(s) == 0 {
-		t.Errorf("no time series")
+		bad = append(bad, "no time series")
+	}
+	return bad
+}
+
+// TestResultProblemsCatchesEachCounter plants a bad value in each counter
+// of a good result: the check must catch every one.
+func TestResultProblemsCatchesEachCounter(t *testing.T) {
+	good := map[string]any{"target": "leasehold", "ops_per_sec": 100.0, "p50_ms": 1.0, "p99_ms": 2.0,
+		"ops_per_entry": 2.0, "rejected": 0.0, "errors": 0.0, "early_expiries": 0.0, "dual_holders": 0.0,
+		"applied_after_deadline": 0.0, "leader_changes": 0.0, "max_rss_mb": 50.0, "fencing_violations": 0.0,
+		"by_op":  map[string]any{"claim": map[string]any{"count": 5.0}, "extend": map[string]any{"count": 5.0}},
+		"series": []any{1.0}}
+	if bad := resultProblems(good, true); len(bad) > 0 {
+		t.Fatalf("good result rejected: %v", bad)
+	}
+	plant := map[string]any{"ops_per_sec": 0.0, "p50_ms": 0.0, "p99_ms": 0.5, "ops_per_entry": nil,
+		"rejected": 3.0, "errors": 2.0, "early_expiries": 1.0, "dual_holders": 1.0, "applied_after_deadline": nil,
+		"leader_changes": -1.0, "max_rss_mb": 0.0, "fencing_violations": 1.0, "series": []any{},
+		"by_op": map[string]any{"claim": map[string]any{"count": 5.0}}}
+	for f, v := range plant {
+		r := maps.Clone(good)
+		r[f] = v
+		if len(resultProblems(r, true)) == 0 {
+			t.Errorf("planted %s=%v: not caught", f, v)
+		}
+	}
+	for _, f := range contractFields {
+		r := maps.Clone(good)
+		delete(r, f)
+		if len(resultProblems(r, true)) == 0 {
+			t.Errorf("missing %s: not caught", f)
+		}
+	}
+	e := maps.Clone(good)
+	e["target"] = "etcd" // etcd must show n/a where it cannot be observed
+	if len(resultProblems(e, true)) == 0 {
+		t.Errorf("etcd with a measured applied_after_deadline: not caught")
+	}
+	e["ops_per_entry"], e["applied_after_deadline"] = nil, nil
+	if bad := resultProblems(e, true); len(bad) > 0 {
+		t.Errorf("etcd with n/a counters rejected: %v", bad)
 	}
 }
 
@@ -191,7 +255,7 @@ func TestEtcdScenarios(t *testing.T) {
 // ops multiplexed onto them, several per call, without hurting correctness.
 func TestHarnessBulk(t *testing.T) {
 	rep, err := Run(context.Background(), Options{
-		Targets: []string{"mem-bulk"}, Leases: 100, Claimants: 3, Sessions: 1,
+		Targets: []string{"mem-bulk"}, Leases: 100, Claimants: 3, Sessions: 1, Bulk: true,
 		LeaseDuration: 400 * time.Millisecond, RenewEvery: 100 * time.Millisecond,
 		Duration: 1200 * time.Millisecond, TimeScale: 1, OpTimeout: 200 * time.Millisecond,
 		Out: t.TempDir(), DataDir: t.TempDir(),

@@ -1,5 +1,34 @@
-// Package bench is `leasehold bench`: the Juju lease harness run against
+// Package bench is the benchmark (the leasehold-bench binary, also run as
+// `leasehold bench`): the Juju lease harness (steady, herd, burst), the
+// per-operation ceilings and an open-loop saturation sweep, run against
 // several lease services on one machine, measured from the clients' side.
+//
+// # Modes
+//
+//   - Juju harness (Run; below): agents claim, renew, wait on denial, back
+//     off on errors, with correctness counters from their histories.
+//   - Ceilings (RunCeilings; ceil.go): each operation on its own at fixed
+//     concurrency (workers with one call in flight each, 10 per
+//     connection), untimed setup, warm-up excluded, a fresh cluster per run,
+//     targets alternating which runs first, repetitions with median and
+//     range. Ops: claim (fresh keys), claim-contended (3 workers per key),
+//     extend, extend-stream (etcd's long-lived LeaseKeepAlive), revoke,
+//     expire (N leases run out: drain rate and lag from due time),
+//     bulk-claim, bulk-extend. Per row: goodput, p50/p99 per call, fsyncs
+//     per op from the target's own counter (etcd's WAL fsync histogram;
+//     Leasehold's Raft log-store commits), server CPU µs per op
+//     (utime+stime of the servers' process), load-generator CPU, max RSS,
+//     RSS per held lease. etcd-leader is etcd with the client pinned to
+//     the leader.
+//   - Saturation (RunCeilings with Rates): each op offered at fixed rates,
+//     open loop, latency from each call's due time; the knee is the highest
+//     rate served with p99 under a bound, no errors and >= 95 % achieved.
+//
+// etcd is driven as its users drive it (concurrency.Election) and as its
+// own tools/benchmark does: one session lease per worker or agent kept
+// alive by clientv3's streaming KeepAlive, a claim is Campaign's one Txn on
+// key absence, a release is Resign's compare-and-delete Txn, renewals are
+// KeepAliveOnce (and, in the ceilings, long-lived keepalive streams).
 //
 // # Targets
 //
@@ -29,11 +58,17 @@
 // answer's retry-after) and retries while its lease is still safe. With
 // probability RevokeChance per renewal a holder releases its lease instead.
 // Agents share Options.Sessions connections, the same number for every
-// target. When a target's sessions implement BulkSession, the agents of a
-// session are multiplexed onto bulk calls as a lease manager would do it
-// (ops that arrive while a bulk call is in flight go in the next one, at
-// most MaxBulk per call, no timers); --no-bulk turns that off. Every call has a timeout (OpTimeout). Initial claims are spread
-// over one renew interval so the run reaches a steady state.
+// target, and every target gets the same client shape: one call per op by
+// default; with --bulk the agents of a session are multiplexed onto bulk
+// calls as a lease manager would do it (ops that arrive while a bulk call
+// is in flight go in the next one, at most MaxBulk per call, no timers),
+// and every target must then take bulk calls. Every call is one
+// RPC-equivalent with its own deadline (OpTimeout); per-holder setup (etcd's
+// session leases) happens before the load, untimed, and a denial's expiry,
+// where the target needs a call of its own to find it (etcd's
+// LeaseTimeToLive), is looked up after the claim was recorded. Initial
+// claims are spread over one renew interval so the run reaches a steady
+// state.
 //
 // Scenarios: steady; herd (at EventAt every agent restarts at once: it
 // drops its state and claims again at that instant); burst (at EventAt,
@@ -74,26 +109,31 @@
 //     (deadline_exceeded, overloaded, unavailable, not_leader, denied) whose
 //     tenure the holder later finds (an extend, or a claim answered
 //     "extended", carrying a fencing token it was never given, with no
-//     unknown-outcome claim that could explain it). Counted for every
-//     target; see Correctness.AppliedAfterDeadline for the exact rule.
+//     unknown-outcome claim that could explain it). See
+//     Correctness.AppliedAfterDeadline for the exact rule. It is null (n/a)
+//     for etcd, which makes no "not applied" promise tied to a deadline:
+//     its ambiguous answers (a client timeout, "request timed out",
+//     "leader changed", a lost connection) are counted as unknown.
 //
 // From the target: entries = Raft applied-index growth during the load, so
-// ops_per_entry = answered calls / entries (etcd renewals never touch the
-// log, so its figure mixes log and non-log ops; Leasehold's index also
-// counts the idle leader's tick entries); leader changes (Raft term growth).
+// ops_per_entry = answered calls / entries (null for etcd, whose renewals
+// never touch the log; Leasehold's index also counts the idle leader's tick
+// entries); leader changes (Raft term growth).
 // Max RSS is the peak RSS (VmHWM) of the servers' child process; with
 // --in-process it is the whole process (servers + clients + load generator)
 // sampled every 250 ms, and the report says so.
 //
-// Saturation (Options.Rate, --rate R): holders renew every Leases/R seconds
-// without time compression, so renewals offer R ops/s; each agent has one
-// call in flight, so past saturation the load is closed-loop and the
-// throughput measured is the target's maximum for that many agents.
+// Options.Rate (library only) makes holders renew every Leases/R seconds
+// without time compression; the CLI's --rate is now the open-loop
+// saturation sweep instead.
 //
 // # Output
 //
 // Run writes DIR/report.json (a `results` array, one object per target,
 // with the fields CLI.md fixes plus per-op breakdowns and the series),
 // DIR/report.md (a table and the ratios leasehold/naive, leasehold/etcd),
-// and throughput.png, p99.png, rejects.png, errors.png.
+// and throughput.png, p99.png, rejects.png, errors.png. The ceilings and
+// saturation modes write a `ceilings` array (and `knees`), report.md with
+// tables, and per op a goodput chart and a latency chart (p99 against
+// goodput, or against the offered rate in a sweep).
 package bench

@@ -13,8 +13,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
@@ -33,6 +36,9 @@ type etcdTarget struct {
 	members   []*embed.Etcd
 	endpoints []string
 	baseTerm  uint64
+	// sessionTTL is the agents' session lease length (the harness's lease
+	// duration), set before sessions are made.
+	sessionTTL time.Duration
 }
 
 const etcdMembers = 3
@@ -150,12 +156,42 @@ func (t *etcdTarget) maxTerm() uint64 {
 // with pre-vote, so the term moves only for real elections); the applied
 // index is the highest of the members'. etcd has no per-op deadlines, so
 // applied-after-deadline is not observable.
+//
+// Fsyncs is etcd's own etcd_disk_wal_fsync_duration_seconds count; the
+// members share one process, hence one registry, so it is already the sum
+// over the members.
 func (t *etcdTarget) Stats(ctx context.Context) (Stats, error) {
 	var idx uint64
-	for _, m := range t.members {
+	st := Stats{LeaderChanges: int(t.maxTerm() - t.baseTerm), HasIndex: true}
+	for i, m := range t.members {
 		idx = max(idx, m.Server.AppliedIndex())
+		if m.Server.Leader() == m.Server.MemberID() && i < len(t.endpoints) {
+			st.LeaderEndpoint = t.endpoints[i]
+		}
 	}
-	return Stats{LeaderChanges: int(t.maxTerm() - t.baseTerm), AppliedIndex: idx, HasIndex: true}, nil
+	st.AppliedIndex = idx
+	st.Fsyncs, st.HasFsyncs = etcdWALFsyncs()
+	return st, nil
+}
+
+// etcdWALFsyncs reads etcd's WAL fsync histogram count from the default
+// Prometheus registry, where the embedded members register it.
+func etcdWALFsyncs() (uint64, bool) {
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		return 0, false
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "etcd_disk_wal_fsync_duration_seconds" {
+			continue
+		}
+		var n uint64
+		for _, m := range mf.GetMetric() {
+			n += m.GetHistogram().GetSampleCount()
+		}
+		return n, true
+	}
+	return 0, false
 }
 
 // closeMembers stops all members at once. Each is hard-stopped first:
@@ -179,6 +215,13 @@ func (t *etcdTarget) Stop() error {
 	return nil
 }
 
+func (t *etcdTarget) setLeaseDuration(d time.Duration) { t.sessionTTL = d }
+
+// Observability: etcd makes no "not applied" promise tied to a deadline,
+// and its renewals never touch the log.
+func (t *etcdTarget) deadlineAware() bool { return false }
+func (t *etcdTarget) renewalsInLog() bool { return false }
+
 func (t *etcdTarget) NewSession(ctx context.Context) (Session, error) {
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   t.endpoints,
@@ -189,148 +232,193 @@ func (t *etcdTarget) NewSession(ctx context.Context) (Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("etcd: client: %w", err)
 	}
-	return &etcdSession{cli: cli, held: map[string]etcdHeld{}}, nil
+	return &etcdSession{cli: cli, ttl: t.sessionTTL, held: map[string]int64{}}, nil
 }
 
-// etcdSession does the lease job the way etcd users do (see peers.md §1):
+// etcdSession does the lease job the way etcd users do it with
+// concurrency.Election (see peers.md §1), one RPC per harness call:
 //
-//   - claim: read the key; if another holder has it, deny (with its lease's
-//     remaining TTL, from LeaseTimeToLive) without writing; if this holder
-//     has it (a retried or restarted claim), KeepAliveOnce its lease; if it
-//     is absent, LeaseGrant(TTL = duration rounded up to whole seconds) then
-//     Txn(If CreateRevision(key)==0 Then Put(key, holder, WithLease(id))
-//     Else Get(key)). A lost race (or a failed Txn) revokes the unused lease.
-//   - extend: KeepAliveOnce on the holder's lease (leader-local in etcd: no
-//     log entry); "lease not found" means the lease expired: not_held.
-//   - revoke: LeaseRevoke of the holder's lease (deletes the key).
-//   - fencing token: the key's create revision.
+//   - every connection has one concurrency.Session, shared by the agents on
+//     it as one process's elections share theirs: a lease of the agents'
+//     lease duration, granted before the load starts (untimed, prepare) and
+//     kept alive by clientv3's streaming KeepAlive. (One session per agent
+//     was tried first: with 6,000-12,000 agents and time compression, the
+//     sessions' own background keepalives, every TTL/3 for every agent,
+//     waiting claimants included, outnumbered the harness's renewals several
+//     times over and swamped etcd in the burst scenario: a cost of that
+//     shape, not of etcd's lease path.) A holder therefore keeps its key
+//     until it resigns; a lapsed holder that claims again is answered
+//     "extended";
+//   - claim: Campaign's one Txn, If(CreateRevision(k) == 0)
+//     Then(Put(k, holder, WithLease(session))) Else(Get(k)); a key already
+//     held by this holder (a restarted agent) is answered "extended";
+//   - extend: KeepAliveOnce of the holder's session lease (renewals are
+//     leader-local in etcd: no log entry);
+//   - revoke: Resign's compare-and-delete Txn,
+//     If(CreateRevision(k) == rev) Then(Delete(k));
+//   - fencing token: the key's create revision;
+//   - a denial's expiry: the holder's lease TTL from LeaseTimeToLive, asked
+//     after the claim was answered and recorded, with a deadline of its own
+//     (fillDenial), so the claim's latency is the Txn's alone.
 //
-// A client-side timeout is classified unknown (etcd cannot say whether a
-// timed-out write applied); "too many requests" is overloaded.
+// Errors that may hide an applied write (a client timeout, "request timed
+// out", "leader changed", a lost connection) are unknown; only "no leader",
+// "not capable" and "too many requests" promise the write was not applied.
 type etcdSession struct {
 	cli  *clientv3.Client
+	ttl  time.Duration
 	mu   sync.Mutex
-	held map[string]etcdHeld // by etcdKey(key)+"\x00"+holder
+	sess *concurrency.Session
+	held map[string]int64 // create revision by key+"\x00"+holder
 }
 
-type etcdHeld struct {
-	id    clientv3.LeaseID
-	token uint64
-}
+var (
+	_ preparer     = (*etcdSession)(nil)
+	_ denialFiller = (*etcdSession)(nil)
+)
 
 func etcdKey(key string) string { return "/leasehold-bench/" + key }
 
 func ttlSeconds(d time.Duration) int64 { return int64((d + time.Second - 1) / time.Second) }
 
-func (s *etcdSession) remember(k, holder string, h etcdHeld) {
-	s.mu.Lock()
-	s.held[k+"\x00"+holder] = h
-	s.mu.Unlock()
-}
-
-func (s *etcdSession) lookup(k, holder string, forget bool) (etcdHeld, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	h, ok := s.held[k+"\x00"+holder]
-	if forget {
-		delete(s.held, k+"\x00"+holder)
-	}
-	return h, ok
-}
-
-func (s *etcdSession) Claim(ctx context.Context, key, holder string, d time.Duration) (Grant, error) {
-	k := etcdKey(key)
-	get, err := s.cli.Get(ctx, k)
-	if err != nil {
-		return Grant{}, etcdErr(ctx, err)
-	}
-	if len(get.Kvs) > 0 {
-		kv := get.Kvs[0]
-		id := clientv3.LeaseID(kv.Lease)
-		if string(kv.Value) != holder {
-			return Grant{}, s.denied(ctx, string(kv.Value), id)
-		}
-		ka, err := s.cli.KeepAliveOnce(ctx, id)
-		switch {
-		case err == nil && ka.TTL > 0:
-			s.remember(k, holder, etcdHeld{id, uint64(kv.CreateRevision)})
-			return Grant{Token: uint64(kv.CreateRevision), ExpiresIn: time.Duration(ka.TTL) * time.Second, Extended: true}, nil
-		case err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound):
-			return Grant{}, etcdErr(ctx, err)
-		}
-		// The lease expired between the read and the renewal: claim anew.
-	}
-	lg, err := s.cli.Grant(ctx, ttlSeconds(d))
-	if err != nil {
-		return Grant{}, etcdErr(ctx, err)
-	}
-	resp, err := s.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
-		Then(clientv3.OpPut(k, holder, clientv3.WithLease(lg.ID))).
-		Else(clientv3.OpGet(k)).
-		Commit()
-	if err != nil || !resp.Succeeded {
-		s.revokeUnused(lg.ID)
-	}
-	if err != nil {
-		return Grant{}, etcdErr(ctx, err)
-	}
-	if !resp.Succeeded {
-		other := ""
-		if rs := resp.Responses; len(rs) > 0 && len(rs[0].GetResponseRange().Kvs) > 0 {
-			other = string(rs[0].GetResponseRange().Kvs[0].Value)
-		}
-		return Grant{}, &lease.Error{Code: lease.CodeDenied, Holder: other, Message: "lease held by another holder"}
-	}
-	token := uint64(resp.Header.Revision)
-	s.remember(k, holder, etcdHeld{lg.ID, token})
-	return Grant{Token: token, ExpiresIn: time.Duration(lg.TTL) * time.Second}, nil
-}
-
-// revokeUnused releases a lease the claim did not use, best effort.
-func (s *etcdSession) revokeUnused(id clientv3.LeaseID) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+// prepare grants the connection's session (untimed setup).
+func (s *etcdSession) prepare(ctx context.Context, holders []string) error {
+	gctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	s.cli.Revoke(ctx, id)
-}
-
-func (s *etcdSession) denied(ctx context.Context, holder string, id clientv3.LeaseID) error {
-	e := &lease.Error{Code: lease.CodeDenied, Holder: holder, Message: "lease held by another holder"}
-	if ttl, err := s.cli.TimeToLive(ctx, id); err == nil && ttl.TTL > 0 {
-		e.ExpiresIn = time.Duration(ttl.TTL) * time.Second
+	// The session's lease lives on the client's context, not gctx.
+	sess, err := newSession(gctx, s.cli, int(max(ttlSeconds(s.ttl), 2)))
+	if err != nil {
+		return err
 	}
-	return e
-}
-
-func (s *etcdSession) Extend(ctx context.Context, key, holder string, d time.Duration) (Grant, error) {
-	k := etcdKey(key)
-	h, ok := s.lookup(k, holder, false)
-	if !ok {
-		return Grant{}, lease.Errorf(lease.CodeNotHeld, "no lease of this holder on this session")
-	}
-	ka, err := s.cli.KeepAliveOnce(ctx, h.id)
-	if err != nil || ka.TTL <= 0 {
-		if err == nil || errors.Is(err, rpctypes.ErrLeaseNotFound) {
-			s.lookup(k, holder, true)
-			return Grant{}, lease.Errorf(lease.CodeNotHeld, "lease expired")
-		}
-		return Grant{}, etcdErr(ctx, err)
-	}
-	return Grant{Token: h.token, ExpiresIn: time.Duration(ka.TTL) * time.Second}, nil
-}
-
-func (s *etcdSession) Revoke(ctx context.Context, key, holder string) error {
-	h, ok := s.lookup(etcdKey(key), holder, true)
-	if !ok {
-		return nil
-	}
-	if _, err := s.cli.Revoke(ctx, h.id); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
-		return etcdErr(ctx, err)
-	}
+	s.mu.Lock()
+	s.sess = sess
+	s.mu.Unlock()
 	return nil
 }
 
-func (s *etcdSession) Close() error { return s.cli.Close() }
+// newSession is concurrency.NewSession with the grant bounded by ctx.
+func newSession(ctx context.Context, cli *clientv3.Client, ttl int) (*concurrency.Session, error) {
+	g, err := cli.Grant(ctx, int64(ttl))
+	if err != nil {
+		return nil, err
+	}
+	return concurrency.NewSession(cli, concurrency.WithLease(g.ID), concurrency.WithTTL(ttl))
+}
+
+func (s *etcdSession) session(holder string) (*concurrency.Session, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sess != nil {
+		return s.sess, nil
+	}
+	return nil, lease.Errorf(lease.CodeInvalidArgument, "etcd: no session (not prepared)")
+}
+
+func (s *etcdSession) Claim(ctx context.Context, key, holder string, d time.Duration) (Grant, error) {
+	sess, err := s.session(holder)
+	if err != nil {
+		return Grant{}, err
+	}
+	k := etcdKey(key)
+	resp, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
+		Then(clientv3.OpPut(k, holder, clientv3.WithLease(sess.Lease()))).
+		Else(clientv3.OpGet(k)).
+		Commit()
+	if err != nil {
+		return Grant{}, etcdErr(ctx, err)
+	}
+	if resp.Succeeded {
+		rev := resp.Header.Revision
+		s.remember(k, holder, rev)
+		return Grant{Token: uint64(rev), ExpiresIn: s.ttl}, nil
+	}
+	var kv *mvccpb.KeyValue
+	if rs := resp.Responses; len(rs) > 0 && len(rs[0].GetResponseRange().Kvs) > 0 {
+		kv = rs[0].GetResponseRange().Kvs[0]
+	}
+	if kv == nil { // deleted between the compare and the get: cannot happen in one Txn
+		return Grant{}, lease.Errorf(lease.CodeUnknown, "etcd: claim Txn failed on a key it did not find")
+	}
+	if string(kv.Value) == holder && clientv3.LeaseID(kv.Lease) == sess.Lease() {
+		s.remember(k, holder, kv.CreateRevision)
+		return Grant{Token: uint64(kv.CreateRevision), ExpiresIn: s.ttl, Extended: true}, nil
+	}
+	return Grant{}, &etcdDenied{le: &lease.Error{Code: lease.CodeDenied, Holder: string(kv.Value), Message: "lease held by another holder"}, id: clientv3.LeaseID(kv.Lease)}
+}
+
+// etcdDenied is a denial whose expiry fillDenial looks up.
+type etcdDenied struct {
+	le *lease.Error
+	id clientv3.LeaseID
+}
+
+func (e *etcdDenied) Error() string { return e.le.Error() }
+func (e *etcdDenied) Unwrap() error { return e.le }
+
+// fillDenial sets a denial's expiry from the holder's lease TTL.
+func (s *etcdSession) fillDenial(ctx context.Context, err error) {
+	var d *etcdDenied
+	if !errors.As(err, &d) {
+		return
+	}
+	if ttl, err := s.cli.TimeToLive(ctx, d.id); err == nil && ttl.TTL > 0 {
+		d.le.ExpiresIn = time.Duration(ttl.TTL) * time.Second
+	}
+}
+
+func (s *etcdSession) remember(k, holder string, rev int64) {
+	s.mu.Lock()
+	s.held[k+"\x00"+holder] = rev
+	s.mu.Unlock()
+}
+
+func (s *etcdSession) Extend(ctx context.Context, key, holder string, d time.Duration) (Grant, error) {
+	sess, err := s.session(holder)
+	if err != nil {
+		return Grant{}, err
+	}
+	k := etcdKey(key)
+	s.mu.Lock()
+	rev, ok := s.held[k+"\x00"+holder]
+	s.mu.Unlock()
+	if !ok {
+		return Grant{}, lease.Errorf(lease.CodeNotHeld, "no lease of this holder on this session")
+	}
+	ka, err := s.cli.KeepAliveOnce(ctx, sess.Lease())
+	if err != nil || ka.TTL <= 0 {
+		if err == nil || errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			return Grant{}, lease.Errorf(lease.CodeNotHeld, "session lease expired")
+		}
+		return Grant{}, etcdErr(ctx, err)
+	}
+	return Grant{Token: uint64(rev), ExpiresIn: time.Duration(ka.TTL) * time.Second}, nil
+}
+
+func (s *etcdSession) Revoke(ctx context.Context, key, holder string) error {
+	k := etcdKey(key)
+	s.mu.Lock()
+	rev, ok := s.held[k+"\x00"+holder]
+	delete(s.held, k+"\x00"+holder)
+	s.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	_, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", rev)).Then(clientv3.OpDelete(k)).Commit()
+	if err != nil {
+		return etcdErr(ctx, err)
+	}
+	return nil // a key that changed was not this tenure's: nothing to release
+}
+
+func (s *etcdSession) Close() error {
+	s.mu.Lock()
+	if s.sess != nil {
+		s.sess.Orphan()
+	}
+	s.mu.Unlock()
+	return s.cli.Close()
+}
 
 // etcdErr classifies an etcd client error into the lease taxonomy.
 func etcdErr(ctx context.Context, err error) error {
@@ -341,15 +429,17 @@ func etcdErr(ctx context.Context, err error) error {
 	case errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil:
 		code = lease.CodeUnknown // timed out: it may or may not have applied
 	case errors.Is(err, rpctypes.ErrTooManyRequests):
-		code = lease.CodeOverloaded
+		code = lease.CodeOverloaded // refused before proposing
 	case errors.Is(err, rpctypes.ErrLeaseNotFound):
 		code = lease.CodeNotHeld
-	case errors.Is(err, rpctypes.ErrNoLeader), errors.Is(err, rpctypes.ErrNotCapable), errors.Is(err, rpctypes.ErrStopped):
-		code = lease.CodeUnavailable
+	case errors.Is(err, rpctypes.ErrNoLeader), errors.Is(err, rpctypes.ErrNotCapable):
+		code = lease.CodeUnavailable // refused before proposing
 	default:
+		// Everything else, including etcd's Unavailable answers "request
+		// timed out", "leader changed", "timed out due to connection lost"
+		// and "server stopped", and gRPC's own Unavailable (the request may
+		// have been sent), may hide an applied write: unknown.
 		switch status.Code(err) {
-		case codes.Unavailable:
-			code = lease.CodeUnavailable
 		case codes.ResourceExhausted:
 			code = lease.CodeOverloaded
 		case codes.Canceled:

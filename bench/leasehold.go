@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
+
+	"github.com/hashicorp/raft"
 
 	"github.com/leasehold/leasehold/client"
 	"github.com/leasehold/leasehold/cluster"
 	"github.com/leasehold/leasehold/lease"
 	"github.com/leasehold/leasehold/node"
+	"github.com/leasehold/leasehold/raftnode"
 )
 
 func init() {
@@ -30,12 +34,35 @@ type leaseholdTarget struct {
 	c         *cluster.Cluster
 	endpoints []string
 	baseTerm  uint64
+	// fsyncs counts the members' Raft log-store commits: each is one
+	// fsync'd bbolt transaction (boltstore.StoreLogs), the counterpart of
+	// an etcd WAL fsync.
+	fsyncs atomic.Uint64
+}
+
+// countingLogStore counts the durable writes of a Raft log store.
+type countingLogStore struct {
+	raft.LogStore
+	n *atomic.Uint64
+}
+
+func (s countingLogStore) StoreLog(l *raft.Log) error {
+	s.n.Add(1)
+	return s.LogStore.StoreLog(l)
+}
+
+func (s countingLogStore) StoreLogs(ls []*raft.Log) error {
+	s.n.Add(1)
+	return s.LogStore.StoreLogs(ls)
 }
 
 func (t *leaseholdTarget) Name() string { return t.name }
 
 func (t *leaseholdTarget) Start(ctx context.Context, dataDir string) error {
-	c, err := cluster.Start(ctx, cluster.Options{Dir: dataDir, Size: 3, Node: node.Options{Mode: t.mode}})
+	c, err := cluster.Start(ctx, cluster.Options{Dir: dataDir, Size: 3, Node: node.Options{Mode: t.mode},
+		Raft: func(rc *raftnode.Config) {
+			rc.WrapLogStore = func(s raft.LogStore) raft.LogStore { return countingLogStore{s, &t.fsyncs} }
+		}})
 	if err != nil {
 		return fmt.Errorf("%s: start: %w", t.name, err)
 	}
@@ -77,11 +104,14 @@ func (t *leaseholdTarget) Stats(ctx context.Context) (Stats, error) {
 	if t.c == nil {
 		return Stats{}, errors.New(t.name + ": not started")
 	}
-	st := Stats{LeaderChanges: int(t.maxTerm() - t.baseTerm), HasIndex: true}
+	st := Stats{LeaderChanges: int(t.maxTerm() - t.baseTerm), HasIndex: true, Fsyncs: t.fsyncs.Load(), HasFsyncs: true}
 	for _, m := range t.c.Members {
 		if r := m.Raft(); r != nil {
 			st.AppliedIndex = max(st.AppliedIndex, r.Raft().AppliedIndex())
 		}
+	}
+	if l := t.c.Leader(); l != nil {
+		st.LeaderEndpoint = l.ClientAddr
 	}
 	if t.mode == node.Admitted {
 		if l := t.c.Leader(); l != nil {

@@ -53,8 +53,10 @@ type Result struct {
 	MaxMs         float64 `json:"max_ms"`
 	// Entries is the Raft applied-index growth during the load; OpsPerEntry
 	// = Ops / Entries (0 when the target does not report its index).
-	Entries     uint64  `json:"entries"`
-	OpsPerEntry float64 `json:"ops_per_entry"`
+	Entries uint64 `json:"entries"`
+	// Null when the target's renewals are not log entries (etcd): the
+	// ratio would then mix log and non-log ops.
+	OpsPerEntry *float64 `json:"ops_per_entry"`
 	// BulkCalls is the number of bulk calls the agents' ops travelled in
 	// (0: one call per op); OpsPerBulkCall = Ops / BulkCalls.
 	BulkCalls      uint64  `json:"bulk_calls"`
@@ -76,16 +78,17 @@ type Result struct {
 	Tenures           int      `json:"tenures"`
 	Violations        []string `json:"violations,omitempty"` // the first few, described
 	HistoryTruncated  bool     `json:"history_truncated"`
-	// AppliedAfterDeadline is counted from the clients' history for every
-	// target (Correctness.AppliedAfterDeadline), so it is always measured;
-	// PhantomTenures likewise. ServerAppliedAfterDeadline is the target's
+	// AppliedAfterDeadline is counted from the clients' history
+	// (Correctness.AppliedAfterDeadline) for targets that promise "not
+	// applied" when a deadline passes; null for the others (etcd), where
+	// it cannot be observed. PhantomTenures likewise counted. ServerAppliedAfterDeadline is the target's
 	// own audit, when it has one (server_applied_after_deadline_measured).
-	AppliedAfterDeadline               uint64 `json:"applied_after_deadline"`
-	AppliedAfterDeadlineMeasured       bool   `json:"applied_after_deadline_measured"`
-	PhantomTenures                     int    `json:"phantom_tenures"`
-	ServerAppliedAfterDeadline         uint64 `json:"server_applied_after_deadline"`
-	ServerAppliedAfterDeadlineMeasured bool   `json:"server_applied_after_deadline_measured"`
-	LeaderChanges                      int    `json:"leader_changes"`
+	AppliedAfterDeadline               *uint64 `json:"applied_after_deadline"`
+	AppliedAfterDeadlineMeasured       bool    `json:"applied_after_deadline_measured"`
+	PhantomTenures                     int     `json:"phantom_tenures"`
+	ServerAppliedAfterDeadline         uint64  `json:"server_applied_after_deadline"`
+	ServerAppliedAfterDeadlineMeasured bool    `json:"server_applied_after_deadline_measured"`
+	LeaderChanges                      int     `json:"leader_changes"`
 	// MaxRSSMB: peak resident memory sampled every 250 ms. RSSScope says
 	// whose: "process" (servers and load generator share this process) or
 	// "servers".
@@ -100,12 +103,15 @@ type Result struct {
 
 // OpStat is one op type's figures.
 type OpStat struct {
-	Count  uint64            `json:"count"`
-	P50Ms  float64           `json:"p50_ms"`
-	P99Ms  float64           `json:"p99_ms"`
-	MaxMs  float64           `json:"max_ms"`
-	MeanMs float64           `json:"mean_ms"`
-	ByCode map[string]uint64 `json:"by_code"`
+	Count uint64 `json:"count"`
+	// OKPerSec is this op's goodput: calls answered ok per second (the
+	// ratio between targets is taken per op, since op shares differ).
+	OKPerSec float64           `json:"ok_per_sec"`
+	P50Ms    float64           `json:"p50_ms"`
+	P99Ms    float64           `json:"p99_ms"`
+	MaxMs    float64           `json:"max_ms"`
+	MeanMs   float64           `json:"mean_ms"`
+	ByCode   map[string]uint64 `json:"by_code"`
 }
 
 // Point is one second of the run (by the calls' answer time).
@@ -118,7 +124,7 @@ type Point struct {
 	QueueDepth *int    `json:"queue_depth,omitempty"`
 }
 
-func measure(cfg runConfig, name string, rec *recorder, before, after Stats, mon *monitor, elapsed time.Duration) *Result {
+func measure(cfg runConfig, name string, obs observable, rec *recorder, before, after Stats, mon *monitor, elapsed time.Duration) *Result {
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	r := &Result{Target: name, ByOp: map[string]OpStat{}, ByCode: map[string]uint64{}, DurationSec: elapsed.Seconds()}
@@ -148,6 +154,7 @@ func measure(cfg runConfig, name string, rec *recorder, before, after Stats, mon
 				r.Extended += n
 			}
 		}
+		st.OKPerSec = float64(rec.codes[op][lease.CodeOK]) / elapsed.Seconds()
 		r.ByOp[op.String()] = st
 	}
 	r.Ops = all.n
@@ -156,7 +163,12 @@ func measure(cfg runConfig, name string, rec *recorder, before, after Stats, mon
 	r.P50Ms, r.P99Ms, r.MaxMs = ms(all.quantile(.5)), ms(all.quantile(.99)), ms(all.max)
 	if before.HasIndex && after.HasIndex && after.AppliedIndex > before.AppliedIndex {
 		r.Entries = after.AppliedIndex - before.AppliedIndex
-		r.OpsPerEntry = float64(r.Ops) / float64(r.Entries)
+		if obs.renewalsInLog() {
+			ope := float64(r.Ops) / float64(r.Entries)
+			r.OpsPerEntry = &ope
+		} else {
+			r.Notes = append(r.Notes, "ops_per_entry n/a: this target's renewals never touch the log")
+		}
 	} else {
 		r.Notes = append(r.Notes, "the target does not report its Raft index: ops_per_entry not measured")
 	}
@@ -189,7 +201,12 @@ func measure(cfg runConfig, name string, rec *recorder, before, after Stats, mon
 	c := Analyse(rec.records)
 	r.EarlyExpiries, r.DualHolders, r.LateLosses = c.EarlyExpiries, c.DualHolders, c.LateLosses
 	r.FencingViolations, r.Tenures, r.Violations = c.FencingViolations, c.Tenures, c.Examples
-	r.AppliedAfterDeadline, r.AppliedAfterDeadlineMeasured = uint64(c.AppliedAfterDeadline), true
+	if obs.deadlineAware() {
+		aad := uint64(c.AppliedAfterDeadline)
+		r.AppliedAfterDeadline, r.AppliedAfterDeadlineMeasured = &aad, true
+	} else {
+		r.Notes = append(r.Notes, "applied_after_deadline n/a: this target makes no \"not applied\" promise when a deadline passes")
+	}
 	r.PhantomTenures = c.PhantomTenures
 	r.HistoryTruncated = rec.truncated
 	if rec.truncated {
@@ -276,11 +293,11 @@ func (r *Report) Markdown() string {
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, x := range r.Results {
 		ope, aad := "n/a", "n/a"
-		if x.Entries > 0 {
-			ope = fmt.Sprintf("%.2f", x.OpsPerEntry)
+		if x.OpsPerEntry != nil {
+			ope = fmt.Sprintf("%.2f", *x.OpsPerEntry)
 		}
-		if x.AppliedAfterDeadlineMeasured {
-			aad = fmt.Sprint(x.AppliedAfterDeadline)
+		if x.AppliedAfterDeadline != nil {
+			aad = fmt.Sprint(*x.AppliedAfterDeadline)
 		}
 		fmt.Fprintf(&b, "| %s | %.0f | %.0f | %.2f | %.2f | %.1f | %s | %d | %d | %d | %d | %d | %s | %d | %.0f (%s) |\n",
 			x.Target, x.OpsPerSec, x.GoodOpsPerSec, x.P50Ms, x.P99Ms, x.MaxMs, ope, x.Rejected, x.Errors, x.Denied,
@@ -304,7 +321,7 @@ func (r *Report) Markdown() string {
 				codes = append(codes, fmt.Sprintf("%s %d", c, n))
 			}
 			slices.Sort(codes)
-			fmt.Fprintf(&b, "- %s %s: %d, %.2f / %.2f ms; %s\n", x.Target, op, st.Count, st.P50Ms, st.P99Ms, strings.Join(codes, ", "))
+			fmt.Fprintf(&b, "- %s %s: %d (%.0f ok/s), %.2f / %.2f ms; %s\n", x.Target, op, st.Count, st.OKPerSec, st.P50Ms, st.P99Ms, strings.Join(codes, ", "))
 		}
 	}
 	for _, x := range r.Results {

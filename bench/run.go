@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 )
@@ -58,8 +59,11 @@ type Options struct {
 	Progress io.Writer
 	// Log receives one line per phase (nil: none).
 	Log io.Writer
-	// NoBulk stops the harness from multiplexing agents onto bulk calls
-	// for targets whose sessions implement BulkSession.
+	// Bulk multiplexes the agents of each session onto bulk calls; every
+	// target must then take them (BulkSession), so that every target gets
+	// the same client shape. Off by default: one call per op for all.
+	Bulk bool
+	// NoBulk is the old opt-out, now the default; it overrides Bulk.
 	NoBulk bool
 	// Seed makes the agents' jitter reproducible; default 1.
 	Seed uint64
@@ -99,6 +103,7 @@ type runConfig struct {
 	RevokeChance   float64       `json:"revoke_chance"`
 	Seed           uint64        `json:"seed"`
 	NoBulk         bool          `json:"no_bulk"`
+	Bulk           bool          `json:"bulk"`
 	Rate           float64       `json:"rate,omitempty"`
 	MaxRecords     int           `json:"max_records"`
 	Ramp           time.Duration `json:"-"`
@@ -118,7 +123,7 @@ func (o Options) config() (runConfig, error) {
 		LeaseDuration: o.LeaseDuration, RenewEvery: o.RenewEvery, Duration: o.Duration,
 		TimeScale: o.TimeScale, Sessions: o.Sessions, OpTimeout: o.OpTimeout,
 		BurstClaimants: o.BurstClaimants, EventAt: o.EventAt, RevokeChance: o.RevokeChance,
-		Seed: o.Seed, MaxRecords: o.MaxRecords, NoBulk: o.NoBulk, Rate: o.Rate,
+		Seed: o.Seed, MaxRecords: o.MaxRecords, NoBulk: o.NoBulk || !o.Bulk, Bulk: o.Bulk && !o.NoBulk, Rate: o.Rate,
 	}
 	def := func(p *int, v int) {
 		if *p == 0 {
@@ -131,7 +136,7 @@ func (o Options) config() (runConfig, error) {
 	switch c.Scenario {
 	case "steady", "herd", "burst":
 	default:
-		return c, fmt.Errorf("bench: unknown scenario %q (want steady, herd or burst)", c.Scenario)
+		return c, fmt.Errorf("bench: unknown scenario %q (want steady, herd or burst; ceilings and saturation are RunCeilings)", c.Scenario)
 	}
 	if len(c.Targets) == 0 {
 		c.Targets = Registered()
@@ -268,6 +273,9 @@ func runTarget(ctx context.Context, cfg runConfig, t Target, opts Options, salt 
 	if err != nil {
 		return nil, err
 	}
+	if la, ok := innerTarget(t).(leaseDurationAware); ok {
+		la.setLeaseDuration(cfg.LeaseDuration)
+	}
 	sessions := make([]Session, cfg.Sessions)
 	defer func() {
 		for _, s := range sessions {
@@ -281,7 +289,11 @@ func runTarget(ctx context.Context, cfg runConfig, t Target, opts Options, salt 
 		if sessions[i], err = t.NewSession(ctx); err != nil {
 			return nil, err
 		}
-		if bs, ok := sessions[i].(BulkSession); ok && !cfg.NoBulk {
+		if cfg.Bulk {
+			bs, ok := sessions[i].(BulkSession)
+			if !ok {
+				return nil, fmt.Errorf("--bulk: target %s takes no bulk calls; every target must have the same client shape (drop --bulk)", t.Name())
+			}
 			b := &batcher{bs: bs}
 			batchers = append(batchers, b)
 			sessions[i] = bulkSession{b}
@@ -292,18 +304,30 @@ func runTarget(ctx context.Context, cfg runConfig, t Target, opts Options, salt 
 		defer cancel()
 		return t.Stats(sctx)
 	}
-	before, err := statsNow()
-	if err != nil {
-		return nil, err
-	}
-
-	start := time.Now()
-	rec := newRecorder(start, cfg.MaxRecords)
+	rec := newRecorder(time.Now(), cfg.MaxRecords)
 	opCtx, abort := context.WithCancel(context.WithoutCancel(ctx))
 	defer abort()
 	stop, herd := make(chan struct{}), make(chan struct{})
 	h := &harness{cfg: cfg, rec: rec, opCtx: opCtx, stop: stop, herd: herd}
 	agents := buildAgents(h, sessions, salt)
+	// Untimed per-holder setup (etcd: each agent's session lease).
+	holders := map[Session][]string{}
+	for _, a := range append(slices.Clone(agents.base), agents.burst...) {
+		holders[a.sess] = append(holders[a.sess], a.holder)
+	}
+	for s, hs := range holders {
+		if p, ok := s.(preparer); ok {
+			if err := p.prepare(ctx, hs); err != nil {
+				return nil, fmt.Errorf("%s: preparing sessions: %w", t.Name(), err)
+			}
+		}
+	}
+	before, err := statsNow()
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	rec.start = start
 
 	var wg sync.WaitGroup
 	for _, a := range agents.base {
@@ -351,7 +375,7 @@ wait:
 	if err != nil {
 		return nil, err
 	}
-	res = measure(cfg, t.Name(), rec, before, after, mon, elapsed)
+	res = measure(cfg, t.Name(), observability(t), rec, before, after, mon, elapsed)
 	for _, b := range batchers {
 		b.mu.Lock()
 		res.BulkCalls += b.calls

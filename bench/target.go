@@ -56,6 +56,15 @@ type Stats struct {
 	// server-side figure is reported beside it.
 	AppliedAfterDeadline    uint64
 	HasAppliedAfterDeadline bool
+	// Fsyncs counts the durable log writes of all members since Start,
+	// from the target's own counters (etcd: its WAL fsync histogram's
+	// count; Leasehold: the Raft log store's fsync'd commits), when
+	// HasFsyncs.
+	Fsyncs    uint64
+	HasFsyncs bool
+	// LeaderEndpoint is the client endpoint of the current leader, "" when
+	// unknown (the ceilings mode's leader-only rows use it).
+	LeaderEndpoint string
 	// ServerRSSBytes is the resident set size of the target's server
 	// processes, when they run outside the harness process. Zero means the
 	// servers run in-process: the harness then samples its own process RSS.
@@ -182,4 +191,51 @@ func lookup(names []string) ([]func() Target, error) {
 			"the leasehold and naive targets exist once the in-process cluster and client are wired in", missing, avail)
 	}
 	return out, nil
+}
+
+// Optional interfaces of targets and sessions.
+type (
+	// preparer sessions need per-holder setup before the load starts
+	// (etcd: one session lease per agent). It is untimed.
+	preparer interface {
+		prepare(ctx context.Context, holders []string) error
+	}
+	// denialFiller sessions look a denial's expiry up in a call of its own,
+	// made after the claim was answered and recorded, with its own deadline.
+	denialFiller interface {
+		fillDenial(ctx context.Context, err error)
+	}
+	// leaseDurationAware targets are told the agents' lease duration
+	// before sessions are made.
+	leaseDurationAware interface{ setLeaseDuration(time.Duration) }
+	// observable targets say which client-side counters mean something for
+	// them: deadlineAware (the target answers "not applied" when an op's
+	// deadline passed, so applied-after-deadline is observable) and
+	// renewalsInLog (every renewal is a log entry, so ops per entry
+	// compares like with like). Targets without it are both.
+	observable interface {
+		deadlineAware() bool
+		renewalsInLog() bool
+	}
+)
+
+// fullyObservable is the default: both counters observable.
+type fullyObservable struct{}
+
+func (fullyObservable) deadlineAware() bool { return true }
+func (fullyObservable) renewalsInLog() bool { return true }
+
+func observability(t Target) observable {
+	if o, ok := innerTarget(t).(observable); ok {
+		return o
+	}
+	return fullyObservable{}
+}
+
+// innerTarget is the target a childTarget wraps, or t.
+func innerTarget(t Target) Target {
+	if c, ok := t.(*childTarget); ok {
+		return c.inner
+	}
+	return t
 }

@@ -1,166 +1,93 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime/pprof"
-	"slices"
-	"strings"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
-
-	"github.com/leasehold/leasehold/bench"
 )
 
-// benchFailure is a benchmark that started and failed: exit 1, message
-// already printed.
-type benchFailure struct{ err error }
+// The benchmark lives in its own binary, cmd/leasehold-bench, because it
+// embeds an etcd cluster and a plotting library that a production server
+// must not ship. `leasehold bench ...` runs that binary, found beside this
+// one or on PATH, with the same arguments; without it, it says how to get it.
 
-func (e benchFailure) Error() string { return e.err.Error() }
-func (e benchFailure) ExitCode() int { return 1 }
+// benchExit carries the benchmark's exit code through.
+type benchExit struct{ code int }
 
-func init() {
-	var (
-		o          bench.Options
-		targets    []string
-		quiet      bool
-		inProcess  bool
-		cpuProfile string
-	)
-	cmd := &cobra.Command{
-		Use:   "bench",
-		Short: "Benchmark lease services with the Juju harness (leases x claimants, renewals, restart herds)",
-		Long: `Runs each target in turn on this machine, each a fresh 3-node cluster on loopback
-with fsync on, drives it with Leases x Claimants agents (claim, renew every
---renew-every, wait on denial, back off on errors) and writes DIR/report.json,
-DIR/report.md and PNG charts (throughput, p99, rejects, errors over time).
+func (e benchExit) Error() string { return fmt.Sprintf("leasehold-bench exited with %d", e.code) }
+func (e benchExit) ExitCode() int { return e.code }
 
-Targets: leasehold (this service), naive (Leasehold with one op per log entry
-and no admission control) and etcd (3 embedded etcd members using the lease
-API), as far as this build registers them; an unknown target lists those that
-are. With no flags every registered target runs for a share of about one
-minute; short runs compress time (see --time-scale) so that holders still
-renew several times.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			for _, t := range targets {
-				if !slices.Contains(bench.Registered(), t) {
-					return fmt.Errorf("bench: unknown target %q: this build has %s (leasehold and naive are added when the in-process cluster is wired in)",
-						t, strings.Join(bench.Registered(), ", "))
-				}
-			}
-			o.Targets = targets
-			if !inProcess {
-				exe, err := os.Executable()
-				if err != nil {
-					return err
-				}
-				o.ServerProcess = func(target, dir string) *exec.Cmd {
-					c := exec.Command(exe, "bench-server", "--target", target, "--dir", dir)
-					if cpuProfile != "" {
-						c.Env = append(os.Environ(), "LEASEHOLD_BENCH_CPUPROFILE="+cpuProfile+"-"+target+"-servers.pprof")
-					}
-					return c
-				}
-			}
-			if cpuProfile != "" {
-				f, err := os.Create(cpuProfile + "-harness.pprof")
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return err
-				}
-				defer pprof.StopCPUProfile()
-			}
-			if o.Out == "" {
-				o.Out = "bench-out-" + time.Now().Format("20060102-150405")
-			}
-			if !quiet && isTerminal(os.Stderr) {
-				o.Progress = os.Stderr
-			}
-			if !quiet {
-				o.Log = os.Stderr
-			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			rep, err := bench.Run(ctx, o)
-			if err != nil {
-				fmt.Fprintln(os.Stderr, "leasehold:", err)
-				return benchFailure{err}
-			}
-			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "%-10s %9s %8s %8s %9s %8s %6s %6s %6s %6s %7s %7s\n",
-				"target", "ops/s", "p50 ms", "p99 ms", "ops/entry", "rejected", "errors", "early", "dual", "leader", "aad", "rss MB")
-			for _, r := range rep.Results {
-				aad := "n/a"
-				if r.AppliedAfterDeadlineMeasured {
-					aad = fmt.Sprint(r.AppliedAfterDeadline)
-				}
-				fmt.Fprintf(out, "%-10s %9.0f %8.2f %8.2f %9.2f %8d %6d %6d %6d %6d %7s %7.0f\n",
-					r.Target, r.OpsPerSec, r.P50Ms, r.P99Ms, r.OpsPerEntry, r.Rejected, r.Errors,
-					r.EarlyExpiries, r.DualHolders, r.LeaderChanges, aad, r.MaxRSSMB)
-			}
-			for _, q := range rep.Ratios {
-				fmt.Fprintf(out, "%s: %.2fx ops/s, %.2fx p99\n", q.Name, q.OpsPerSec, q.P99Ms)
-			}
-			dir, _ := filepath.Abs(o.Out)
-			fmt.Fprintf(out, "report: %s\n", filepath.Join(dir, "report.md"))
-			return nil
-		},
+const benchBinary = "leasehold-bench"
+
+// findBench returns the path of leasehold-bench: beside this executable
+// first, then on PATH.
+func findBench() (string, error) {
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), benchBinary)
+		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
 	}
-	f := cmd.Flags()
-	f.StringVar(&o.Scenario, "scenario", "steady", "steady, herd (every agent restarts at once) or burst (extra claimants claim at once)")
-	f.StringSliceVar(&targets, "target", nil, "targets to run, comma separated: leasehold,naive,etcd (default: every registered target)")
-	f.IntVar(&o.Leases, "leases", 2000, "number of leases (keys)")
-	f.IntVar(&o.Claimants, "claimants", 3, "claimants (agents) per lease")
-	f.DurationVar(&o.LeaseDuration, "lease-duration", 60*time.Second, "lease duration every claim and extend asks for")
-	f.DurationVar(&o.RenewEvery, "renew-every", 30*time.Second, "holders renew this often (±10% jitter)")
-	f.DurationVar(&o.Duration, "duration", 0, "load duration per target (default: 60s shared by the targets, at least 20s each)")
-	f.StringVar(&o.Out, "out", "", "output directory (default: a new ./bench-out-YYYYMMDD-HHMMSS)")
-	f.Float64Var(&o.TimeScale, "time-scale", 0, "divide --lease-duration and --renew-every by this (1: real time; 0: the smallest factor giving 4 renewals per run, leases >= 2s)")
-	f.IntVar(&o.Sessions, "sessions", 8, "client connections per target, shared by the agents")
-	f.DurationVar(&o.OpTimeout, "op-timeout", 0, "per-call timeout (default: renew interval / 2, within [1s, 5s])")
-	f.IntVar(&o.BurstClaimants, "burst-claimants", 0, "burst: extra claimants per lease (default: --claimants)")
-	f.Float64Var(&o.EventAt, "event-at", 0.5, "herd/burst: when it fires, as a fraction of --duration")
-	f.Float64Var(&o.RevokeChance, "revoke-chance", 0.02, "probability a holder releases instead of renewing (negative: never)")
-	f.Uint64Var(&o.Seed, "seed", 1, "seed for the agents' jitter")
-	f.BoolVar(&o.NoBulk, "no-bulk", false, "one call per op even for targets that take bulk calls")
-	f.StringVar(&cpuProfile, "cpuprofile", "", "write CPU profiles PREFIX-harness.pprof (clients and load) and PREFIX-TARGET-servers.pprof (each target's server process)")
-	f.Float64Var(&o.Rate, "rate", 0, "saturation run: holders renew every leases/rate seconds so renewals offer this many ops/s (leases last 4 renew intervals, >= 2s; no time compression)")
-	f.StringVar(&o.DataDir, "data-dir", "", "where the clusters keep their data, removed after each target (default: the temp dir)")
-	f.BoolVarP(&quiet, "quiet", "q", false, "no progress bar or progress lines on stderr")
-	f.BoolVar(&inProcess, "in-process", false, "run the servers in this process (max RSS is then the whole process's) instead of one child process per target")
-	rootCmd.AddCommand(cmd)
-
-	// bench-server is the child side of bench: it runs one target's cluster
-	// and talks to the parent over stdin/stdout (see bench/child.go).
-	var target, dir string
-	srv := &cobra.Command{
-		Use:    "bench-server",
-		Short:  "Run one benchmark target's cluster for leasehold bench (internal)",
-		Hidden: true,
-		Args:   cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := bench.ServeChild(cmd.Context(), target, dir, os.Stdin, os.Stdout); err != nil {
-				fmt.Fprintln(os.Stderr, "leasehold bench-server:", err)
-				return benchFailure{err}
-			}
-			return nil
-		},
-	}
-	srv.Flags().StringVar(&target, "target", "", "target name")
-	srv.Flags().StringVar(&dir, "dir", "", "data directory")
-	rootCmd.AddCommand(srv)
+	return exec.LookPath(benchBinary)
 }
 
-func isTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+func init() {
+	cmd := &cobra.Command{
+		Use:   "bench [flags]",
+		Short: "Run the benchmark (the leasehold-bench binary, with the same flags)",
+		Long: `Runs leasehold-bench (found beside this binary or on PATH) with the same
+arguments. The benchmark is a separate binary so that the server links no peer
+database; build it with  go build ./cmd/leasehold-bench  or run it with
+go run ./cmd/leasehold-bench --scenario ... from a checkout.`,
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path, err := findBench()
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "leasehold: the benchmark is a separate binary: build it with `go build ./cmd/leasehold-bench` (beside this one or on PATH), or run `go run ./cmd/leasehold-bench ...` from a checkout")
+				return benchExit{code: 2}
+			}
+			c := exec.Command(path, args...)
+			c.Stdin, c.Stdout, c.Stderr = os.Stdin, cmd.OutOrStdout(), cmd.ErrOrStderr()
+			// A ctrl-c reaches the benchmark too (same process group); it
+			// stops in order, so this process waits for it. SIGTERM is passed on.
+			sigs := make(chan os.Signal, 1)
+			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+			defer signal.Stop(sigs)
+			if err := c.Start(); err != nil {
+				fmt.Fprintln(os.Stderr, "leasehold: running", path+":", err)
+				return benchExit{code: 1}
+			}
+			done := make(chan struct{})
+			defer close(done)
+			go func() {
+				for {
+					select {
+					case s := <-sigs:
+						if s == syscall.SIGTERM {
+							c.Process.Signal(s)
+						}
+					case <-done:
+						return
+					}
+				}
+			}()
+			err = c.Wait()
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				return benchExit{code: ee.ExitCode()}
+			}
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "leasehold: running", path+":", err)
+				return benchExit{code: 1}
+			}
+			return nil
+		},
+	}
+	rootCmd.AddCommand(cmd)
 }

@@ -1,4 +1,5 @@
-// Command leasehold is the Leasehold server, dev cluster, client and benchmark.
+// Command leasehold is the Leasehold server, dev cluster and client; its
+// bench subcommand runs the separate leasehold-bench binary.
 package main
 
 import (
