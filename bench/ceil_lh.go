@@ -20,10 +20,7 @@ import (
 const ceilLeaseDuration = 60 * time.Second
 
 func (t *leaseholdTarget) ceilSupports(op string) (bool, string) {
-	if op == "extend-stream" {
-		return false, "Leasehold has no streaming renewal (its batched renewal is bulk-extend)"
-	}
-	return true, ""
+	return true, "" // extend-stream: client.Renewer over the Renew stream
 }
 
 func (t *leaseholdTarget) ceilMaxBatch() int { return 10_000 }
@@ -127,10 +124,14 @@ func (w *lhWorker) do(ctx context.Context) (good, denied, failed int, err error)
 			return 1, 1, 0, nil
 		}
 		return 0, 0, 0, err
-	case "extend":
+	case "extend", "extend-stream":
 		k := w.keys[w.next%len(w.keys)]
 		w.next++
-		if _, err = w.c.Extend(ctx, k, w.holder, ceilLeaseDuration); err != nil {
+		extend := w.c.Extend
+		if w.op == "extend-stream" {
+			extend = w.c.Renewer().Extend // one Renew stream per connection
+		}
+		if _, err = extend(ctx, k, w.holder, ceilLeaseDuration); err != nil {
 			return 0, 0, 0, err
 		}
 		return 1, 0, 0, nil

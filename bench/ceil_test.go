@@ -138,7 +138,7 @@ func TestCeilingsTiny(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"leasehold claim", "etcd claim", "leasehold claim-contended", "etcd claim-contended",
-		"leasehold extend", "etcd extend", "etcd extend-stream", "leasehold revoke", "etcd revoke",
+		"leasehold extend", "etcd extend", "leasehold extend-stream", "etcd extend-stream", "leasehold revoke", "etcd revoke",
 		"leasehold expire", "etcd expire", "leasehold bulk-claim", "etcd bulk-claim", "leasehold bulk-extend"} {
 		if !seen[want] {
 			t.Errorf("no row for %s", want)
