@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/leasehold/leasehold/client"
+	"github.com/leasehold/leasehold/internal/grpcserver"
+	"github.com/leasehold/leasehold/internal/grpcserver/servertest"
 	"github.com/leasehold/leasehold/lease"
-	"github.com/leasehold/leasehold/server"
-	"github.com/leasehold/leasehold/server/servertest"
 )
 
 // These measure the API's own cost (protobuf, gRPC over loopback TCP,
@@ -17,7 +17,7 @@ import (
 
 func benchClient(b *testing.B) *client.Client {
 	c := servertest.NewCluster(1)
-	addrs := servertest.Start(b, c, server.Options{})
+	addrs := servertest.Start(b, c, grpcserver.Options{})
 	cl, err := client.New(client.Config{Endpoints: addrs})
 	if err != nil {
 		b.Fatal(err)

@@ -7,12 +7,12 @@ import (
 	"time"
 
 	"github.com/leasehold/leasehold/client"
+	"github.com/leasehold/leasehold/internal/grpcserver"
 	"github.com/leasehold/leasehold/lease"
-	"github.com/leasehold/leasehold/server"
 )
 
 func TestRoundTrip(t *testing.T) {
-	_, cl, _ := setup(t, 1, server.Options{}, nil)
+	_, cl, _ := setup(t, 1, grpcserver.Options{}, nil)
 	ctx := ctxT(t)
 	r, err := cl.Claim(ctx, key, "unit/0", 10*time.Second)
 	if err != nil || r.Outcome != lease.OutcomeGranted || r.Token == 0 || r.Holder != "unit/0" || r.Key != key {
@@ -70,7 +70,7 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestListPages(t *testing.T) {
-	_, cl, _ := setup(t, 1, server.Options{}, nil)
+	_, cl, _ := setup(t, 1, grpcserver.Options{}, nil)
 	ctx := ctxT(t)
 	var cmds []lease.Command
 	for g := range 3 {
@@ -105,7 +105,7 @@ func TestListPages(t *testing.T) {
 }
 
 func TestBulkMixedResults(t *testing.T) {
-	c, cl, _ := setup(t, 1, server.Options{}, nil)
+	c, cl, _ := setup(t, 1, grpcserver.Options{}, nil)
 	ctx := ctxT(t)
 	other := lease.Key{Namespace: "ns", Group: "g", Name: "other"}
 	otherLease, err := cl.Claim(ctx, other, "someone", time.Minute)
@@ -151,7 +151,7 @@ func TestBulkMixedResults(t *testing.T) {
 }
 
 func TestInvalidArgumentWritesNothing(t *testing.T) {
-	c, cl, _ := setup(t, 1, server.Options{MaxBulkOps: 2}, nil)
+	c, cl, _ := setup(t, 1, grpcserver.Options{MaxBulkOps: 2}, nil)
 	ctx := ctxT(t)
 	wc := countWrites(c, nil)
 	cases := []struct {
@@ -182,7 +182,7 @@ func TestInvalidArgumentWritesNothing(t *testing.T) {
 // TestErrorMappingEveryCode sends every code from the backend through the
 // server, the wire and the client and expects the same error back.
 func TestErrorMappingEveryCode(t *testing.T) {
-	c, cl, _ := setup(t, 1, server.Options{}, func(cfg *client.Config) { cfg.MaxAttempts = 1 })
+	c, cl, _ := setup(t, 1, grpcserver.Options{}, func(cfg *client.Config) { cfg.MaxAttempts = 1 })
 	ctx := ctxT(t)
 	var inject *lease.Error
 	countWrites(c, func(string, []lease.Command) error { return inject })

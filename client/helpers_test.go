@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/leasehold/leasehold/client"
+	"github.com/leasehold/leasehold/internal/grpcserver"
+	"github.com/leasehold/leasehold/internal/grpcserver/servertest"
 	"github.com/leasehold/leasehold/lease"
-	"github.com/leasehold/leasehold/server"
-	"github.com/leasehold/leasehold/server/servertest"
 )
 
 var key = lease.Key{Namespace: "app-leadership", Group: "model-1", Name: "mysql"}
@@ -35,7 +35,7 @@ func (s *sleeps) get() []time.Duration {
 
 // setup starts an n-node fake cluster and a client of all its nodes, with
 // recorded sleeps and a fixed jitter of 0.5.
-func setup(t *testing.T, n int, opts server.Options, tweak func(*client.Config)) (*servertest.Cluster, *client.Client, *sleeps) {
+func setup(t *testing.T, n int, opts grpcserver.Options, tweak func(*client.Config)) (*servertest.Cluster, *client.Client, *sleeps) {
 	t.Helper()
 	c := servertest.NewCluster(n)
 	addrs := servertest.Start(t, c, opts)

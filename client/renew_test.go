@@ -14,9 +14,9 @@ import (
 
 	pb "github.com/leasehold/leasehold/api/leaseholdv1"
 	"github.com/leasehold/leasehold/client"
+	"github.com/leasehold/leasehold/internal/grpcserver"
+	"github.com/leasehold/leasehold/internal/grpcserver/servertest"
 	"github.com/leasehold/leasehold/lease"
-	"github.com/leasehold/leasehold/server"
-	"github.com/leasehold/leasehold/server/servertest"
 )
 
 func renewKey(i int) lease.Key {
@@ -40,7 +40,7 @@ func claimAll(t *testing.T, cl *client.Client, n int) []client.Result {
 // Many renewals outstanding at once on one stream: every one is answered
 // with its own lease (the answers are matched to their callers by id).
 func TestRenewerManyOutstanding(t *testing.T) {
-	c, cl, _ := setup(t, 1, server.Options{}, nil)
+	c, cl, _ := setup(t, 1, grpcserver.Options{}, nil)
 	const n = 300
 	claims := claimAll(t, cl, n)
 	// Hold every write until all n renewals are in flight, so they are
@@ -92,7 +92,7 @@ func TestRenewerManyOutstanding(t *testing.T) {
 // CodeUnknown (the server had them): none is lost or left hanging.
 func TestRenewerBrokenStreamAnswersUnknown(t *testing.T) {
 	c := servertest.NewCluster(1)
-	addrs, stop, err := servertest.Serve(c, server.Options{})
+	addrs, stop, err := servertest.Serve(c, grpcserver.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestRenewerBrokenStreamAnswersUnknown(t *testing.T) {
 // when it steps down, the stream ends, and the client sends them to the new
 // leader, where each is applied once.
 func TestRenewerLeaderChange(t *testing.T) {
-	c, cl, _ := setup(t, 3, server.Options{}, nil)
+	c, cl, _ := setup(t, 3, grpcserver.Options{}, nil)
 	const n = 10
 	claimAll(t, cl, n)
 	r := cl.Renewer()
@@ -197,7 +197,7 @@ func TestRenewerLeaderChange(t *testing.T) {
 // A caller that gives up gets CodeCanceled at once; the stream stays usable
 // for other renewals.
 func TestRenewerCancel(t *testing.T) {
-	c, cl, _ := setup(t, 1, server.Options{}, nil)
+	c, cl, _ := setup(t, 1, grpcserver.Options{}, nil)
 	claimAll(t, cl, 2)
 	block := make(chan struct{})
 	c.SetOnWrite(func(ctx context.Context, _ string, cmds []lease.Command) error {
@@ -228,7 +228,7 @@ func TestRenewerCancel(t *testing.T) {
 // Renewals are refused like any stream over the per-caller stream limit:
 // the limit is shared with watches.
 func TestRenewerCountsTowardStreamLimit(t *testing.T) {
-	_, cl, _ := setup(t, 1, server.Options{MaxWatchersPerCaller: 1}, func(cfg *client.Config) { cfg.MaxAttempts = 1 })
+	_, cl, _ := setup(t, 1, grpcserver.Options{MaxWatchersPerCaller: 1}, func(cfg *client.Config) { cfg.MaxAttempts = 1 })
 	claimAll(t, cl, 1)
 	w, err := cl.Watch(ctxT(t), client.WatchOptions{Namespace: "renew"})
 	if err != nil {

@@ -8,12 +8,12 @@ import (
 	"time"
 
 	"github.com/leasehold/leasehold/client"
+	"github.com/leasehold/leasehold/internal/grpcserver"
 	"github.com/leasehold/leasehold/lease"
-	"github.com/leasehold/leasehold/server"
 )
 
 func TestBackoffSpacing(t *testing.T) {
-	c, cl, sl := setup(t, 1, server.Options{}, func(cfg *client.Config) {
+	c, cl, sl := setup(t, 1, grpcserver.Options{}, func(cfg *client.Config) {
 		cfg.MaxAttempts, cfg.BackoffBase, cfg.BackoffMax = 5, 100*time.Millisecond, 300*time.Millisecond
 	})
 	countWrites(c, func(string, []lease.Command) error { return lease.Errorf(lease.CodeUnknown, "flaky") })
@@ -28,7 +28,7 @@ func TestBackoffSpacing(t *testing.T) {
 }
 
 func TestRetryAfterObeyed(t *testing.T) {
-	c, cl, sl := setup(t, 1, server.Options{}, func(cfg *client.Config) { cfg.MaxAttempts = 3 })
+	c, cl, sl := setup(t, 1, grpcserver.Options{}, func(cfg *client.Config) { cfg.MaxAttempts = 3 })
 	wc := countWrites(c, func(string, []lease.Command) error {
 		return &lease.Error{Code: lease.CodeOverloaded, RetryAfter: 700 * time.Millisecond}
 	})
@@ -43,7 +43,7 @@ func TestRetryAfterObeyed(t *testing.T) {
 }
 
 func TestNeverRetried(t *testing.T) {
-	c, cl, sl := setup(t, 1, server.Options{}, nil)
+	c, cl, sl := setup(t, 1, grpcserver.Options{}, nil)
 	for _, code := range []lease.Code{lease.CodeDenied, lease.CodeNotHeld, lease.CodeInvalidArgument,
 		lease.CodeUnauthenticated, lease.CodePermissionDenied, lease.CodeCanceled} {
 		wc := countWrites(c, func(string, []lease.Command) error { return &lease.Error{Code: code} })
@@ -62,7 +62,7 @@ func TestNeverRetried(t *testing.T) {
 // TestRetryBudget: retries spend a bucket of RetryBurst tokens refilled at
 // RetryRatio per call, so a failing server gets few retries.
 func TestRetryBudget(t *testing.T) {
-	c, cl, _ := setup(t, 1, server.Options{}, func(cfg *client.Config) {
+	c, cl, _ := setup(t, 1, grpcserver.Options{}, func(cfg *client.Config) {
 		cfg.MaxAttempts, cfg.RetryBurst, cfg.RetryRatio = 5, 2, 0.1
 	})
 	wc := countWrites(c, func(string, []lease.Command) error { return lease.Errorf(lease.CodeUnknown, "flaky") })
@@ -87,7 +87,7 @@ func TestRetryBudget(t *testing.T) {
 // NotLeader without a hint and with a retry-after: the client backs off for
 // at least that long and tries again, rather than giving the server up.
 func TestNotReadyLeaderBackedOff(t *testing.T) {
-	c, cl, sl := setup(t, 1, server.Options{}, func(cfg *client.Config) { cfg.MaxAttempts = 4 })
+	c, cl, sl := setup(t, 1, grpcserver.Options{}, func(cfg *client.Config) { cfg.MaxAttempts = 4 })
 	var n atomic.Int32
 	countWrites(c, func(string, []lease.Command) error {
 		if n.Add(1) <= 2 {

@@ -8,14 +8,14 @@ import (
 	"time"
 
 	"github.com/leasehold/leasehold/client"
+	"github.com/leasehold/leasehold/internal/grpcserver"
 	"github.com/leasehold/leasehold/lease"
-	"github.com/leasehold/leasehold/server"
 )
 
 // TestFollowerRedirect: a follower answers NotLeader with the hint and the
 // client goes straight to the leader, then keeps going there.
 func TestFollowerRedirect(t *testing.T) {
-	c, cl, sl := setup(t, 3, server.Options{}, nil)
+	c, cl, sl := setup(t, 3, grpcserver.Options{}, nil)
 	c.SetLeader("n3")
 	wc := countWrites(c, nil)
 	ctx := ctxT(t)
@@ -46,7 +46,7 @@ func TestFollowerRedirect(t *testing.T) {
 // TestRedirectByID: the hint names the leader by ID only; the client learns
 // its servers' IDs from Status and follows it.
 func TestRedirectByID(t *testing.T) {
-	c, cl, _ := setup(t, 3, server.Options{}, nil)
+	c, cl, _ := setup(t, 3, grpcserver.Options{}, nil)
 	c.SetLeader("n2")
 	countWrites(c, func(node string, _ []lease.Command) error {
 		if node != "n2" {
@@ -67,7 +67,7 @@ func TestRedirectByID(t *testing.T) {
 // an empty hint; the client tries others with backoff and gives up with
 // NotLeader after its attempts.
 func TestNoLeaderBacksOff(t *testing.T) {
-	c, cl, sl := setup(t, 3, server.Options{}, nil)
+	c, cl, sl := setup(t, 3, grpcserver.Options{}, nil)
 	c.SetLeader("")
 	wc := countWrites(c, nil)
 	_, err := cl.Claim(ctxT(t), key, "h", time.Minute)
@@ -121,7 +121,7 @@ func TestNoServerUnavailable(t *testing.T) {
 
 // TestFailoverToLiveServer: the first endpoint is down; the call moves on.
 func TestFailoverToLiveServer(t *testing.T) {
-	c, _, _ := setup(t, 1, server.Options{}, nil)
+	c, _, _ := setup(t, 1, grpcserver.Options{}, nil)
 	cl, err := client.New(client.Config{Endpoints: append(closedAddrs(t, 2), c.Node("n1").Addr)})
 	if err != nil {
 		t.Fatal(err)
@@ -135,7 +135,7 @@ func TestFailoverToLiveServer(t *testing.T) {
 // TestCancelReachesServer: cancelling the caller's context cancels the
 // backend's wait; the client reports Canceled.
 func TestCancelReachesServer(t *testing.T) {
-	c, cl, _ := setup(t, 1, server.Options{}, nil)
+	c, cl, _ := setup(t, 1, grpcserver.Options{}, nil)
 	entered, observed := make(chan struct{}), make(chan error, 1)
 	c.SetOnWrite(func(ctx context.Context, _ string, _ []lease.Command) error {
 		close(entered)
@@ -157,7 +157,7 @@ func TestCancelReachesServer(t *testing.T) {
 // TestClientDeadlineIsUnknown: the caller's deadline passes while a write is
 // in flight: the outcome is unknown, not "deadline exceeded, not applied".
 func TestClientDeadlineIsUnknown(t *testing.T) {
-	c, cl, _ := setup(t, 1, server.Options{}, nil)
+	c, cl, _ := setup(t, 1, grpcserver.Options{}, nil)
 	observed := make(chan struct{})
 	c.SetOnWrite(func(ctx context.Context, _ string, _ []lease.Command) error {
 		<-ctx.Done()
@@ -185,7 +185,7 @@ func TestClientDeadlineIsUnknown(t *testing.T) {
 // TestUnknownThenRefusedStaysUnknown: once an attempt's outcome is unknown,
 // a later "not applied" answer must not be reported as the call's outcome.
 func TestUnknownThenRefusedStaysUnknown(t *testing.T) {
-	c, cl, _ := setup(t, 1, server.Options{}, func(cfg *client.Config) { cfg.MaxAttempts = 2 })
+	c, cl, _ := setup(t, 1, grpcserver.Options{}, func(cfg *client.Config) { cfg.MaxAttempts = 2 })
 	n := 0
 	countWrites(c, func(string, []lease.Command) error {
 		n++

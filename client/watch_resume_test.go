@@ -12,8 +12,8 @@ import (
 
 	pb "github.com/leasehold/leasehold/api/leaseholdv1"
 	"github.com/leasehold/leasehold/client"
+	"github.com/leasehold/leasehold/internal/grpcserver"
 	"github.com/leasehold/leasehold/lease"
-	"github.com/leasehold/leasehold/server"
 )
 
 // cutStream fails the second message of the first Watch stream (its first
@@ -53,7 +53,7 @@ func TestWatchBreakBeforeFirstEventResumesWhereItBegan(t *testing.T) {
 		}
 		return h(srv, &cutStream{ServerStream: ss, cut: n == 1})
 	})
-	_, cl, _ := setup(t, 1, server.Options{GRPCOptions: []grpc.ServerOption{intercept}}, nil)
+	_, cl, _ := setup(t, 1, grpcserver.Options{GRPCOptions: []grpc.ServerOption{intercept}}, nil)
 	ctx := ctxT(t)
 	k1, k2, k3 := key, lease.Key{Namespace: key.Namespace, Group: key.Group, Name: "two"}, lease.Key{Namespace: key.Namespace, Group: key.Group, Name: "three"}
 	if _, err := cl.Claim(ctx, k1, "u/0", time.Minute); err != nil {
@@ -86,7 +86,7 @@ func TestWatchBreakBeforeFirstEventResumesWhereItBegan(t *testing.T) {
 // TestWatchCompactedStart: a start index older than the server's history is
 // a typed error naming the oldest index it can resume from.
 func TestWatchCompactedStart(t *testing.T) {
-	c, cl, _ := setup(t, 1, server.Options{}, nil)
+	c, cl, _ := setup(t, 1, grpcserver.Options{}, nil)
 	ctx := ctxT(t)
 	// The fake cluster's hub keeps 100,000 events; reset it as a snapshot
 	// install would.

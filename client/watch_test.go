@@ -7,12 +7,12 @@ import (
 	"time"
 
 	"github.com/leasehold/leasehold/client"
+	"github.com/leasehold/leasehold/internal/grpcserver"
 	"github.com/leasehold/leasehold/lease"
-	"github.com/leasehold/leasehold/server"
 )
 
 func TestWatch(t *testing.T) {
-	c, cl, _ := setup(t, 3, server.Options{}, nil)
+	c, cl, _ := setup(t, 3, grpcserver.Options{}, nil)
 	ctx := ctxT(t)
 	other := lease.Key{Namespace: "ns", Group: "g", Name: "x"}
 	if _, err := cl.Claim(ctx, key, "u/0", time.Minute); err != nil {
@@ -62,7 +62,7 @@ func TestWatch(t *testing.T) {
 
 // TestWatchEndsWithContext: cancelling the watch's context ends Next.
 func TestWatchEndsWithContext(t *testing.T) {
-	_, cl, _ := setup(t, 1, server.Options{}, nil)
+	_, cl, _ := setup(t, 1, grpcserver.Options{}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	w, err := cl.Watch(ctx, client.WatchOptions{})
 	if err != nil {

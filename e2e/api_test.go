@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/leasehold/leasehold/client"
-	"github.com/leasehold/leasehold/cluster"
+	"github.com/leasehold/leasehold/internal/devcluster"
+	"github.com/leasehold/leasehold/internal/grpcserver"
 	"github.com/leasehold/leasehold/lease"
-	"github.com/leasehold/leasehold/server"
 )
 
 func ctxFor(t testing.TB, d time.Duration) context.Context {
@@ -181,8 +181,8 @@ func TestNoReachableServerIsUnavailable(t *testing.T) {
 // refused, and the log shows nothing of them (a watch opened before sees
 // the admin's marker claim as the first event).
 func TestAuthRejectsAndWritesNothing(t *testing.T) {
-	e := start(t, func(o *cluster.Options) {
-		o.Server = server.Options{Tokens: map[string]server.Role{"agent-tok": server.RoleAgent, "admin-tok": server.RoleAdmin}}
+	e := start(t, func(o *devcluster.Options) {
+		o.Server = grpcserver.Options{Tokens: map[string]grpcserver.Role{"agent-tok": grpcserver.RoleAgent, "admin-tok": grpcserver.RoleAdmin}}
 	})
 	ctx := ctxFor(t, 20*time.Second)
 	eps := e.endpoints()

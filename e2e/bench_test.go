@@ -9,10 +9,10 @@ import (
 	"time"
 
 	"github.com/leasehold/leasehold/client"
-	"github.com/leasehold/leasehold/cluster"
+	"github.com/leasehold/leasehold/internal/backend"
+	"github.com/leasehold/leasehold/internal/devcluster"
+	"github.com/leasehold/leasehold/internal/replica"
 	"github.com/leasehold/leasehold/lease"
-	"github.com/leasehold/leasehold/node"
-	"github.com/leasehold/leasehold/raftnode"
 )
 
 // BenchmarkSaturation saturates a 3-node loopback cluster (bbolt log store, fsync
@@ -31,8 +31,8 @@ import (
 func BenchmarkSaturation(b *testing.B) {
 	for _, mode := range []struct {
 		name string
-		mode node.Mode
-	}{{"admitted", node.Admitted}, {"naive", node.Naive}} {
+		mode backend.Mode
+	}{{"admitted", backend.Admitted}, {"naive", backend.Naive}} {
 		benchMode(b, mode.name, mode.mode)
 	}
 }
@@ -43,14 +43,14 @@ const (
 	benchKeysPerWk = 256
 )
 
-func benchMode(b *testing.B, name string, mode node.Mode) {
-	e := start(b, func(o *cluster.Options) {
+func benchMode(b *testing.B, name string, mode backend.Mode) {
+	e := start(b, func(o *devcluster.Options) {
 		fast := o.Raft
-		o.Raft = func(c *raftnode.Config) {
+		o.Raft = func(c *replica.Config) {
 			fast(c)
 			c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout, c.TickInterval = 0, 0, 0, 0
 		}
-		o.Node = node.Options{Mode: mode}
+		o.Node = backend.Options{Mode: mode}
 	})
 	defer e.Close()
 	l := e.leader(b)

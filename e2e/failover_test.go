@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/leasehold/leasehold/admission"
 	"github.com/leasehold/leasehold/client"
-	"github.com/leasehold/leasehold/cluster"
+	"github.com/leasehold/leasehold/internal/admission"
+	"github.com/leasehold/leasehold/internal/backend"
+	"github.com/leasehold/leasehold/internal/devcluster"
 	"github.com/leasehold/leasehold/lease"
-	"github.com/leasehold/leasehold/node"
 )
 
 // TestLeaderKilledWithCallsInFlight stops the leader while many goroutines
@@ -153,8 +153,8 @@ func TestCancelWithdrawsQueuedClaim(t *testing.T) {
 	var canceled atomic.Int64
 	settings := admission.DefaultSettings()
 	settings.MaxInFlight = 1
-	e := start(t, func(o *cluster.Options) {
-		o.Node = node.Options{Admission: settings, Hooks: admission.Hooks{
+	e := start(t, func(o *devcluster.Options) {
+		o.Node = backend.Options{Admission: settings, Hooks: admission.Hooks{
 			Rejected: func(r admission.Reason, _ admission.Lane, n int) {
 				if r == admission.ReasonCanceled {
 					canceled.Add(int64(n))

@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/leasehold/leasehold/client"
-	"github.com/leasehold/leasehold/cluster"
+	"github.com/leasehold/leasehold/internal/devcluster"
+	"github.com/leasehold/leasehold/internal/replica"
 	"github.com/leasehold/leasehold/lease"
-	"github.com/leasehold/leasehold/raftnode"
 )
 
 // BenchmarkOneClientHeldLeaseMemory measures memory per held lease: it
@@ -29,9 +29,9 @@ import (
 //	LEASEHOLD_BENCH_HEAPPROFILE=heap.out go test ./e2e -run '^$' \
 //	    -bench HeldLeaseMemory -benchtime 1000000x
 func BenchmarkOneClientHeldLeaseMemory(b *testing.B) {
-	e := start(b, func(o *cluster.Options) {
+	e := start(b, func(o *devcluster.Options) {
 		fast := o.Raft
-		o.Raft = func(c *raftnode.Config) { fast(c); benchRaft(c) }
+		o.Raft = func(c *replica.Config) { fast(c); benchRaft(c) }
 	})
 	defer e.Close()
 	l := e.leader(b)

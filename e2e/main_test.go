@@ -11,11 +11,11 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/leasehold/leasehold/client"
-	"github.com/leasehold/leasehold/cluster"
+	"github.com/leasehold/leasehold/internal/devcluster"
+	"github.com/leasehold/leasehold/internal/logentry"
+	"github.com/leasehold/leasehold/internal/replica"
 	"github.com/leasehold/leasehold/internal/testutil"
 	"github.com/leasehold/leasehold/lease"
-	"github.com/leasehold/leasehold/logentry"
-	"github.com/leasehold/leasehold/raftnode"
 )
 
 func TestMain(m *testing.M) {
@@ -26,17 +26,17 @@ var fastRaft = testutil.FastRaft
 
 // env is a running cluster with a probe on every member's log store.
 type env struct {
-	*cluster.Cluster
+	*devcluster.Cluster
 	stores map[string]*probeStore // by member ID
 }
 
 // start runs a 3-node cluster on free ports and waits for a leader. adjust,
 // when set, changes the options after the defaults are filled in.
-func start(t testing.TB, adjust func(*cluster.Options)) *env {
+func start(t testing.TB, adjust func(*devcluster.Options)) *env {
 	t.Helper()
 	e := &env{stores: map[string]*probeStore{}}
 	var mu sync.Mutex
-	opts := cluster.Options{Dir: t.TempDir(), Raft: func(c *raftnode.Config) {
+	opts := devcluster.Options{Dir: t.TempDir(), Raft: func(c *replica.Config) {
 		fastRaft(c)
 		mu.Lock()
 		ps := e.stores[c.ID]
@@ -50,7 +50,7 @@ func start(t testing.TB, adjust func(*cluster.Options)) *env {
 	if adjust != nil {
 		adjust(&opts)
 	}
-	c, err := cluster.Start(context.Background(), opts)
+	c, err := devcluster.Start(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func start(t testing.TB, adjust func(*cluster.Options)) *env {
 }
 
 // leader waits (bounded) for a ready leader.
-func (e *env) leader(t testing.TB) *cluster.Member {
+func (e *env) leader(t testing.TB) *devcluster.Member {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -80,7 +80,7 @@ func (e *env) endpoints() []string {
 	return eps
 }
 
-func (e *env) follower(t testing.TB) *cluster.Member {
+func (e *env) follower(t testing.TB) *devcluster.Member {
 	t.Helper()
 	l := e.leader(t)
 	for _, m := range e.Members {

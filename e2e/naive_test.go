@@ -5,9 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/leasehold/leasehold/cluster"
+	"github.com/leasehold/leasehold/internal/backend"
+	"github.com/leasehold/leasehold/internal/devcluster"
 	"github.com/leasehold/leasehold/lease"
-	"github.com/leasehold/leasehold/node"
 )
 
 // TestNaiveBulkCallerGoneIsNotOK is a regression test: in node.Naive mode a
@@ -16,7 +16,7 @@ import (
 // read as CodeOK (a success that never happened). They must carry the
 // context's verdict instead.
 func TestNaiveBulkCallerGoneIsNotOK(t *testing.T) {
-	e := start(t, func(o *cluster.Options) { o.Node = node.Options{Mode: node.Naive} })
+	e := start(t, func(o *devcluster.Options) { o.Node = backend.Options{Mode: backend.Naive} })
 	l := e.leader(t)
 	release := e.stores[l.ID].stall()
 	t.Cleanup(release)

@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/leasehold/leasehold/client"
-	"github.com/leasehold/leasehold/cluster"
+	"github.com/leasehold/leasehold/internal/devcluster"
+	"github.com/leasehold/leasehold/internal/replica"
 	"github.com/leasehold/leasehold/lease"
-	"github.com/leasehold/leasehold/raftnode"
 )
 
 // BenchmarkOneClient measures the latency of one unary write at a time on a
@@ -46,7 +46,7 @@ func BenchmarkOneClientSaturated(b *testing.B) {
 
 // benchRaft applies the production timeouts and the settings named in the
 // environment to a member's Raft config.
-func benchRaft(c *raftnode.Config) {
+func benchRaft(c *replica.Config) {
 	c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout, c.TickInterval = 0, 0, 0, 0
 	if s := os.Getenv("LEASEHOLD_BENCH_STORE"); s != "" {
 		c.LogStore = s
@@ -61,9 +61,9 @@ func benchRaft(c *raftnode.Config) {
 }
 
 func benchUnary(b *testing.B, op string, workers int) {
-	e := start(b, func(o *cluster.Options) {
+	e := start(b, func(o *devcluster.Options) {
 		fast := o.Raft
-		o.Raft = func(c *raftnode.Config) { fast(c); benchRaft(c) }
+		o.Raft = func(c *replica.Config) { fast(c); benchRaft(c) }
 	})
 	defer e.Close()
 	l := e.leader(b)

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/leasehold/leasehold/client"
-	"github.com/leasehold/leasehold/cluster"
+	"github.com/leasehold/leasehold/internal/devcluster"
+	"github.com/leasehold/leasehold/internal/replica"
 	"github.com/leasehold/leasehold/lease"
-	"github.com/leasehold/leasehold/raftnode"
 )
 
 // BenchmarkRenewals compares the ways an agent not behind the manager can
@@ -32,9 +32,9 @@ import (
 //
 //	go test ./e2e -run '^$' -bench Renewals -benchtime 100000x
 func BenchmarkRenewals(b *testing.B) {
-	e := start(b, func(o *cluster.Options) {
+	e := start(b, func(o *devcluster.Options) {
 		fast := o.Raft
-		o.Raft = func(c *raftnode.Config) { fast(c); benchRaft(c) }
+		o.Raft = func(c *replica.Config) { fast(c); benchRaft(c) }
 	})
 	defer e.Close()
 	l := e.leader(b)

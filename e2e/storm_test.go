@@ -11,12 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/leasehold/leasehold/admission"
 	"github.com/leasehold/leasehold/client"
-	"github.com/leasehold/leasehold/cluster"
+	"github.com/leasehold/leasehold/internal/admission"
+	"github.com/leasehold/leasehold/internal/backend"
+	"github.com/leasehold/leasehold/internal/devcluster"
+	"github.com/leasehold/leasehold/internal/replica"
 	"github.com/leasehold/leasehold/lease"
-	"github.com/leasehold/leasehold/node"
-	"github.com/leasehold/leasehold/raftnode"
 )
 
 // TestClaimStormAgainstRenewals is issue 5's cluster test: on a 3-node
@@ -52,11 +52,11 @@ func TestClaimStormAgainstRenewals(t *testing.T) {
 		stormOpsPerEntry = 64
 	)
 	qs := &queueStats{}
-	e := start(t, func(o *cluster.Options) {
+	e := start(t, func(o *devcluster.Options) {
 		// Production Raft timeouts: the fast test ones (300 ms) are below
 		// what a CPU-saturated 2-core machine can keep up with.
 		fast := o.Raft
-		o.Raft = func(c *raftnode.Config) {
+		o.Raft = func(c *replica.Config) {
 			fast(c)
 			c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = 0, 0, 0
 			c.TickInterval = 0
@@ -70,7 +70,7 @@ func TestClaimStormAgainstRenewals(t *testing.T) {
 		if v := os.Getenv("LEASEHOLD_E2E_STORM_MARGIN"); v != "" {
 			s.DeadlineMargin, _ = time.ParseDuration(v)
 		}
-		o.Node = node.Options{Admission: s, Hooks: qs.hooks()}
+		o.Node = backend.Options{Admission: s, Hooks: qs.hooks()}
 	})
 	// A 20 ms disk caps the log at a few thousand ops/s whatever the
 	// machine, so the storm below always exceeds capacity.

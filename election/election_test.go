@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/leasehold/leasehold/client"
-	"github.com/leasehold/leasehold/cluster"
 	"github.com/leasehold/leasehold/election"
 	"github.com/leasehold/leasehold/internal/clock/clocktest"
+	"github.com/leasehold/leasehold/internal/devcluster"
 	"github.com/leasehold/leasehold/internal/testutil"
 	"github.com/leasehold/leasehold/lease"
 	"github.com/leasehold/leasehold/manager"
@@ -23,7 +23,7 @@ var office = lease.Key{Namespace: "singular-controller", Group: "model-1", Name:
 // on) and returns a client of all its servers.
 func startCluster(t *testing.T) *client.Client {
 	t.Helper()
-	c, err := cluster.Start(context.Background(), cluster.Options{Dir: t.TempDir(), Raft: testutil.FastRaft})
+	c, err := devcluster.Start(context.Background(), devcluster.Options{Dir: t.TempDir(), Raft: testutil.FastRaft})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,12 +16,12 @@ import (
 
 	pb "github.com/leasehold/leasehold/api/leaseholdv1"
 	"github.com/leasehold/leasehold/client"
-	"github.com/leasehold/leasehold/cluster"
+	"github.com/leasehold/leasehold/internal/devcluster"
+	"github.com/leasehold/leasehold/internal/grpcserver"
+	"github.com/leasehold/leasehold/internal/replica"
 	"github.com/leasehold/leasehold/internal/testutil"
 	"github.com/leasehold/leasehold/lease"
 	"github.com/leasehold/leasehold/manager"
-	"github.com/leasehold/leasehold/raftnode"
-	"github.com/leasehold/leasehold/server"
 )
 
 func TestMain(m *testing.M) {
@@ -217,7 +217,7 @@ type generation struct {
 type run struct {
 	t      *testing.T
 	p      params
-	c      *cluster.Cluster
+	c      *devcluster.Cluster
 	ld     *load
 	agents []*agent
 }
@@ -326,9 +326,9 @@ func (r report) String() string {
 
 func herd(t *testing.T, p params) report {
 	ld := &load{start: time.Now()}
-	c, err := cluster.Start(context.Background(), cluster.Options{Dir: t.TempDir(),
-		Raft:   func(c *raftnode.Config) { c.TickInterval = 100 * time.Millisecond },
-		Server: server.Options{GRPCOptions: []grpc.ServerOption{grpc.ChainUnaryInterceptor(ld.serverInterceptor)}}})
+	c, err := devcluster.Start(context.Background(), devcluster.Options{Dir: t.TempDir(),
+		Raft:   func(c *replica.Config) { c.TickInterval = 100 * time.Millisecond },
+		Server: grpcserver.Options{GRPCOptions: []grpc.ServerOption{grpc.ChainUnaryInterceptor(ld.serverInterceptor)}}})
 	if err != nil {
 		t.Fatal(err)
 	}

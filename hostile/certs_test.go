@@ -15,11 +15,11 @@ import (
 
 	pb "github.com/leasehold/leasehold/api/leaseholdv1"
 	"github.com/leasehold/leasehold/client"
-	"github.com/leasehold/leasehold/cluster"
+	"github.com/leasehold/leasehold/internal/devcluster"
+	"github.com/leasehold/leasehold/internal/grpcserver"
+	"github.com/leasehold/leasehold/internal/replica"
 	"github.com/leasehold/leasehold/internal/testutil"
 	"github.com/leasehold/leasehold/lease"
-	"github.com/leasehold/leasehold/raftnode"
-	"github.com/leasehold/leasehold/server"
 )
 
 // raftRefuses dials the Raft port with cfg and reports nil when the server
@@ -51,12 +51,12 @@ func TestCertificateCases(t *testing.T) {
 	serverCA, clientCA, otherCA := testutil.NewCA(t, "server CA"), testutil.NewCA(t, "client CA"), testutil.NewCA(t, "other CA")
 	apiTLS := &tls.Config{Certificates: []tls.Certificate{serverCA.Issue(testutil.ServerCert, "api")}, ClientCAs: clientCA.Pool,
 		ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12}
-	c, err := cluster.Start(context.Background(), cluster.Options{Dir: t.TempDir(), Size: 1,
-		Raft: func(cfg *raftnode.Config) {
+	c, err := devcluster.Start(context.Background(), devcluster.Options{Dir: t.TempDir(), Size: 1,
+		Raft: func(cfg *replica.Config) {
 			testutil.FastRaft(cfg)
-			cfg.TLS = raftnode.PeerTLSConfig(serverCA.Issue(testutil.ServerCert, cfg.ID), serverCA.Pool)
+			cfg.TLS = replica.PeerTLSConfig(serverCA.Issue(testutil.ServerCert, cfg.ID), serverCA.Pool)
 		},
-		Server: server.Options{TLS: apiTLS, Tokens: map[string]server.Role{agentToken: server.RoleAgent, adminToken: server.RoleAdmin}}})
+		Server: grpcserver.Options{TLS: apiTLS, Tokens: map[string]grpcserver.Role{agentToken: grpcserver.RoleAgent, adminToken: grpcserver.RoleAdmin}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,10 +18,10 @@ import (
 	"google.golang.org/protobuf/types/dynamicpb"
 
 	pb "github.com/leasehold/leasehold/api/leaseholdv1"
-	"github.com/leasehold/leasehold/cluster"
+	"github.com/leasehold/leasehold/internal/devcluster"
+	"github.com/leasehold/leasehold/internal/grpcserver"
+	"github.com/leasehold/leasehold/internal/replica"
 	"github.com/leasehold/leasehold/internal/testutil"
-	"github.com/leasehold/leasehold/raftnode"
-	"github.com/leasehold/leasehold/server"
 )
 
 func TestMain(m *testing.M) {
@@ -34,13 +34,13 @@ const (
 )
 
 // start runs a one-node cluster with auth and returns a connection to it.
-func start(t *testing.T) (*cluster.Cluster, *grpc.ClientConn) {
+func start(t *testing.T) (*devcluster.Cluster, *grpc.ClientConn) {
 	t.Helper()
-	c, err := cluster.Start(context.Background(), cluster.Options{Dir: t.TempDir(), Size: 1,
-		Raft: func(c *raftnode.Config) {
+	c, err := devcluster.Start(context.Background(), devcluster.Options{Dir: t.TempDir(), Size: 1,
+		Raft: func(c *replica.Config) {
 			c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = 300*time.Millisecond, 300*time.Millisecond, 150*time.Millisecond
 		},
-		Server: server.Options{Tokens: map[string]server.Role{agentToken: server.RoleAgent, adminToken: server.RoleAdmin}}})
+		Server: grpcserver.Options{Tokens: map[string]grpcserver.Role{agentToken: grpcserver.RoleAgent, adminToken: grpcserver.RoleAdmin}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,13 +273,13 @@ func TestMalformedRequests(t *testing.T) {
 			return bulkErr(api.Bulk(ctx, bulk(1, &pb.Op{Kind: pb.OpKind_OP_KIND_CLAIM, Key: key("n"), Holder: "h", DurationMs: -1})))
 		}, codes.InvalidArgument},
 		{"bulk over the op cap", func(ctx context.Context) error {
-			return bulkErr(api.Bulk(ctx, bulk(server.DefaultMaxBulkOps+1, &pb.Op{Kind: pb.OpKind_OP_KIND_CLAIM, Key: key("n"), Holder: "h", DurationMs: 5000})))
+			return bulkErr(api.Bulk(ctx, bulk(grpcserver.DefaultMaxBulkOps+1, &pb.Op{Kind: pb.OpKind_OP_KIND_CLAIM, Key: key("n"), Holder: "h", DurationMs: 5000})))
 		}, codes.InvalidArgument},
 		{"bulk over the message cap", func(ctx context.Context) error {
 			big := strings.Repeat("x", 256)
 			// 10,000 ops of maximal valid fields fit in the cap by design, so
 			// twice as many oversized ones: over 16 MiB.
-			return bulkErr(api.Bulk(ctx, bulk(2*server.DefaultMaxBulkOps, &pb.Op{Kind: pb.OpKind_OP_KIND_CLAIM,
+			return bulkErr(api.Bulk(ctx, bulk(2*grpcserver.DefaultMaxBulkOps, &pb.Op{Kind: pb.OpKind_OP_KIND_CLAIM,
 				Key: &pb.Key{Namespace: big, Group: big, Name: big}, Holder: big + big + big, DurationMs: 5000})))
 		}, codes.ResourceExhausted},
 		{"get bad key", func(ctx context.Context) error {
@@ -428,7 +428,7 @@ func TestWatcherFloodOverTheCap(t *testing.T) {
 	ctx, cancel := context.WithTimeout(withToken(context.Background(), agentToken), 60*time.Second)
 	defer cancel()
 	wctx, stopWatches := context.WithCancel(ctx)
-	const n = server.DefaultMaxWatchersPerCaller + 50
+	const n = grpcserver.DefaultMaxWatchersPerCaller + 50
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	accepted, refused := 0, map[codes.Code]int{}
@@ -466,8 +466,8 @@ func TestWatcherFloodOverTheCap(t *testing.T) {
 	})
 	mu.Lock()
 	t.Logf("%d accepted, refused %v", accepted, refused)
-	if accepted != server.DefaultMaxWatchersPerCaller || refused[codes.ResourceExhausted] != n-accepted {
-		t.Errorf("%d accepted, refused %v; want %d accepted and the rest ResourceExhausted", accepted, refused, server.DefaultMaxWatchersPerCaller)
+	if accepted != grpcserver.DefaultMaxWatchersPerCaller || refused[codes.ResourceExhausted] != n-accepted {
+		t.Errorf("%d accepted, refused %v; want %d accepted and the rest ResourceExhausted", accepted, refused, grpcserver.DefaultMaxWatchersPerCaller)
 	}
 	mu.Unlock()
 	// A wait stream counts too.

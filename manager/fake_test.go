@@ -8,10 +8,10 @@ import (
 
 	"github.com/leasehold/leasehold/api/wire"
 	"github.com/leasehold/leasehold/client"
-	"github.com/leasehold/leasehold/fsm"
 	"github.com/leasehold/leasehold/internal/clock/clocktest"
+	"github.com/leasehold/leasehold/internal/fsm"
+	"github.com/leasehold/leasehold/internal/logentry"
 	"github.com/leasehold/leasehold/lease"
-	"github.com/leasehold/leasehold/logentry"
 )
 
 // eventually waits (in real time, bounded) for cond.

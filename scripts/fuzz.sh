@@ -4,7 +4,7 @@
 # `go test -list 'Fuzz.*'`, so a new target is picked up without editing this.
 #
 #   FUZZTIME=10s scripts/fuzz.sh            # every package
-#   FUZZTIME=1m  scripts/fuzz.sh ./fsm/...  # some packages
+#   FUZZTIME=1m  scripts/fuzz.sh ./internal/fsm/...  # some packages
 #
 # A crasher is written by `go test -fuzz` to the package's
 # testdata/fuzz/<Target>/ directory: fix the bug in the owning package and

@@ -14,7 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/leasehold/leasehold/bench"
+	"github.com/leasehold/leasehold/internal/bench"
 )
 
 // benchFailure is a benchmark that started and failed: exit 1, message

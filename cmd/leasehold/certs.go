@@ -18,7 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/leasehold/leasehold/raftnode"
+	"github.com/leasehold/leasehold/internal/replica"
 )
 
 func init() {
@@ -123,7 +123,7 @@ func generateCerts(dir string, names, hosts []string, valid time.Duration) error
 			Subject: pkix.Name{CommonName: name}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(valid),
 			// A server both accepts and dials Raft connections.
 			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-			URIs:        []*url.URL{raftnode.ServerURI(name)},
+			URIs:        []*url.URL{replica.ServerURI(name)},
 		}
 		for _, h := range hosts {
 			if h = strings.TrimSpace(h); h == "" {

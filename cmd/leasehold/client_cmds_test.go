@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leasehold/leasehold/internal/grpcserver"
+	"github.com/leasehold/leasehold/internal/grpcserver/servertest"
 	"github.com/leasehold/leasehold/lease"
-	"github.com/leasehold/leasehold/server"
-	"github.com/leasehold/leasehold/server/servertest"
 )
 
 // binary is the leasehold binary built once for the CLI tests.
@@ -91,13 +91,13 @@ func errJSON(t *testing.T, r cliResult, code string) map[string]any {
 	return e
 }
 
-func startCluster(t *testing.T, n int, opts server.Options) (*servertest.Cluster, string) {
+func startCluster(t *testing.T, n int, opts grpcserver.Options) (*servertest.Cluster, string) {
 	c := servertest.NewCluster(n)
 	return c, strings.Join(servertest.Start(t, c, opts), ",")
 }
 
 func TestCLIWritesAndReads(t *testing.T) {
-	c, eps := startCluster(t, 3, server.Options{})
+	c, eps := startCluster(t, 3, grpcserver.Options{})
 	c.SetLeader("n2")
 	const k = "app/model-1/mysql"
 
@@ -169,7 +169,7 @@ func TestCLIWritesAndReads(t *testing.T) {
 }
 
 func TestCLIWatchAndWait(t *testing.T) {
-	c, eps := startCluster(t, 1, server.Options{})
+	c, eps := startCluster(t, 1, grpcserver.Options{})
 	const k = "app/m/x"
 	expect(t, cli(t, eps, "claim", k, "u/0", "--duration", "30s"), 0, "claim")
 	r := cli(t, eps, "watch", "app", "--from", "1", "--count", "1", "--json")
@@ -194,7 +194,7 @@ func TestCLIWatchAndWait(t *testing.T) {
 
 // TestCLIExitCodes checks the exit code and JSON code of each error class.
 func TestCLIExitCodes(t *testing.T) {
-	c, eps := startCluster(t, 1, server.Options{})
+	c, eps := startCluster(t, 1, grpcserver.Options{})
 	claim := []string{"claim", "a/b/c", "h", "--duration", "10s", "--json"}
 
 	errJSON(t, expectCode(t, cli(t, eps, "claim", "a/b/c", "h", "--duration", "1h", "--json"), 2), "invalid_argument")
@@ -224,7 +224,7 @@ func TestCLIExitCodes(t *testing.T) {
 	c.SetLeader("")
 	errJSON(t, expectCode(t, cli(t, eps, claim...), 5), "not_leader")
 
-	_, authed := startCluster(t, 1, server.Options{Tokens: map[string]server.Role{"s3cret": server.RoleAgent}})
+	_, authed := startCluster(t, 1, grpcserver.Options{Tokens: map[string]grpcserver.Role{"s3cret": grpcserver.RoleAgent}})
 	errJSON(t, expectCode(t, cli(t, authed, claim...), 8), "unauthenticated")
 	errJSON(t, expectCode(t, cli(t, authed, "pin", "a/b/c", "e", "--token", "s3cret", "--json"), 8), "permission_denied")
 	expectCode(t, cli(t, authed, append(claim, "--token", "s3cret")...), 0)

@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/leasehold/leasehold/cluster"
+	"github.com/leasehold/leasehold/internal/devcluster"
 )
 
 func init() {
@@ -62,7 +62,7 @@ func runDev(ctx context.Context, basePort int, dataDir, logLevel string) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	c, err := cluster.Start(ctx, cluster.Options{Dir: dataDir, BasePort: basePort, Logger: logger})
+	c, err := devcluster.Start(ctx, devcluster.Options{Dir: dataDir, BasePort: basePort, Logger: logger})
 	if err != nil {
 		return err
 	}

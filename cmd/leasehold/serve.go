@@ -13,10 +13,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/leasehold/leasehold/internal/grpcserver"
+	"github.com/leasehold/leasehold/internal/replica"
+	"github.com/leasehold/leasehold/internal/server"
 	"github.com/leasehold/leasehold/lease"
-	"github.com/leasehold/leasehold/raftnode"
-	"github.com/leasehold/leasehold/server"
-	"github.com/leasehold/leasehold/service"
 )
 
 func init() {
@@ -59,13 +59,13 @@ func (e usageError) ExitCode() int {
 }
 
 // buildService turns the resolved configuration into a service.Config.
-func buildService(c serverConfig, logger *slog.Logger) (service.Config, error) {
+func buildService(c serverConfig, logger *slog.Logger) (server.Config, error) {
 	peers, err := parseBootstrap(c.Bootstrap)
 	if err != nil {
-		return service.Config{}, err
+		return server.Config{}, err
 	}
-	cfg := service.Config{
-		Raft: raftnode.Config{
+	cfg := server.Config{
+		Raft: replica.Config{
 			ID: c.ID, DataDir: c.DataDir, RaftAddr: c.RaftAddr,
 			ClientAddr: c.ClientAddr, HTTPAddr: c.HTTPAddr,
 			Bootstrap: peers, TickInterval: time.Duration(c.Tick),
@@ -83,17 +83,17 @@ func buildService(c serverConfig, logger *slog.Logger) (service.Config, error) {
 	}
 	for _, t := range c.Tokens {
 		role, tok, _ := strings.Cut(t, ":")
-		r, err := server.ParseRole(role)
+		r, err := grpcserver.ParseRole(role)
 		if err != nil {
 			return cfg, err
 		}
 		if cfg.Server.Tokens == nil {
-			cfg.Server.Tokens = map[string]server.Role{}
+			cfg.Server.Tokens = map[string]grpcserver.Role{}
 		}
 		cfg.Server.Tokens[tok] = r
 	}
 	if c.TLSCert != "" {
-		if cfg.Server.TLS, err = server.TLSConfig(c.TLSCert, c.TLSKey, c.TLSClientCA); err != nil {
+		if cfg.Server.TLS, err = grpcserver.TLSConfig(c.TLSCert, c.TLSKey, c.TLSClientCA); err != nil {
 			return cfg, err
 		}
 	}
@@ -105,7 +105,7 @@ func buildService(c serverConfig, logger *slog.Logger) (service.Config, error) {
 		logger.Warn(warning, "client_addr", c.ClientAddr)
 	}
 	if c.RaftTLSCert != "" {
-		if cfg.Raft.TLS, err = raftnode.ServerTLSConfig(c.ID, c.RaftTLSCert, c.RaftTLSKey, c.RaftTLSCA); err != nil {
+		if cfg.Raft.TLS, err = replica.ServerTLSConfig(c.ID, c.RaftTLSCert, c.RaftTLSKey, c.RaftTLSCA); err != nil {
 			return cfg, err
 		}
 	}
@@ -127,7 +127,7 @@ func runServer(ctx context.Context, c serverConfig) error {
 		if err != nil {
 			return usageError{err}
 		}
-		restore, err = raftnode.ReadSnapshotFile(fh)
+		restore, err = replica.ReadSnapshotFile(fh)
 		fh.Close()
 		if err != nil {
 			return usageError{fmt.Errorf("restore_snapshot: %w", err)}
@@ -135,7 +135,7 @@ func runServer(ctx context.Context, c serverConfig) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	srv, err := service.Start(cfg)
+	srv, err := server.Start(cfg)
 	if err != nil {
 		return err
 	}
@@ -174,29 +174,29 @@ func runServer(ctx context.Context, c serverConfig) error {
 	return srv.Close()
 }
 
-func parseBootstrap(s string) ([]raftnode.Peer, error) {
+func parseBootstrap(s string) ([]replica.Peer, error) {
 	if s == "" {
 		return nil, nil
 	}
-	var peers []raftnode.Peer
+	var peers []replica.Peer
 	for _, part := range strings.Split(s, ",") {
 		id, addr, ok := strings.Cut(strings.TrimSpace(part), "=")
 		if !ok || id == "" || addr == "" {
 			return nil, fmt.Errorf("--bootstrap: %q is not ID=RAFTADDR", part)
 		}
-		peers = append(peers, raftnode.Peer{ID: id, RaftAddr: addr})
+		peers = append(peers, replica.Peer{ID: id, RaftAddr: addr})
 	}
 	return peers, nil
 }
 
 // readTokens reads "ROLE TOKEN" lines; blank lines and # comments are skipped.
-func readTokens(path string) (map[string]server.Role, error) {
+func readTokens(path string) (map[string]grpcserver.Role, error) {
 	fh, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer fh.Close()
-	tokens := map[string]server.Role{}
+	tokens := map[string]grpcserver.Role{}
 	sc := bufio.NewScanner(fh)
 	for line := 1; sc.Scan(); line++ {
 		text := strings.TrimSpace(sc.Text())
@@ -207,7 +207,7 @@ func readTokens(path string) (map[string]server.Role, error) {
 		if len(fields) != 2 {
 			return nil, fmt.Errorf("%s:%d: want \"ROLE TOKEN\"", path, line)
 		}
-		role, err := server.ParseRole(fields[0])
+		role, err := grpcserver.ParseRole(fields[0])
 		if err != nil {
 			return nil, fmt.Errorf("%s:%d: %w", path, line, err)
 		}

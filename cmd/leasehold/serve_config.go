@@ -12,9 +12,9 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/leasehold/leasehold/internal/grpcserver"
+	"github.com/leasehold/leasehold/internal/settings"
 	"github.com/leasehold/leasehold/lease"
-	"github.com/leasehold/leasehold/server"
-	"github.com/leasehold/leasehold/settings"
 )
 
 // duration is a time.Duration written as "250ms" in the config file.
@@ -116,8 +116,8 @@ func addServerFlags(fs *pflag.FlagSet) {
 	fs.Uint64("trailing-logs", d.TrailingLogs, "log entries kept after a snapshot")
 	fs.String("restore-snapshot", "", "seed a NEW single-server cluster (with --bootstrap) from a file saved by `leasehold snapshot save`")
 	fs.String("log-level", d.LogLevel, "log level: debug, info, warn, error")
-	fs.Uint64("max-watchers", server.DefaultMaxWatchers, "most Watch and WaitUntilReleased streams open on this server")
-	fs.Uint64("max-watchers-per-caller", server.DefaultMaxWatchersPerCaller, "most such streams of one caller (bearer token and host) on this server")
+	fs.Uint64("max-watchers", grpcserver.DefaultMaxWatchers, "most Watch and WaitUntilReleased streams open on this server")
+	fs.Uint64("max-watchers-per-caller", grpcserver.DefaultMaxWatchersPerCaller, "most such streams of one caller (bearer token and host) on this server")
 }
 
 // set assigns one setting by its flag name from text.

@@ -12,7 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/leasehold/leasehold/internal/pemfile"
-	"github.com/leasehold/leasehold/raftnode"
+	"github.com/leasehold/leasehold/internal/replica"
 )
 
 func parseServerFlags(t *testing.T, args ...string) *pflag.FlagSet {
@@ -127,14 +127,14 @@ func TestGenerateCerts(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	if _, err := raftnode.ServerTLSConfig("a", p("a.pem"), p("a-key.pem"), p("server-ca.pem")); err != nil {
+	if _, err := replica.ServerTLSConfig("a", p("a.pem"), p("a-key.pem"), p("server-ca.pem")); err != nil {
 		t.Errorf("server certificate a refused as a's Raft certificate: %v", err)
 	}
-	if _, err := raftnode.ServerTLSConfig("b", p("a.pem"), p("a-key.pem"), p("server-ca.pem")); err == nil {
+	if _, err := replica.ServerTLSConfig("b", p("a.pem"), p("a-key.pem"), p("server-ca.pem")); err == nil {
 		t.Error("a's certificate accepted as server b's Raft certificate")
 	}
 	for _, ca := range []string{"server-ca.pem", "client-ca.pem", "api-client-ca.pem"} {
-		if _, err := raftnode.ServerTLSConfig("client", p("client.pem"), p("client-key.pem"), p(ca)); err == nil {
+		if _, err := replica.ServerTLSConfig("client", p("client.pem"), p("client-key.pem"), p(ca)); err == nil {
 			t.Errorf("client certificate accepted as a Raft certificate (CA %s)", ca)
 		}
 	}

@@ -13,17 +13,17 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/leasehold/leasehold/client"
+	"github.com/leasehold/leasehold/internal/grpcserver"
+	"github.com/leasehold/leasehold/internal/logentry"
+	"github.com/leasehold/leasehold/internal/replica"
+	"github.com/leasehold/leasehold/internal/server"
 	"github.com/leasehold/leasehold/lease"
-	"github.com/leasehold/leasehold/logentry"
-	"github.com/leasehold/leasehold/raftnode"
-	"github.com/leasehold/leasehold/server"
-	"github.com/leasehold/leasehold/service"
 )
 
 // joinCluster asks the cluster behind c.Join to add this server, unless it
 // already belongs to a configuration (a restart after joining). It retries
 // until the leader accepts or ctx ends: the join address may be starting too.
-func joinCluster(ctx context.Context, srv *service.Server, c serverConfig, logger *slog.Logger) error {
+func joinCluster(ctx context.Context, srv *server.Server, c serverConfig, logger *slog.Logger) error {
 	if len(srv.Raft.State().Servers) > 0 {
 		// Whether it still is a member is stayMember's question.
 		logger.Info("this server has a cluster configuration; --join is not needed")
@@ -91,7 +91,7 @@ func adminToken(c serverConfig) string {
 	if c.TokensFile != "" {
 		if m, err := readTokens(c.TokensFile); err == nil {
 			for tok, role := range m {
-				if role == server.RoleAdmin {
+				if role == grpcserver.RoleAdmin {
 					toks = append(toks, tok)
 				}
 			}
@@ -134,7 +134,7 @@ const askClusterAfter = 5 * time.Second
 // running (its own configuration no longer lists it) or while down (it
 // lists itself but no leader talks to it). Rejoining is explicit: an empty
 // data directory and --join.
-func stayMember(ctx context.Context, srv *service.Server, c serverConfig, logger *slog.Logger) error {
+func stayMember(ctx context.Context, srv *server.Server, c serverConfig, logger *slog.Logger) error {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	start := time.Now()
@@ -216,7 +216,7 @@ func notAMember(err error) bool {
 // it finds the leader's client address, then asks the leader itself (a
 // follower's view may lag behind the change that added us). An error means
 // no leader could be asked.
-func removedFromCluster(ctx context.Context, c serverConfig, st raftnode.State) (bool, error) {
+func removedFromCluster(ctx context.Context, c serverConfig, st replica.State) (bool, error) {
 	var eps []string
 	if c.Join != "" {
 		eps = append(eps, c.Join)
@@ -279,7 +279,7 @@ func cut(roleTok string) (string, string, bool) {
 // restoreOnce seeds a new cluster from a snapshot file once this server
 // leads; a marker in the data directory keeps a restart from restoring
 // again over newer state.
-func restoreOnce(ctx context.Context, srv *service.Server, dataDir string, data []byte, logger *slog.Logger) error {
+func restoreOnce(ctx context.Context, srv *server.Server, dataDir string, data []byte, logger *slog.Logger) error {
 	marker := filepath.Join(dataDir, "restored-from-snapshot")
 	if _, err := os.Stat(marker); err == nil {
 		logger.Info("snapshot already restored; --restore-snapshot ignored")

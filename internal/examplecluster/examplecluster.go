@@ -9,14 +9,14 @@ package examplecluster
 import (
 	"log"
 
-	"github.com/leasehold/leasehold/server"
-	"github.com/leasehold/leasehold/server/servertest"
+	"github.com/leasehold/leasehold/internal/grpcserver"
+	"github.com/leasehold/leasehold/internal/grpcserver/servertest"
 )
 
 // Start serves the API on three loopback ports and returns their addresses
 // and a function that stops them. It exits the program if it cannot listen.
 func Start() (endpoints []string, stop func()) {
-	addrs, stop, err := servertest.Serve(servertest.NewCluster(3), server.Options{})
+	addrs, stop, err := servertest.Serve(servertest.NewCluster(3), grpcserver.Options{})
 	if err != nil {
 		log.Fatal("examplecluster: ", err)
 	}

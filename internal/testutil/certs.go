@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/leasehold/leasehold/raftnode"
+	"github.com/leasehold/leasehold/internal/replica"
 )
 
 // CertKind says what a test certificate is for.
@@ -71,7 +71,7 @@ func (ca *CA) Issue(kind CertKind, id string) tls.Certificate {
 		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"}}
 	switch kind {
 	case ServerCert:
-		tmpl.URIs = append(tmpl.URIs, raftnode.ServerURI(id))
+		tmpl.URIs = append(tmpl.URIs, replica.ServerURI(id))
 	case ClientCert:
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 		tmpl.IPAddresses, tmpl.DNSNames = nil, nil

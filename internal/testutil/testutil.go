@@ -8,7 +8,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/leasehold/leasehold/raftnode"
+	"github.com/leasehold/leasehold/internal/replica"
 )
 
 // LeakOptions are goleak's options for packages that run Raft clusters.
@@ -24,7 +24,7 @@ func LeakOptions(extra ...goleak.Option) []goleak.Option {
 
 // FastRaft shortens Raft timeouts so elections and failover take a fraction
 // of a second on loopback.
-func FastRaft(c *raftnode.Config) {
+func FastRaft(c *replica.Config) {
 	c.HeartbeatTimeout = 300 * time.Millisecond
 	c.ElectionTimeout = 300 * time.Millisecond
 	c.LeaderLeaseTimeout = 150 * time.Millisecond

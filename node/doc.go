@@ -1,4 +1,0 @@
-// Package node assembles one Leasehold server's write and read paths: the
-// Raft replica (package raftnode) behind the admission queue, exposed to the
-// gRPC service as a server.Backend.
-package node
