@@ -25,7 +25,7 @@ import (
 //     randomness (os, os/exec, net, syscall, log, math/rand, crypto/rand...).
 func TestCoreImportsNothingLeaderOnlyOrDoingIO(t *testing.T) {
 	const module = "github.com/leasehold/leasehold/"
-	core := []string{"fsm", "lease", "logentry"}
+	core := []string{"internal/fsm", "lease", "internal/logentry"}
 	allowed := map[string]bool{"internal/binenc": true}
 	for _, p := range core {
 		allowed[p] = true
