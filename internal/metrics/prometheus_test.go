@@ -34,7 +34,7 @@ func TestPrometheusScrapesCluster(t *testing.T) {
 	if err != nil {
 		t.Skip("real-Prometheus test skipped: no `prometheus` binary on PATH (apt-get install -y prometheus; scripts/ci-ops.sh does)")
 	}
-	rules, err := filepath.Abs("../deploy/prometheus/leasehold.rules.yml")
+	rules, err := filepath.Abs("../../deploy/prometheus/leasehold.rules.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
