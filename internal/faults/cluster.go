@@ -19,6 +19,7 @@ import (
 	"github.com/leasehold/leasehold/internal/fsm"
 	"github.com/leasehold/leasehold/internal/linearize"
 	"github.com/leasehold/leasehold/internal/replica"
+	"github.com/leasehold/leasehold/internal/testutil"
 )
 
 // Env is a 3-node in-process cluster on loopback with every fault hook in
@@ -58,16 +59,8 @@ func (e *Env) counted() string {
 	return strings.Join(parts, " ")
 }
 
-// FastRaft shortens Raft's timeouts so faults play out in seconds.
-func FastRaft(c *replica.Config) {
-	c.HeartbeatTimeout = 300 * time.Millisecond
-	c.ElectionTimeout = 300 * time.Millisecond
-	c.LeaderLeaseTimeout = 150 * time.Millisecond
-	c.TickInterval = 50 * time.Millisecond
-}
-
 // StartEnv starts the cluster in dir and waits for a leader. adjust, if
-// not nil, changes every server's Raft configuration after FastRaft.
+// not nil, changes every server's Raft configuration after testutil.FastRaft.
 func StartEnv(ctx context.Context, dir string, adjust func(*replica.Config)) (*Env, error) {
 	e := &Env{Net: NewNet(), Clients: NewClientNet(), Waiters: NewClientNet(), disks: map[string]*Disk{}, clocks: map[string]*Clock{},
 		adjust: adjust, counts: map[string]int{}}
@@ -88,7 +81,7 @@ func StartEnv(ctx context.Context, dir string, adjust func(*replica.Config)) (*E
 }
 
 func (e *Env) hook(cfg *replica.Config) {
-	FastRaft(cfg)
+	testutil.FastRaft(cfg) // faults play out in seconds
 	var advertise net.Addr
 	if _, port, _ := net.SplitHostPort(cfg.RaftAddr); port != "0" {
 		advertise, _ = net.ResolveTCPAddr("tcp", cfg.RaftAddr)

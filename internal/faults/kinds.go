@@ -25,7 +25,7 @@ type Kind struct {
 	// MinSlice is the shortest load slice the fault plays out in.
 	MinSlice time.Duration
 	// Raft adjusts every in-process server's Raft configuration for this
-	// kind (after FastRaft).
+	// kind (after testutil.FastRaft).
 	Raft func(*replica.Config)
 	// ServerArgs are extra command-line flags of process server i (0-based).
 	ServerArgs func(i int) []string

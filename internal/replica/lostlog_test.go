@@ -14,14 +14,7 @@ import (
 // one term.
 func TestRefuseSnapshotsWithoutLog(t *testing.T) {
 	dir := t.TempDir()
-	open := func() (*Node, error) {
-		addr, tr := raft.NewInmemTransport("")
-		t.Cleanup(func() { tr.Close() })
-		cfg := Config{ID: "a", DataDir: dir, RaftAddr: string(addr), Transport: tr, Clock: newFakeClock(),
-			Bootstrap: []Peer{{ID: "a", RaftAddr: string(addr)}}}
-		fastConfig(&cfg)
-		return Open(cfg)
-	}
+	open := func() (*Node, error) { return openSingle(t, dir) }
 	n, err := open()
 	if err != nil {
 		t.Fatal(err)
@@ -53,14 +46,7 @@ func TestRefuseSnapshotsWithoutLog(t *testing.T) {
 // help elect a leader that lacks them.
 func TestRefuseStableStoreWithoutWALLog(t *testing.T) {
 	dir := t.TempDir()
-	open := func() (*Node, error) {
-		addr, tr := raft.NewInmemTransport("")
-		t.Cleanup(func() { tr.Close() })
-		cfg := Config{ID: "a", DataDir: dir, RaftAddr: string(addr), Transport: tr, Clock: newFakeClock(),
-			Bootstrap: []Peer{{ID: "a", RaftAddr: string(addr)}}}
-		fastConfig(&cfg)
-		return Open(cfg)
-	}
+	open := func() (*Node, error) { return openSingle(t, dir) }
 	n, err := open()
 	if err != nil {
 		t.Fatal(err)
@@ -81,4 +67,14 @@ func TestRefuseStableStoreWithoutWALLog(t *testing.T) {
 	if !strings.Contains(err.Error(), walDir) {
 		t.Fatalf("error does not say what is missing: %v", err)
 	}
+}
+
+// openSingle opens a one-voter node in dir on an in-memory transport.
+func openSingle(t *testing.T, dir string) (*Node, error) {
+	addr, tr := raft.NewInmemTransport("")
+	t.Cleanup(func() { tr.Close() })
+	cfg := Config{ID: "a", DataDir: dir, RaftAddr: string(addr), Transport: tr, Clock: newFakeClock(),
+		Bootstrap: []Peer{{ID: "a", RaftAddr: string(addr)}}}
+	fastConfig(&cfg)
+	return Open(cfg)
 }
