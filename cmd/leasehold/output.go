@@ -85,7 +85,7 @@ func (p *printer) result(r client.Result, holderField, holder string) {
 	}
 	switch r.Outcome {
 	case lease.OutcomeGranted, lease.OutcomeExtended:
-		fmt.Fprintf(p.stdout, "%s %s to %s: token %d, expires in %v\n", r.Outcome, r.Key, holder, r.Token, r.ExpiresIn)
+		fmt.Fprintf(p.stdout, "%s %s to %s: token %d, expires in %v\n", r.Outcome, r.Key, holder, r.Token, r.ExpiresIn.Round(time.Millisecond))
 	case lease.OutcomeRevoked:
 		fmt.Fprintf(p.stdout, "revoked %s from %s\n", r.Key, holder)
 	case lease.OutcomeAbsent:
