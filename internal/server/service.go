@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 	"net"
@@ -40,8 +39,6 @@ type Server struct {
 	http               *http.Server
 	log                *slog.Logger
 	done               chan struct{}
-	stopHistory        context.CancelFunc
-	historyDone        chan struct{}
 }
 
 // Start listens on the client and HTTP addresses, opens the replica and
@@ -104,12 +101,9 @@ func Start(cfg Config) (*Server, error) {
 	}
 	grpcserver.RegisterAdmin(s.API, s.Node)
 	s.Metrics.WatchLeader(s.Raft.Raft())
-	// The status page's per-lease history, fed from this server's watch.
-	hist := web.NewHistory(0, 0)
-	var hctx context.Context
-	hctx, s.stopHistory = context.WithCancel(context.Background())
-	s.historyDone = make(chan struct{})
-	go func() { defer close(s.historyDone); hist.Run(hctx, s.Node) }()
+	// The status page's per-lease history: a view of the watch hub's window,
+	// read when a page asks (no watcher, nothing on the apply path).
+	hist := web.NewHistory(s.Node, 0)
 	s.http = &http.Server{Handler: web.New(web.Options{Backend: s.Node, Metrics: s.Metrics.Handler(), Series: s.Metrics.Series, History: hist})}
 	go s.API.Serve(s.clientLis)
 	go func() {
@@ -138,8 +132,6 @@ func (s *Server) Close() error {
 	s.API.Stop()
 	s.http.Close()
 	<-s.done
-	s.stopHistory()
-	<-s.historyDone
 	s.Node.Close()
 	err := s.Raft.Close()
 	s.Metrics.Close()

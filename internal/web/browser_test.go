@@ -144,7 +144,7 @@ func TestLeasesInChromium(t *testing.T) {
 		}
 	}
 	if strings.Contains(page, `data-kind="extended"`) {
-		// The status page's watch leaves renewals out (History.Extends).
+		// Renewals are not recorded while no watcher asks for them.
 		t.Errorf("lease page shows extends")
 	}
 	if t.Failed() {

@@ -226,8 +226,10 @@ type leaseDetail struct {
 	NowNs        int64     `json:"now_ns"`
 	AppliedIndex uint64    `json:"applied_index"`
 	History      []Row     `json:"history"`
-	HistoryGaps  int       `json:"history_gaps"`
-	Recording    bool      `json:"recording"` // false when this server keeps no history
+	// HistoryFrom is the oldest log index the history covers: events
+	// before it left this server's window (History).
+	HistoryFrom uint64 `json:"history_from_index"`
+	Recording   bool   `json:"recording"` // false when this server keeps no history
 }
 
 func detailOf(ctx context.Context, b grpcserver.Backend, h *History, k lease.Key) (leaseDetail, error) {
@@ -249,7 +251,7 @@ func detailOf(ctx context.Context, b grpcserver.Backend, h *History, k lease.Key
 	}
 	d.NowNs, d.AppliedIndex = int64(meta.Now), meta.AppliedIndex
 	if h != nil {
-		d.History, d.HistoryGaps = h.Rows(k), h.Gaps()
+		d.History, d.HistoryFrom = h.Rows(k)
 	}
 	if d.History == nil {
 		d.History = []Row{}

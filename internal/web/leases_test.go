@@ -161,59 +161,14 @@ func TestScannerDutyCycle(t *testing.T) {
 	}
 }
 
-func TestHistoryRecordsTenures(t *testing.T) {
-	b := newMachineBackend()
-	h := NewHistory(4, 0)
-	k := lease.Key{Namespace: "ns", Group: "g", Name: "leader"}
-	h.Record(b.apply(time.Second, claimCmd("ns", "g", "leader", "alice")))
-	for i := 2; i < 6; i++ {
-		h.Record(b.apply(time.Duration(i)*time.Second, lease.Command{Op: lease.OpExtend, Key: k, Holder: "alice", Duration: time.Minute}))
-	}
-	h.Record(b.apply(6*time.Second, lease.Command{Op: lease.OpRevoke, Key: k, Holder: "alice"}))
-	h.Record(b.apply(7*time.Second, claimCmd("ns", "g", "leader", "bob")))
-	rows := h.Rows(k)
-	var got []string
-	for _, r := range rows {
-		got = append(got, fmt.Sprintf("%s %s x%d", r.Kind, r.Holder, r.Count))
-	}
-	if want := "claimed bob x1|revoked alice x1|extended alice x4|claimed alice x1"; strings.Join(got, "|") != want {
-		t.Fatalf("rows %q, want %q", strings.Join(got, "|"), want)
-	}
-	if rows[0].Token <= rows[3].Token {
-		t.Fatalf("bob's token %d not after alice's %d", rows[0].Token, rows[3].Token)
-	}
-	// At perKey rows the oldest goes.
-	h.Record(b.apply(8*time.Second, lease.Command{Op: lease.OpRevoke, Key: k, Holder: "bob"}))
-	if rows := h.Rows(k); len(rows) != 4 || rows[3].Kind != "extended" {
-		t.Fatalf("after a fifth row: %+v", rows)
-	}
-}
-
-func TestHistoryBoundsKeys(t *testing.T) {
-	b := newMachineBackend()
-	h := NewHistory(0, 3)
-	key := func(i int) lease.Key { return lease.Key{Namespace: "n", Group: "g", Name: fmt.Sprint(i)} }
-	for i := 0; i < 3; i++ {
-		h.Record(b.apply(time.Second, claimCmd("n", "g", fmt.Sprint(i), "h")))
-	}
-	h.Record(b.apply(time.Second, lease.Command{Op: lease.OpRevoke, Key: key(1), Holder: "h"}))
-	h.Record(b.apply(time.Second, claimCmd("n", "g", "3", "h"))) // evicts 1: no longer held
-	if h.Rows(key(1)) != nil || h.Rows(key(3)) == nil || h.Rows(key(0)) == nil {
-		t.Fatalf("eviction kept the wrong keys: 1=%v 3=%v", h.Rows(key(1)), h.Rows(key(3)))
-	}
-	h.Record(b.apply(time.Second, claimCmd("n", "g", "4", "h"))) // all held: not recorded
-	if h.Rows(key(4)) != nil || len(h.keys) != 3 {
-		t.Fatalf("recorded past the bound while every key is held: %d keys", len(h.keys))
-	}
-}
-
 func TestLeasePageShowsHistory(t *testing.T) {
 	b := newMachineBackend()
-	h := NewHistory(0, 0)
+	hub := grpcserver.NewWatchHub(0, 0)
+	h := NewHistory(hub, 0)
 	k := lease.Key{Namespace: "ns", Group: "g", Name: "leader"}
-	h.Record(b.apply(time.Second, claimCmd("ns", "g", "leader", "alice")))
-	h.Record(b.apply(2*time.Second, lease.Command{Op: lease.OpRevoke, Key: k, Holder: "alice"}))
-	h.Record(b.apply(3*time.Second, claimCmd("ns", "g", "leader", "bob"), lease.Command{Op: lease.OpPin, Key: k, Holder: "ops"}))
+	hub.Publish(b.apply(time.Second, claimCmd("ns", "g", "leader", "alice")))
+	hub.Publish(b.apply(2*time.Second, lease.Command{Op: lease.OpRevoke, Key: k, Holder: "alice"}))
+	hub.Publish(b.apply(3*time.Second, claimCmd("ns", "g", "leader", "bob"), lease.Command{Op: lease.OpPin, Key: k, Holder: "ops"}))
 	srv := httptest.NewServer(New(Options{Backend: b, History: h}))
 	defer srv.Close()
 	resp, err := http.Get(srv.URL + "/lease?ns=ns&group=g&name=leader")

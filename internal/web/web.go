@@ -28,8 +28,9 @@ type Options struct {
 	// Series feeds the status page's charts (/series.json); nil serves an
 	// empty series.
 	Series *metrics.Series
-	// History, when set, feeds the lease pages' recent history (see
-	// History.Run); without it they show the lease as it is now.
+	// History, when set, gives the lease pages their recent history (read
+	// from the watch hub's window); without it they show the lease as it
+	// is now.
 	History *History
 }
 
