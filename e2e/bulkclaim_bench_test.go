@@ -8,9 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/leasehold/leasehold/client"
-	"github.com/leasehold/leasehold/internal/devcluster"
-	"github.com/leasehold/leasehold/internal/replica"
 	"github.com/leasehold/leasehold/lease"
 )
 
@@ -20,13 +17,7 @@ import (
 //
 //	go test ./e2e -run '^$' -bench BulkClaim -benchtime 200000x
 func BenchmarkBulkClaim(b *testing.B) {
-	e := start(b, func(o *devcluster.Options) {
-		fast := o.Raft
-		o.Raft = func(c *replica.Config) { fast(c); benchRaft(c) }
-	})
-	defer e.Close()
-	l := e.leader(b)
-	c := newClient(b, client.Config{Endpoints: []string{l.ClientAddr}})
+	_, _, c := startBench(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	const callers, per = 10, 256

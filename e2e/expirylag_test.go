@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/leasehold/leasehold/client"
-	"github.com/leasehold/leasehold/internal/devcluster"
-	"github.com/leasehold/leasehold/internal/replica"
 	"github.com/leasehold/leasehold/lease"
 )
 
@@ -30,14 +28,8 @@ import (
 //
 //     go test ./e2e -run '^$' -bench ExpiryLag -benchtime 200x
 func BenchmarkExpiryLag(b *testing.B) {
-	e := start(b, func(o *devcluster.Options) {
-		fast := o.Raft
-		o.Raft = func(c *replica.Config) { fast(c); benchRaft(c) }
-	})
-	defer e.Close()
-	l := e.leader(b)
+	_, l, c := startBench(b)
 	tick := l.Raft().TickInterval()
-	c := newClient(b, client.Config{Endpoints: []string{l.ClientAddr}})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	w, err := c.Watch(ctx, client.WatchOptions{Namespace: "e2e", Group: "lag"})

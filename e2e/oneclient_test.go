@@ -46,6 +46,24 @@ func BenchmarkOneClientSaturated(b *testing.B) {
 
 // benchRaft applies the production timeouts and the settings named in the
 // environment to a member's Raft config.
+// startBenchCluster starts a 3-node cluster with production Raft timeouts
+// (benchRaft), closed when b ends, and returns it and its leader.
+func startBenchCluster(b *testing.B) (*env, *devcluster.Member) {
+	e := start(b, func(o *devcluster.Options) {
+		fast := o.Raft
+		o.Raft = func(c *replica.Config) { fast(c); benchRaft(c) }
+	})
+	b.Cleanup(func() { e.Close() })
+	return e, e.leader(b)
+}
+
+// startBench is startBenchCluster with a client of the leader (closed
+// before the cluster).
+func startBench(b *testing.B) (*env, *devcluster.Member, *client.Client) {
+	e, l := startBenchCluster(b)
+	return e, l, newClient(b, client.Config{Endpoints: []string{l.ClientAddr}})
+}
+
 func benchRaft(c *replica.Config) {
 	c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout, c.TickInterval = 0, 0, 0, 0
 	if s := os.Getenv("LEASEHOLD_BENCH_STORE"); s != "" {
@@ -61,13 +79,7 @@ func benchRaft(c *replica.Config) {
 }
 
 func benchUnary(b *testing.B, op string, workers int) {
-	e := start(b, func(o *devcluster.Options) {
-		fast := o.Raft
-		o.Raft = func(c *replica.Config) { fast(c); benchRaft(c) }
-	})
-	defer e.Close()
-	l := e.leader(b)
-	c := newClient(b, client.Config{Endpoints: []string{l.ClientAddr}})
+	e, l, c := startBench(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	holder := "h"

@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/leasehold/leasehold/client"
-	"github.com/leasehold/leasehold/internal/devcluster"
-	"github.com/leasehold/leasehold/internal/replica"
 	"github.com/leasehold/leasehold/lease"
 )
 
@@ -32,13 +30,7 @@ import (
 //
 //	go test ./e2e -run '^$' -bench Renewals -benchtime 100000x
 func BenchmarkRenewals(b *testing.B) {
-	e := start(b, func(o *devcluster.Options) {
-		fast := o.Raft
-		o.Raft = func(c *replica.Config) { fast(c); benchRaft(c) }
-	})
-	defer e.Close()
-	l := e.leader(b)
-	c := newClient(b, client.Config{Endpoints: []string{l.ClientAddr}})
+	_, _, c := startBench(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	const workers = 1000
