@@ -23,11 +23,11 @@ import (
 // resume: its caller re-reads); it never slows the apply path.
 type WatchHub struct {
 	mu sync.RWMutex
-	// history holds events in log order; history[i] has sequence number
-	// base+i. Published events are never written again (a trim reslices,
-	// Reset and growth allocate a new array), so watchers and the
-	// dispatcher read them outside the lock.
-	history    []lease.Event
+	// history holds events in log order; history.at(i) has sequence
+	// number base+i. Published events are never written again (see
+	// eventLog), so watchers and the dispatcher read views of them outside
+	// the lock.
+	history    eventLog
 	base       uint64
 	maxHistory int
 	batch      int // most events read per round (a round may end an entry past it)
@@ -88,7 +88,7 @@ func NewWatchHub(history, batch int) *WatchHub {
 	if batch <= 0 {
 		batch = 1024
 	}
-	return &WatchHub{maxHistory: history, batch: batch, first: 1, recEvents: true, recExtends: true, extFirst: 1,
+	return &WatchHub{history: newEventLog(history), maxHistory: history, batch: batch, first: 1, recEvents: true, recExtends: true, extFirst: 1,
 		byKey: make(map[lease.Key]map[*hubWatcher]struct{}), wide: make(map[*hubWatcher]struct{})}
 }
 
@@ -128,8 +128,8 @@ func (h *WatchHub) record(events, extends bool) {
 	defer h.mu.Unlock()
 	if on && !h.recEvents {
 		// Nothing was recorded up to applied: no watch can start before.
-		h.base += uint64(len(h.history))
-		h.history = nil // never reuse an array a reader may be on
+		h.base += uint64(h.history.n)
+		h.history.reset()
 		h.first = max(h.first, applied+1)
 		h.current = max(h.current, applied)
 	}
@@ -154,21 +154,14 @@ func (h *WatchHub) Publish(events []lease.Event) {
 		h.mu.Unlock()
 		return
 	}
-	if need := len(h.history) + len(events); need > cap(h.history) {
-		// Grow to twice the kept window, so after a trim (a reslice) the
-		// next copy of the live events is a full window of publishes away.
-		nh := make([]lease.Event, len(h.history), max(need, 2*h.maxHistory))
-		copy(nh, h.history)
-		h.history = nh
-	}
-	h.history = append(h.history, events...)
+	h.history.append(events)
 	h.current = max(h.current, events[len(events)-1].Index)
 	start := h.startDispatchLocked()
 	if h.watchers == 0 {
 		// Nobody to dispatch to: trim here. Otherwise the dispatcher trims
 		// once it has dispatched, so no event leaves the history before
 		// every key watcher it concerns was told.
-		h.trimLocked(h.base + uint64(len(h.history)))
+		h.trimLocked(h.base + uint64(h.history.n))
 	}
 	h.mu.Unlock()
 	if start {
@@ -179,16 +172,16 @@ func (h *WatchHub) Publish(events []lease.Event) {
 // trimLocked drops the events beyond the kept window, but none at or after
 // sequence number limit.
 func (h *WatchHub) trimLocked(limit uint64) {
-	over := len(h.history) - h.maxHistory
+	over := h.history.n - h.maxHistory
 	if over <= 0 || limit <= h.base {
 		return
 	}
 	over = int(min(uint64(over), limit-h.base))
 	// Events of the last dropped index may remain: a resume must start
-	// after it. Reslice, never copy (amortized O(1)); the dropped events
-	// are not cleared, a reader may be on them.
-	h.first = max(h.first, h.history[over-1].Index+1)
-	h.history = h.history[over:]
+	// after it. The dropped events are not cleared, a reader may be on
+	// them.
+	h.first = max(h.first, h.history.at(over-1).Index+1)
+	h.history.drop(over)
 	h.base += uint64(over)
 }
 
@@ -199,8 +192,8 @@ func (h *WatchHub) trimLocked(limit uint64) {
 // snapshot's index before it serves.
 func (h *WatchHub) Reset(index uint64) {
 	h.mu.Lock()
-	h.base += uint64(len(h.history))
-	h.history = nil // never reuse an array a reader may be on
+	h.base += uint64(h.history.n)
+	h.history.reset()
 	h.first, h.current = index+1, index
 	h.epoch++
 	start := h.startDispatchLocked()
@@ -230,9 +223,15 @@ func (h *WatchHub) dispatch() {
 	defer h.dmu.Unlock()
 	h.mu.Lock()
 	h.pending = false // later publishes start another dispatch
-	window, base, epoch := h.history, h.base, h.epoch
+	base, epoch := h.base, h.epoch
+	end := base + uint64(h.history.n)
+	// Events below base were trimmed while no watcher was registered.
+	from := max(h.dispatched, base)
+	var window eventView
+	if from < end {
+		window = h.history.view(int(from - base))
+	}
 	h.mu.Unlock()
-	end := base + uint64(len(window))
 	all := func() {
 		for _, set := range h.byKey {
 			for w := range set {
@@ -247,15 +246,13 @@ func (h *WatchHub) dispatch() {
 		h.dispEpoch = epoch
 		all()
 	}
-	// Events below base were trimmed while no watcher was registered.
-	from := max(h.dispatched, base)
 	if from >= end {
 		h.dispatched = max(h.dispatched, end)
 		return
 	}
 	if len(h.byKey) > 0 {
 		for seq := from; seq < end; seq++ {
-			for w := range h.byKey[window[seq-base].Key] {
+			for w := range h.byKey[window.at(int(seq-from)).Key] {
 				if w.firstMatch == 0 {
 					w.firstMatch = seq + 1
 				}
@@ -304,12 +301,12 @@ func (h *WatchHub) register(w *hubWatcher, from uint64) (cursor, at, epoch uint6
 		return 0, 0, 0, err
 	}
 	epoch = h.epoch
-	end := h.base + uint64(len(h.history))
+	end := h.base + uint64(h.history.n)
 	cursor, at = end, h.current
 	if from != 0 {
 		at = from - 1
 		// The first kept event at or after from (history is in index order).
-		cursor = h.base + uint64(sort.Search(len(h.history), func(i int) bool { return h.history[i].Index >= from }))
+		cursor = h.base + uint64(sort.Search(h.history.n, func(i int) bool { return h.history.at(i).Index >= from }))
 	}
 	h.watchers++
 	if w.f.Extends {
@@ -403,7 +400,7 @@ func (h *WatchHub) Watch(ctx context.Context, from uint64, f WatchFilter, send f
 			// boundary (the event before base had index first-1); a
 			// match's position may not be, so at waits for the scan.
 			if boundary && skipTo > h.base {
-				at = max(at, h.history[skipTo-1-h.base].Index)
+				at = max(at, h.history.at(int(skipTo-1-h.base)).Index)
 			} else if boundary {
 				at = max(at, h.first-1)
 			}
@@ -414,7 +411,7 @@ func (h *WatchHub) Watch(ctx context.Context, from uint64, f WatchFilter, send f
 			h.mu.RUnlock()
 			return err
 		}
-		window := h.history[cursor-h.base:]
+		window := h.history.view(int(cursor - h.base))
 		current := h.current
 		h.mu.RUnlock()
 		// Read at most batch events per round, never splitting an entry:
@@ -422,8 +419,8 @@ func (h *WatchHub) Watch(ctx context.Context, from uint64, f WatchFilter, send f
 		// to it is in out.
 		var out []lease.Event
 		n := 0
-		for ; n < len(window); n++ {
-			e := &window[n]
+		for ; n < window.len(); n++ {
+			e := window.at(n)
 			if n >= h.batch && e.Index != at {
 				break
 			}
@@ -433,7 +430,7 @@ func (h *WatchHub) Watch(ctx context.Context, from uint64, f WatchFilter, send f
 			at = max(at, e.Index)
 		}
 		cursor += uint64(n)
-		if n == len(window) {
+		if n == window.len() {
 			at = max(at, current)
 		}
 		if exact {
@@ -454,7 +451,7 @@ func (h *WatchHub) Watch(ctx context.Context, from uint64, f WatchFilter, send f
 			}
 			lastSent = cursor
 		}
-		if n < len(window) {
+		if n < window.len() {
 			continue
 		}
 		select {

@@ -14,10 +14,10 @@ import "github.com/leasehold/leasehold/lease"
 // events are never written again, so the scan runs outside the lock.
 func (h *WatchHub) Recent(k lease.Key, visit func(*lease.Event) bool) (first uint64) {
 	h.mu.RLock()
-	evs, first := h.history, h.first
+	evs, first := h.history.view(0), h.first
 	h.mu.RUnlock()
-	for i := len(evs) - 1; i >= 0; i-- {
-		e := &evs[i]
+	for i := evs.len() - 1; i >= 0; i-- {
+		e := evs.at(i)
 		if e.Index < first {
 			break // trimmed from the window while we looked
 		}
