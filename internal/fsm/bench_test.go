@@ -20,7 +20,10 @@ func benchKey(i int) lease.Key {
 func benchHolder(i int) string { return fmt.Sprintf("app-%d/%d", i, i%3) }
 
 // populate claims n leases of 60s through the codec, as a replica would.
-func populate(tb testing.TB, n int) *Machine {
+func populate(tb testing.TB, n int) *Machine { return populateKeys(tb, n, benchKey) }
+
+// populateKeys is populate with lease i at keyOf(i).
+func populateKeys(tb testing.TB, n int, keyOf func(int) lease.Key) *Machine {
 	m := New()
 	e := logentry.Entry{Kind: logentry.KindBatch}
 	idx := uint64(0)
@@ -38,7 +41,7 @@ func populate(tb testing.TB, n int) *Machine {
 		e.Commands = e.Commands[:0]
 	}
 	for i := 0; i < n; i++ {
-		e.Commands = append(e.Commands, claim(benchKey(i), benchHolder(i), time.Minute))
+		e.Commands = append(e.Commands, claim(keyOf(i), benchHolder(i), time.Minute))
 		if len(e.Commands) == 1024 {
 			flush()
 		}
@@ -156,21 +159,43 @@ func BenchmarkDecodeApply(b *testing.B) {
 const bigLeases = 1_000_000
 
 // BenchmarkMemoryPerLease reports the live heap per held lease at 1M leases
-// (everything the machine keeps: records, maps, expiry index, strings).
-// ns/op is the time to claim 1M leases through the codec.
+// (everything the machine keeps: records, group tables, expiry index,
+// strings), in four shapes of key space: one group of 1M leases (as the e2e
+// memory benchmark), 1M groups of one lease, Juju-like groups of 3 leases
+// (a model's few applications), and populate's 100 leases per group. ns/op
+// is the time to claim 1M leases through the codec.
 func BenchmarkMemoryPerLease(b *testing.B) {
-	var perLease float64
-	for b.Loop() {
-		var before, after runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&before)
-		m := populate(b, bigLeases)
-		runtime.GC()
-		runtime.ReadMemStats(&after)
-		perLease = float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / bigLeases
-		runtime.KeepAlive(m)
+	shapes := []struct {
+		name  string
+		keyOf func(int) lease.Key
+	}{
+		{"groups=1", func(i int) lease.Key {
+			return lease.Key{Namespace: "mem", Group: "units", Name: fmt.Sprintf("unit-%d", i)}
+		}},
+		{"leases-per-group=1", func(i int) lease.Key {
+			return lease.Key{Namespace: "singular-controller", Group: fmt.Sprintf("%08x-model", i), Name: "controller"}
+		}},
+		{"leases-per-group=3", func(i int) lease.Key {
+			return lease.Key{Namespace: "application-leadership", Group: fmt.Sprintf("%08x-model", i/3), Name: fmt.Sprintf("app-%d", i)}
+		}},
+		{"leases-per-group=100", benchKey},
 	}
-	b.ReportMetric(perLease, "bytes/lease")
+	for _, sh := range shapes {
+		b.Run(sh.name, func(b *testing.B) {
+			var perLease float64
+			for b.Loop() {
+				var before, after runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				m := populateKeys(b, bigLeases, sh.keyOf)
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				perLease = float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / bigLeases
+				runtime.KeepAlive(m)
+			}
+			b.ReportMetric(perLease, "bytes/lease")
+		})
+	}
 }
 
 var (
