@@ -184,12 +184,14 @@ func checkHeap(t fataler, m *Machine) {
 	}
 	n := 0
 	for gk, g := range m.groups {
-		if len(g.leases) == 0 {
+		if g.leases.len() == 0 {
 			t.Fatalf("empty group %v kept", gk)
 		}
-		for name, r := range g.leases {
+		checkSet(t, m.seed, &g.leases)
+		for r := range g.leases.all() {
 			n++
-			if r.name() != name || r.g != g {
+			name := r.name()
+			if g.leases.get(m.seed, name) != r || r.g != g {
 				t.Fatalf("record %q misfiled", name)
 			}
 			if r.heapIdx >= 0 {

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"hash/maphash"
 	"slices"
 	"strings"
 	"time"
@@ -13,7 +14,7 @@ type groupKey struct{ ns, group string }
 
 type group struct {
 	key    groupKey
-	leases map[string]*record
+	leases recordSet
 }
 
 // record is one held lease. It is kept small: at a million leases every
@@ -21,7 +22,7 @@ type group struct {
 type record struct {
 	g *group
 	// nameHolder is the lease name followed by the holder, in one
-	// allocation; nameLen splits it. The group's map key is the name part.
+	// allocation; nameLen splits it. The group's set is keyed by the name part.
 	nameHolder string
 	token      uint64
 	start      time.Duration
@@ -49,10 +50,12 @@ type Machine struct {
 	index    uint64
 	tokenSeq uint64
 	groups   map[groupKey]*group
-	count    int
-	heap     expiryHeap
-	pins     map[lease.Key]map[string]struct{}
-	members  map[string]logentry.Member
+	// seed hashes lease names in the groups' sets (recordset.go).
+	seed    maphash.Seed
+	count   int
+	heap    expiryHeap
+	pins    map[lease.Key]map[string]struct{}
+	members map[string]logentry.Member
 
 	// Cluster settings (settings_limits.go): the last accepted payload, the
 	// number of settings entries accepted, and the limits in force.
@@ -79,6 +82,7 @@ type Machine struct {
 func New() *Machine {
 	return &Machine{
 		groups:  make(map[groupKey]*group),
+		seed:    maphash.MakeSeed(),
 		pins:    make(map[lease.Key]map[string]struct{}),
 		members: make(map[string]logentry.Member),
 		queues:  make(map[lease.Key]*waitQueue),
@@ -229,7 +233,7 @@ func (m *Machine) lookup(k lease.Key) *record {
 	if g == nil {
 		return nil
 	}
-	return g.leases[k.Name]
+	return g.leases.get(m.seed, k.Name)
 }
 
 func (m *Machine) claim(c *lease.Command) lease.Result {
@@ -253,12 +257,12 @@ func (m *Machine) grant(k lease.Key, holder string, d time.Duration) lease.Resul
 	gk := groupKey{k.Namespace, k.Group}
 	g := m.groups[gk]
 	if g == nil {
-		g = &group{key: gk, leases: make(map[string]*record)}
+		g = &group{key: gk}
 		m.groups[gk] = g
 	}
 	m.tokenSeq++
 	r := newRecord(g, k.Name, holder, m.tokenSeq, m.now, m.now+d)
-	g.leases[r.name()] = r
+	g.leases.add(m.seed, r)
 	m.count++
 	m.heap.push(r)
 	m.emit(lease.EventClaimed, r)
@@ -322,8 +326,8 @@ func (m *Machine) revoke(c *lease.Command) lease.Result {
 // remove deletes r (already out of the heap) and records why.
 func (m *Machine) remove(r *record, why lease.EventKind) {
 	g := r.g
-	delete(g.leases, r.name())
-	if len(g.leases) == 0 {
+	g.leases.remove(m.seed, r)
+	if g.leases.len() == 0 {
 		delete(m.groups, g.key)
 	}
 	m.count--

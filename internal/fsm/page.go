@@ -37,10 +37,12 @@ type PageResult struct {
 // Now) matching q, in key order after q.After.
 //
 // Unlike List it never sorts all leases: it visits each lease of the
-// matching groups once, in map order, keeping the Limit smallest keys after
-// the cursor in a bounded max-heap, so a page costs O(n log Limit) time
-// and O(Limit) memory, the same for the first page as for the ten
-// thousandth. Read-only: call it under the replica's read lock.
+// matching groups once, in the groups' sets' order (which depends on the
+// machine's hash seed, so differs between replicas), keeping the Limit
+// smallest keys after the cursor in a bounded max-heap: the page is the
+// same whatever the order. A page costs O(n log Limit) time and O(Limit)
+// memory, the same for the first page as for the ten thousandth.
+// Read-only: call it under the replica's read lock.
 func (m *Machine) Page(q PageQuery, at time.Duration) PageResult {
 	at = max(at, m.now)
 	limit := max(q.Limit, 1)
@@ -65,7 +67,8 @@ func (m *Machine) Page(q PageQuery, at time.Duration) PageResult {
 		// Once the heap is full of keys from earlier groups, this group's
 		// leases only count.
 		countOnly := before < 0 || len(top) == limit && compareGroupKeys(gk, top[0].g.key) > 0
-		for name, r := range g.leases {
+		for r := range g.leases.all() {
+			name := r.name()
 			if q.Name != "" && !strings.Contains(name, q.Name) {
 				continue
 			}
@@ -126,7 +129,7 @@ func (m *Machine) Groups(ns, grp string, after lease.Key, max int) ([]GroupSize,
 		if len(out) == max {
 			return nil, false
 		}
-		out = append(out, GroupSize{gk.ns, gk.group, len(g.leases)})
+		out = append(out, GroupSize{gk.ns, gk.group, g.leases.len()})
 	}
 	slices.SortFunc(out, func(a, b GroupSize) int {
 		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Group, b.Group))
@@ -149,6 +152,8 @@ func (m *Machine) PinnedBy(k lease.Key) []string {
 }
 
 func (m *Machine) isPinned(r *record) bool { return len(m.pins[r.key()]) > 0 }
+
+func compareNames(a, b *record) int { return strings.Compare(a.name(), b.name()) }
 
 func compareRecords(a, b *record) int {
 	if a.g == b.g {

@@ -50,17 +50,17 @@ func (m *Machine) List(ns, grp string, after lease.Key, limit int, at time.Durat
 	var out []lease.Info
 	for _, gk := range gks {
 		g := m.groups[gk]
-		names := make([]string, 0, len(g.leases))
+		recs := make([]*record, 0, g.leases.len())
 		sameGroup := gk.ns == after.Namespace && gk.group == after.Group
-		for name := range g.leases {
-			if !sameGroup || name > after.Name {
-				names = append(names, name)
+		for r := range g.leases.all() {
+			if !sameGroup || r.name() > after.Name {
+				recs = append(recs, r)
 			}
 		}
-		slices.Sort(names)
-		for _, name := range names {
-			info, _ := m.info(g.leases[name])
-			if !visible(g.leases[name], at, info.Pinned) {
+		slices.SortFunc(recs, compareNames)
+		for _, r := range recs {
+			info, _ := m.info(r)
+			if !visible(r, at, info.Pinned) {
 				continue
 			}
 			out = append(out, info)

@@ -70,20 +70,17 @@ func (m *Machine) appendSnapshot(b []byte, version uint64) []byte {
 	}
 	slices.SortFunc(gks, compareGroupKeys)
 	b = binary.AppendUvarint(b, uint64(len(gks)))
-	var names []string
+	var recs []*record
 	for _, gk := range gks {
 		g := m.groups[gk]
 		b = binenc.AppendString(b, gk.ns)
 		b = binenc.AppendString(b, gk.group)
-		names = names[:0]
-		for name := range g.leases {
-			names = append(names, name)
-		}
-		slices.Sort(names)
-		b = binary.AppendUvarint(b, uint64(len(names)))
-		for _, name := range names {
-			r := g.leases[name]
-			b = binenc.AppendString(b, name)
+		// By name: the set's order depends on the machine's hash seed.
+		recs = slices.AppendSeq(recs[:0], g.leases.all())
+		slices.SortFunc(recs, compareNames)
+		b = binary.AppendUvarint(b, uint64(len(recs)))
+		for _, r := range recs {
+			b = binenc.AppendString(b, r.name())
 			b = binenc.AppendString(b, r.holder())
 			b = binary.AppendUvarint(b, r.token)
 			b = binary.AppendVarint(b, int64(r.start))
@@ -192,7 +189,9 @@ func decodeSnapshot(data []byte) (*Machine, error) {
 			d.Fail("group")
 			break
 		}
-		g := &group{key: gk, leases: make(map[string]*record, nl)}
+		g := &group{key: gk}
+		// nl is bounded by the bytes left (Count), so this is no bomb.
+		g.leases.resize(m.seed, tableSize(nl))
 		m.groups[gk] = g
 		for j := 0; j < nl && d.Err == nil; j++ {
 			name, holder := d.Raw(), d.Raw()
@@ -201,10 +200,11 @@ func decodeSnapshot(data []byte) (*Machine, error) {
 			// string(name) + string(holder) makes one allocation, not three.
 			r := &record{g: g, nameHolder: string(name) + string(holder), nameLen: uint32(len(name)),
 				token: token, start: start, expiry: start + time.Duration(d.Varint())}
-			if _, dup := g.leases[r.name()]; dup || r.token == 0 || r.token > m.tokenSeq {
+			if g.leases.get(m.seed, r.name()) != nil || r.token == 0 || r.token > m.tokenSeq {
 				d.Fail("lease")
+				break
 			}
-			g.leases[r.name()] = r
+			g.leases.add(m.seed, r)
 			all = append(all, r)
 		}
 		m.count += nl
