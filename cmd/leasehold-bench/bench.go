@@ -161,6 +161,7 @@ etcd-leader (etcd's client pinned to the leader).`,
 	f.StringVar(&o.Out, "out", "", "output directory (default: a new ./bench-out-YYYYMMDD-HHMMSS)")
 	f.Float64Var(&o.TimeScale, "time-scale", 0, "divide --lease-duration and --renew-every by this (1: real time; 0: the smallest factor giving 4 renewals per run, leases >= 2s)")
 	f.IntVar(&o.Sessions, "sessions", 8, "client connections per target, shared by the agents")
+	f.IntVar(&o.MaxInFlight, "max-in-flight", bench.DefaultMaxInFlight, "most calls the load generator has in flight at once; due agents beyond it wait (the report's gen_lag_* and gen_at_bound_s say how long)")
 	f.DurationVar(&o.OpTimeout, "op-timeout", 0, "per-call timeout (default: renew interval / 2, within [1s, 5s])")
 	f.IntVar(&o.BurstClaimants, "burst-claimants", 0, "burst: extra claimants per lease (default: --claimants)")
 	f.Float64Var(&o.EventAt, "event-at", 0.5, "herd/burst: when it fires, as a fraction of --duration")

@@ -3,6 +3,8 @@ package bench
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/bits"
 	"math/rand/v2"
 	"time"
 
@@ -14,111 +16,197 @@ import (
 // claim; while it holds, renew every RenewEvery (jittered); when denied, wait
 // until the current lease should have run out and claim again; on errors,
 // back off and retry while its lease is still safe.
+//
+// An agent is plain data, not a goroutine: the scheduler (sched.go) keeps
+// every agent in a heap by the time of its next call and runs each call in
+// a goroutine of its own. A 100x run has 1.2M agents; a goroutine and a
+// timer each cost the generator gigabytes and more CPU than the servers.
+// So the struct stays small: names and session are derived from id.
 type agent struct {
-	h      *harness
-	id     int32 // holder index
-	key    int32
-	keyStr string
-	holder string
-	sess   Session
-	rng    *rand.Rand
+	pcg       rand.PCG      // this agent's jitter, seeded from Seed and id
+	safeUntil time.Duration // while holding: until when its last grant is safe (run offset)
+	id        int32         // holder index, unique per agent
+	key       int32
+	attempt   int32  // failed calls in a row (backoff)
+	epoch     uint32 // herds this agent has been through
+	holding   bool
 
-	// restart is closed when the herd fires; nil once this agent has restarted.
-	restart <-chan struct{}
+	// The call in flight: set by the dispatcher before it starts the call
+	// (op) and by the call's goroutine (the rest), which owns the agent
+	// until it hands it back.
+	op         opKind
+	code       lease.Code
+	start, end time.Duration // run offsets
+	// The server's hints: a denial's time left on the current lease, an
+	// overload's retry-after (0: none given).
+	expiresIn, retryAfter time.Duration
 }
 
 // harness is what the agents of one target run share.
 type harness struct {
 	cfg      runConfig
 	rec      *recorder
+	sessions []Session
 	opCtx    context.Context // parent of every call's context; cancelled only on abort
-	stop     <-chan struct{} // closed when agents must stop issuing calls
-	herd     <-chan struct{} // closed when every agent restarts (herd scenario)
-	onAnswer func()          // test hook, may be nil
+	base     int32           // agents [0, base) are the claimants; the rest burst claimants
 }
 
-type wake uint8
+// session is the connection agent id uses.
+func (h *harness) session(id int32) Session { return h.sessions[int(id)%len(h.sessions)] }
 
-const (
-	wakeTimer wake = iota
-	wakeStop
-	wakeRestart
-)
+// keyName is the lease key of key index k.
+func keyName(k int32) string { return fmt.Sprintf("application-leadership/bench/app-%06d", k) }
 
-// sleep waits for d, the end of the run or a restart, whichever is first.
-func (a *agent) sleep(d time.Duration) wake {
-	select {
-	case <-a.h.stop:
-		return wakeStop
-	default:
+// holderName is agent id's holder name: unit-KEY-N for the claimants,
+// burst-KEY-N for the burst scenario's extra claimants (ids are handed out
+// key by key, claimants then burst claimants).
+func (h *harness) holderName(id int32) string {
+	if id < h.base {
+		c := int32(h.cfg.Claimants)
+		return fmt.Sprintf("unit-%06d-%d", id/c, id%c)
 	}
-	if d <= 0 {
-		return wakeTimer
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return wakeTimer
-	case <-a.h.stop:
-		return wakeStop
-	case <-a.restart:
-		a.restart = nil
-		return wakeRestart
-	}
+	c := int32(h.cfg.BurstClaimants)
+	return fmt.Sprintf("burst-%06d-%d", (id-h.base)/c, (id-h.base)%c)
+}
+
+// float64 is uniform in [0, 1), as rand.Rand.Float64.
+func (a *agent) float64() float64 { return float64(a.pcg.Uint64()>>11) / (1 << 53) }
+
+// int64n is uniform in [0, n) for n > 0 (multiply-shift; the bias, n/2^64,
+// is immaterial for jitter).
+func (a *agent) int64n(n int64) int64 {
+	hi, _ := bits.Mul64(a.pcg.Uint64(), uint64(n))
+	return int64(hi)
 }
 
 // jitter returns d scaled by a uniform factor in [1-f, 1+f].
 func (a *agent) jitter(d time.Duration, f float64) time.Duration {
-	return time.Duration(float64(d) * (1 - f + 2*f*a.rng.Float64()))
+	return time.Duration(float64(d) * (1 - f + 2*f*a.float64()))
 }
 
 // backoff is full-jitter exponential backoff from 50 ms, capped at half the
 // renew interval (and 5 s).
-func (a *agent) backoff(attempt int) time.Duration {
-	ceiling := min(a.h.cfg.RenewEvery/2, 5*time.Second)
+func (a *agent) backoff(cfg *runConfig, attempt int32) time.Duration {
+	ceiling := min(cfg.RenewEvery/2, 5*time.Second)
 	d := min(50*time.Millisecond<<min(attempt, 16), ceiling)
-	return time.Duration(a.rng.Int64N(int64(d) + 1))
+	return time.Duration(a.int64n(int64(d) + 1))
 }
 
-// call makes one call, records it and returns when it started and its result.
-func (a *agent) call(op opKind) (start time.Time, code lease.Code, err error) {
-	cfg := &a.h.cfg
-	ctx, cancel := context.WithTimeout(a.h.opCtx, cfg.OpTimeout)
+// retryWait is how long to wait after a failed call: the server's
+// retry-after when it gave one, else backoff.
+func (a *agent) retryWait(cfg *runConfig) time.Duration {
+	if a.code == lease.CodeOverloaded && a.retryAfter > 0 {
+		return a.retryAfter + a.backoff(cfg, 0)
+	}
+	return a.backoff(cfg, a.attempt)
+}
+
+// nextOp is the call the agent makes when its time comes.
+func (a *agent) nextOp(cfg *runConfig) opKind {
+	switch {
+	case !a.holding:
+		return opClaim
+	case a.float64() < cfg.RevokeChance:
+		return opRevoke
+	}
+	return opExtend
+}
+
+// answered updates the agent after its call came back and returns when it
+// makes its next one (a run offset).
+func (a *agent) answered(cfg *runConfig) time.Duration {
+	now := a.end
+	if a.op == opClaim {
+		switch a.code {
+		case lease.CodeOK:
+			a.holding, a.attempt = true, 0
+			a.safeUntil = a.start + cfg.LeaseDuration
+			return a.start + a.jitter(cfg.RenewEvery, 0.1)
+		case lease.CodeDenied:
+			// Wait until the holder's lease would run out (when the server
+			// says), else about one renew interval.
+			a.attempt = 0
+			if a.expiresIn > 0 {
+				return now + a.expiresIn + time.Duration(a.int64n(int64(cfg.RenewEvery/10)+1))
+			}
+			return now + a.jitter(cfg.RenewEvery, 0.25)
+		}
+		wait := a.retryWait(cfg)
+		a.attempt++
+		return now + wait
+	}
+	switch {
+	case a.op == opRevoke:
+		// Gave up leadership (if the call failed, the lease may be gone
+		// anyway, or runs out); come back later.
+		a.holding, a.attempt = false, 0
+		return now + a.jitter(cfg.RenewEvery, 0.5)
+	case a.code == lease.CodeOK:
+		a.attempt = 0
+		a.safeUntil = a.start + cfg.LeaseDuration
+		return a.start + a.jitter(cfg.RenewEvery, 0.1)
+	case a.code == lease.CodeNotHeld || a.code == lease.CodeDenied:
+		a.holding, a.attempt = false, 0 // lost it: claim again at once
+		return now
+	}
+	wait := a.retryWait(cfg)
+	a.attempt++
+	if now+wait > a.safeUntil {
+		a.holding = false // lapsed: it can no longer count on the lease
+	}
+	return now + wait
+}
+
+// restart is the herd: the agent process restarts and all its local state
+// is gone; it claims again at once.
+func (a *agent) restart() { a.holding, a.attempt = false, 0 }
+
+// call makes the agent's call (a.op), records it and leaves its result in
+// the agent. It reports false when the run was aborted under it (not a
+// result, not recorded).
+func (h *harness) call(a *agent) bool {
+	cfg := &h.cfg
+	sess := h.session(a.id)
+	key, holder := keyName(a.key), h.holderName(a.id)
+	ctx, cancel := context.WithTimeout(h.opCtx, cfg.OpTimeout)
 	defer cancel()
-	start = time.Now()
+	start := time.Now()
 	var g Grant
-	switch op {
+	var err error
+	switch a.op {
 	case opClaim:
-		g, err = a.sess.Claim(ctx, a.keyStr, a.holder, cfg.LeaseDuration)
+		g, err = sess.Claim(ctx, key, holder, cfg.LeaseDuration)
 	case opExtend:
-		g, err = a.sess.Extend(ctx, a.keyStr, a.holder, cfg.LeaseDuration)
+		g, err = sess.Extend(ctx, key, holder, cfg.LeaseDuration)
 	case opRevoke:
-		err = a.sess.Revoke(ctx, a.keyStr, a.holder)
+		err = sess.Revoke(ctx, key, holder)
 	}
 	end := time.Now()
-	code = classify(err)
-	if code == lease.CodeCanceled && a.h.opCtx.Err() != nil {
-		return start, code, err // the run was aborted: not a result
+	a.code = classify(err)
+	if a.code == lease.CodeCanceled && h.opCtx.Err() != nil {
+		return false // the run was aborted: not a result
 	}
-	a.h.rec.add(Record{
-		Key: a.key, Holder: a.id, Op: op, Code: code,
-		Start: a.h.rec.since(start), End: a.h.rec.since(end),
+	a.start, a.end = h.rec.since(start), h.rec.since(end)
+	h.rec.add(Record{
+		Key: a.key, Holder: a.id, Op: a.op, Code: a.code,
+		Start: a.start, End: a.end,
 		Dur: cfg.LeaseDuration, Token: g.Token, Extended: g.Extended,
 	})
-	if a.h.onAnswer != nil {
-		a.h.onAnswer()
-	}
 	// A denial's expiry, where the target needs a call of its own to find
 	// it, is looked up after the claim was recorded, with its own deadline.
-	if code == lease.CodeDenied {
-		if f, ok := a.sess.(denialFiller); ok {
-			fctx, cancel := context.WithTimeout(a.h.opCtx, cfg.OpTimeout)
+	if a.code == lease.CodeDenied {
+		if f, ok := sess.(denialFiller); ok {
+			fctx, cancel := context.WithTimeout(h.opCtx, cfg.OpTimeout)
 			f.fillDenial(fctx, err)
 			cancel()
 		}
 	}
-	return start, code, err
+	a.expiresIn, a.retryAfter = 0, 0
+	var le *lease.Error
+	if errors.As(err, &le) {
+		a.expiresIn, a.retryAfter = le.ExpiresIn, le.RetryAfter
+	}
+	return true
 }
 
 // classify maps a session error into the lease taxonomy. Sessions should
@@ -137,90 +225,4 @@ func classify(err error) lease.Code {
 		return lease.CodeCanceled
 	}
 	return lease.CodeUnknown
-}
-
-// run is the agent's life: it starts after startDelay and stops at the end of
-// the run, after its call in flight (bounded by OpTimeout) has returned.
-func (a *agent) run(startDelay time.Duration) {
-	cfg := &a.h.cfg
-	if a.sleep(startDelay) == wakeStop {
-		return
-	}
-	holding := false
-	var safeUntil, nextRenew time.Time
-	attempt := 0
-	for {
-		var w wake
-		if !holding {
-			start, code, err := a.call(opClaim)
-			switch code {
-			case lease.CodeOK:
-				holding, attempt = true, 0
-				safeUntil = start.Add(cfg.LeaseDuration)
-				nextRenew = start.Add(a.jitter(cfg.RenewEvery, 0.1))
-				w = a.sleep(time.Until(nextRenew))
-			case lease.CodeDenied:
-				// Wait until the holder's lease would run out (when the
-				// server says), else about one renew interval.
-				wait := a.jitter(cfg.RenewEvery, 0.25)
-				var le *lease.Error
-				if errors.As(err, &le) && le.ExpiresIn > 0 {
-					wait = le.ExpiresIn + time.Duration(a.rng.Int64N(int64(cfg.RenewEvery/10)+1))
-				}
-				attempt = 0
-				w = a.sleep(wait)
-			default:
-				w = a.sleep(a.retryWait(err, attempt))
-				attempt++
-			}
-		} else {
-			op := opExtend
-			if a.rng.Float64() < cfg.RevokeChance {
-				op = opRevoke
-			}
-			start, code, err := a.call(op)
-			switch {
-			case op == opRevoke:
-				// Gave up leadership (if the call failed, the lease may be
-				// gone anyway, or runs out); come back later.
-				holding, attempt = false, 0
-				w = a.sleep(a.jitter(cfg.RenewEvery, 0.5))
-			case code == lease.CodeOK:
-				attempt = 0
-				safeUntil = start.Add(cfg.LeaseDuration)
-				nextRenew = start.Add(a.jitter(cfg.RenewEvery, 0.1))
-				w = a.sleep(time.Until(nextRenew))
-			case code == lease.CodeNotHeld || code == lease.CodeDenied:
-				holding, attempt = false, 0 // lost it: claim again at once
-			default:
-				wait := a.retryWait(err, attempt)
-				attempt++
-				if time.Now().Add(wait).After(safeUntil) {
-					holding = false // lapsed: it can no longer count on the lease
-				}
-				w = a.sleep(wait)
-			}
-		}
-		switch w {
-		case wakeStop:
-			return
-		case wakeRestart:
-			holding, attempt = false, 0 // the agent restarted: all local state is gone
-		}
-		select {
-		case <-a.h.stop:
-			return
-		default:
-		}
-	}
-}
-
-// retryWait is how long to wait after a failed call: the server's
-// retry-after when it gave one, else backoff.
-func (a *agent) retryWait(err error, attempt int) time.Duration {
-	var le *lease.Error
-	if errors.As(err, &le) && le.Code == lease.CodeOverloaded && le.RetryAfter > 0 {
-		return le.RetryAfter + a.backoff(0)
-	}
-	return a.backoff(attempt)
 }

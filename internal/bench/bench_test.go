@@ -190,6 +190,13 @@ func TestHarnessMemScenarios(t *testing.T) {
 			if !r.AppliedAfterDeadlineMeasured {
 				t.Errorf("mem reports applied-after-deadline but the result says not measured")
 			}
+			// The checker saw every call; the generator reports itself.
+			if r.CheckedCalls != r.Ops || r.HistoryTruncated || r.RenewalsOnTime == 0 {
+				t.Errorf("checked %d of %d calls (truncated %v), %d renewals on time", r.CheckedCalls, r.Ops, r.HistoryTruncated, r.RenewalsOnTime)
+			}
+			if r.MaxInFlightSeen == 0 || r.GenCPUS <= 0 || r.GenMaxRSSMB <= 0 {
+				t.Errorf("generator: max in flight %d, cpu %v s, rss %v MB", r.MaxInFlightSeen, r.GenCPUS, r.GenMaxRSSMB)
+			}
 		})
 	}
 }

@@ -73,8 +73,17 @@
 // Scenarios: steady; herd (at EventAt every agent restarts at once: it
 // drops its state and claims again at that instant); burst (at EventAt,
 // BurstClaimants extra claimants per lease all claim at once on top of the
-// steady renewals, then behave as ordinary agents). Each load loop stops by
-// itself at Duration, after its call in flight has returned.
+// steady renewals, then behave as ordinary agents). The load stops at
+// Duration, after the calls in flight have returned.
+//
+// The generator (sched.go): agents are plain structs in a min-heap keyed by
+// the time of their next call, driven by one dispatcher goroutine; each call
+// runs in a goroutine of its own, at most MaxInFlight (--max-in-flight,
+// default 4096) at once. At the bound the dispatcher blocks until a call
+// comes back, and due agents wait: the report's gen_lag_p50_ms,
+// gen_lag_p99_ms, gen_lag_max_ms (how late calls started against their
+// schedule), max_in_flight_seen and gen_at_bound_s say whether the generator
+// kept up. An agent has at most one call in flight.
 //
 // Time compression: a run shorter than a few renew intervals would see no
 // renewals, so by default both LeaseDuration and RenewEvery are divided by
@@ -86,7 +95,10 @@
 //
 // Every call is recorded by the agent that made it: op, key, holder, result
 // code (the lease taxonomy), start and end on this process's monotonic
-// clock, duration asked for, fencing token. From that history:
+// clock, duration asked for, fencing token. No history is stored: each call
+// is fed, as it completes, to the online checker (check.go), which applies
+// the rules below call by call (checked_calls counts them;
+// history_truncated is always false). From the calls:
 //
 //   - throughput (answered calls per second) and latency p50/p99/max, overall
 //     and per op, from log-linear histograms (fixed memory, ~3 % error);
@@ -119,6 +131,11 @@
 // ops_per_entry = answered calls / entries (null for etcd, whose renewals
 // never touch the log; Leasehold's index also counts the idle leader's tick
 // entries); leader changes (Raft term growth).
+// renewals_on_time / renewals_late: extends answered ok before / after the
+// holder's previous grant ran out by its own clock. gen_cpu_s and
+// gen_max_rss_mb: getrusage of the harness process (the generator and
+// clients) over the load; server_cpu_s: CPU of the servers' child process
+// from /proc (null with --in-process).
 // Max RSS is the peak RSS (VmHWM) of the servers' child process; with
 // --in-process it is the whole process (servers + clients + load generator)
 // sampled every 250 ms, and the report says so.

@@ -90,23 +90,22 @@ type second struct {
 	hasQueueDepth bool
 }
 
-// recorder collects every agent's calls: the history for the correctness
-// analysis, per-op histograms, counters by result code and per-second series.
+// recorder collects every agent's calls: it feeds them to the correctness
+// checker and keeps per-op histograms, counters by result code and
+// per-second series.
 type recorder struct {
-	start      time.Time
-	maxRecords int
+	start time.Time
+	check *checker // locks on its own: the calls are checked outside mu
 
-	mu        sync.Mutex
-	records   []Record
-	truncated bool
-	byOp      [numOpKinds]hist
-	codes     [numOpKinds]map[lease.Code]uint64
-	seconds   []*second
-	lastEnd   time.Duration
+	mu      sync.Mutex
+	byOp    [numOpKinds]hist
+	codes   [numOpKinds]map[lease.Code]uint64
+	seconds []*second
+	lastEnd time.Duration
 }
 
-func newRecorder(start time.Time, maxRecords int) *recorder {
-	r := &recorder{start: start, maxRecords: maxRecords}
+func newRecorder(start time.Time) *recorder {
+	r := &recorder{start: start, check: newChecker()}
 	for i := range r.codes {
 		r.codes[i] = map[lease.Code]uint64{}
 	}
@@ -125,13 +124,9 @@ func (r *recorder) secondAt(d time.Duration) *second {
 }
 
 func (r *recorder) add(rec Record) {
+	r.check.add(rec)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.records) < r.maxRecords {
-		r.records = append(r.records, rec)
-	} else {
-		r.truncated = true
-	}
 	lat := rec.End - rec.Start
 	r.byOp[rec.Op].add(lat)
 	r.codes[rec.Op][rec.Code]++

@@ -44,5 +44,32 @@ func selfCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// usage is a process's CPU time so far and its peak resident set.
+type usage struct {
+	cpu    time.Duration
+	maxRSS uint64 // bytes
+}
+
+// selfUsage is this process's getrusage: user+system time and peak RSS
+// (ru_maxrss, kilobytes on Linux).
+func selfUsage() usage {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return usage{}
+	}
+	return usage{cpu: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), maxRSS: uint64(ru.Maxrss) * 1024}
+}
+
+// serverCPU is the CPU time so far of t's server process (the child that
+// runs its 3 servers), from /proc; ok is false when the servers run in this
+// process, where their CPU cannot be told from the generator's.
+func serverCPU(t Target) (cpu time.Duration, ok bool) {
+	pid, inProc := serverPID(t)
+	if inProc {
+		return 0, false
+	}
+	return procCPU(pid), true
+}
+
 // procRSS is the current resident set size (VmRSS) of pid.
 func procRSS(pid int) uint64 { return procStatusBytes(pid, "VmRSS:") }

@@ -77,7 +77,31 @@ type Result struct {
 	FencingViolations int      `json:"fencing_violations"`
 	Tenures           int      `json:"tenures"`
 	Violations        []string `json:"violations,omitempty"` // the first few, described
-	HistoryTruncated  bool     `json:"history_truncated"`
+	// HistoryTruncated is always false: the checker (check.go) sees every
+	// call as it completes and stores no history. CheckedCalls is how many
+	// it checked (= ops).
+	HistoryTruncated bool   `json:"history_truncated"`
+	CheckedCalls     uint64 `json:"checked_calls"`
+	// Renewals answered ok before the holder's previous grant ran out (on
+	// time) and after it (late: the agent had already lost its lease by its
+	// own clock, even though the server extended it).
+	RenewalsOnTime uint64 `json:"renewals_on_time"`
+	RenewalsLate   uint64 `json:"renewals_late"`
+	// The generator (sched.go): how late it started calls relative to their
+	// schedule, the most calls in flight at once (the bound is the config's
+	// max_in_flight), and how long due agents waited for the bound.
+	GenLagP50Ms     float64 `json:"gen_lag_p50_ms"`
+	GenLagP99Ms     float64 `json:"gen_lag_p99_ms"`
+	GenLagMaxMs     float64 `json:"gen_lag_max_ms"`
+	MaxInFlightSeen int     `json:"max_in_flight_seen"`
+	GenAtBoundS     float64 `json:"gen_at_bound_s"`
+	// Who used the machine during the load: the harness process's CPU
+	// time and peak RSS (getrusage; the generator and clients, plus the
+	// servers when they run in-process), and the server process's CPU time
+	// (/proc; null when the servers run in the harness process).
+	GenCPUS     float64  `json:"gen_cpu_s"`
+	GenMaxRSSMB float64  `json:"gen_max_rss_mb"`
+	ServerCPUS  *float64 `json:"server_cpu_s"`
 	// AppliedAfterDeadline is counted from the clients' history
 	// (Correctness.AppliedAfterDeadline) for targets that promise "not
 	// applied" when a deadline passes; null for the others (etcd), where
@@ -198,7 +222,7 @@ func measure(cfg runConfig, name string, obs observable, rec *recorder, before, 
 		}
 		r.Series = append(r.Series, p)
 	}
-	c := Analyse(rec.records)
+	c := rec.check.finish()
 	r.EarlyExpiries, r.DualHolders, r.LateLosses = c.EarlyExpiries, c.DualHolders, c.LateLosses
 	r.FencingViolations, r.Tenures, r.Violations = c.FencingViolations, c.Tenures, c.Examples
 	if obs.deadlineAware() {
@@ -208,11 +232,10 @@ func measure(cfg runConfig, name string, obs observable, rec *recorder, before, 
 		r.Notes = append(r.Notes, "applied_after_deadline n/a: this target makes no \"not applied\" promise when a deadline passes")
 	}
 	r.PhantomTenures = c.PhantomTenures
-	r.HistoryTruncated = rec.truncated
-	if rec.truncated {
-		r.Notes = append(r.Notes, fmt.Sprintf("history truncated at %d calls: correctness counters cover only the first ones", cfg.MaxRecords))
+	r.CheckedCalls, r.RenewalsOnTime, r.RenewalsLate = c.Checked, c.RenewalsOnTime, c.RenewalsLate
+	if c.Unordered > 0 {
+		r.Notes = append(r.Notes, fmt.Sprintf("%d calls reached the checker out of order for their holder: the correctness counters are suspect", c.Unordered))
 	}
-	rec.records = nil
 	return r
 }
 

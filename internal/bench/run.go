@@ -6,13 +6,10 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"runtime"
 	"runtime/debug"
-	"slices"
-	"sync"
 	"time"
 )
 
@@ -80,9 +77,13 @@ type Options struct {
 	// for target with dataDir. Max RSS is then the servers' own. Targets
 	// that cannot be split (the test targets) stay in this process.
 	ServerProcess func(target, dataDir string) *exec.Cmd
-	// MaxRecords bounds the history kept for the correctness analysis
-	// (default 5,000,000, about 240 MB); beyond it the analysis is partial
-	// and the report says so.
+	// MaxInFlight bounds the calls the generator has in flight at once
+	// (default DefaultMaxInFlight). Due agents beyond it wait, and the
+	// result's gen_lag_* and gen_at_bound_s say how long.
+	MaxInFlight int
+	// MaxRecords is ignored: the correctness checker runs as calls complete
+	// (check.go) and keeps no history, so nothing is truncated. Kept so
+	// that old callers still build.
 	MaxRecords int
 }
 
@@ -105,7 +106,8 @@ type runConfig struct {
 	NoBulk         bool          `json:"no_bulk"`
 	Bulk           bool          `json:"bulk"`
 	Rate           float64       `json:"rate,omitempty"`
-	MaxRecords     int           `json:"max_records"`
+	MaxRecords     int           `json:"max_records"` // ignored (see Options.MaxRecords)
+	MaxInFlight    int           `json:"max_in_flight"`
 	Ramp           time.Duration `json:"-"`
 	// The durations again, in seconds, for the JSON report.
 	LeaseDurationS float64 `json:"lease_duration_s"`
@@ -123,7 +125,7 @@ func (o Options) config() (runConfig, error) {
 		LeaseDuration: o.LeaseDuration, RenewEvery: o.RenewEvery, Duration: o.Duration,
 		TimeScale: o.TimeScale, Sessions: o.Sessions, OpTimeout: o.OpTimeout,
 		BurstClaimants: o.BurstClaimants, EventAt: o.EventAt, RevokeChance: o.RevokeChance,
-		Seed: o.Seed, MaxRecords: o.MaxRecords, NoBulk: o.NoBulk || !o.Bulk, Bulk: o.Bulk && !o.NoBulk, Rate: o.Rate,
+		Seed: o.Seed, MaxRecords: o.MaxRecords, MaxInFlight: o.MaxInFlight, NoBulk: o.NoBulk || !o.Bulk, Bulk: o.Bulk && !o.NoBulk, Rate: o.Rate,
 	}
 	def := func(p *int, v int) {
 		if *p == 0 {
@@ -148,7 +150,7 @@ func (o Options) config() (runConfig, error) {
 	def(&c.Claimants, 3)
 	def(&c.Sessions, 8)
 	def(&c.BurstClaimants, c.Claimants)
-	def(&c.MaxRecords, 5_000_000)
+	def(&c.MaxInFlight, DefaultMaxInFlight)
 	if c.LeaseDuration == 0 {
 		c.LeaseDuration = 60 * time.Second
 	}
@@ -158,8 +160,8 @@ func (o Options) config() (runConfig, error) {
 	if c.Duration == 0 {
 		c.Duration = max(60*time.Second/time.Duration(len(c.Targets)), 20*time.Second)
 	}
-	if c.Leases < 1 || c.Claimants < 1 || c.Sessions < 1 || c.LeaseDuration <= 0 || c.RenewEvery <= 0 || c.Duration <= 0 || c.TimeScale < 0 {
-		return c, errors.New("bench: leases, claimants, sessions, durations and time scale must be positive")
+	if c.Leases < 1 || c.Claimants < 1 || c.Sessions < 1 || c.MaxInFlight < 1 || c.LeaseDuration <= 0 || c.RenewEvery <= 0 || c.Duration <= 0 || c.TimeScale < 0 {
+		return c, errors.New("bench: leases, claimants, sessions, max in flight, durations and time scale must be positive")
 	}
 	if c.Rate < 0 {
 		return c, errors.New("bench: rate must not be negative")
@@ -304,16 +306,18 @@ func runTarget(ctx context.Context, cfg runConfig, t Target, opts Options, salt 
 		defer cancel()
 		return t.Stats(sctx)
 	}
-	rec := newRecorder(time.Now(), cfg.MaxRecords)
+	rec := newRecorder(time.Now())
 	opCtx, abort := context.WithCancel(context.WithoutCancel(ctx))
 	defer abort()
 	stop, herd := make(chan struct{}), make(chan struct{})
-	h := &harness{cfg: cfg, rec: rec, opCtx: opCtx, stop: stop, herd: herd}
-	agents := buildAgents(h, sessions, salt)
+	h := &harness{cfg: cfg, rec: rec, sessions: sessions, opCtx: opCtx}
+	eventAt := time.Duration(float64(cfg.Duration) * cfg.EventAt)
+	sched := newScheduler(h, salt, eventAt, cfg.MaxInFlight)
 	// Untimed per-holder setup (etcd: each agent's session lease).
 	holders := map[Session][]string{}
-	for _, a := range append(slices.Clone(agents.base), agents.burst...) {
-		holders[a.sess] = append(holders[a.sess], a.holder)
+	for i := range sched.agents {
+		id := sched.agents[i].id
+		holders[h.session(id)] = append(holders[h.session(id)], h.holderName(id))
 	}
 	for s, hs := range holders {
 		if p, ok := s.(preparer); ok {
@@ -322,22 +326,21 @@ func runTarget(ctx context.Context, cfg runConfig, t Target, opts Options, salt 
 			}
 		}
 	}
+	holders = nil
 	before, err := statsNow()
 	if err != nil {
 		return nil, err
 	}
+	gen0 := selfUsage()
+	srv0, _ := serverCPU(t)
 	start := time.Now()
 	rec.start = start
 
-	var wg sync.WaitGroup
-	for _, a := range agents.base {
-		delay := time.Duration(a.rng.Int64N(int64(cfg.Ramp) + 1))
-		wg.Go(func() { a.run(delay) })
-	}
-	eventAt := time.Duration(float64(cfg.Duration) * cfg.EventAt)
-	for _, a := range agents.burst {
-		wg.Go(func() { a.run(eventAt) })
-	}
+	schedDone := make(chan struct{})
+	go func() {
+		defer close(schedDone)
+		sched.run(stop, herd)
+	}()
 	mon := startMonitor(ctx, t, rec, opts.Progress, cfg.Duration)
 
 	// The clock of the run: the herd, the end, or an abort.
@@ -365,8 +368,10 @@ wait:
 		}
 	}
 	close(stop)
-	wg.Wait()
+	<-schedDone
 	elapsed := time.Since(start)
+	gen1 := selfUsage()
+	srv1, srvOK := serverCPU(t)
 	mon.stop()
 	if aborted {
 		return nil, ctx.Err()
@@ -376,6 +381,7 @@ wait:
 		return nil, err
 	}
 	res = measure(cfg, t.Name(), observability(t), rec, before, after, mon, elapsed)
+	res.setGenerator(sched, gen0, gen1, srv1-srv0, srvOK)
 	for _, b := range batchers {
 		b.mu.Lock()
 		res.BulkCalls += b.calls
@@ -385,34 +391,4 @@ wait:
 		res.OpsPerBulkCall = float64(res.Ops) / float64(res.BulkCalls)
 	}
 	return res, nil
-}
-
-type agentSet struct{ base, burst []*agent }
-
-func buildAgents(h *harness, sessions []Session, salt uint64) agentSet {
-	cfg := &h.cfg
-	var set agentSet
-	mk := func(id int32, key int, holder string) *agent {
-		return &agent{
-			h: h, id: id, key: int32(key), keyStr: fmt.Sprintf("application-leadership/bench/app-%06d", key),
-			holder: holder, sess: sessions[int(id)%len(sessions)],
-			rng: rand.New(rand.NewPCG(cfg.Seed, uint64(id)<<8|salt)), restart: h.herd,
-		}
-	}
-	id := int32(0)
-	for k := 0; k < cfg.Leases; k++ {
-		for c := 0; c < cfg.Claimants; c++ {
-			set.base = append(set.base, mk(id, k, fmt.Sprintf("unit-%06d-%d", k, c)))
-			id++
-		}
-	}
-	if cfg.Scenario == "burst" {
-		for k := 0; k < cfg.Leases; k++ {
-			for c := 0; c < cfg.BurstClaimants; c++ {
-				set.burst = append(set.burst, mk(id, k, fmt.Sprintf("burst-%06d-%d", k, c)))
-				id++
-			}
-		}
-	}
-	return set
 }
