@@ -106,6 +106,17 @@ func (g *gateSession) Revoke(ctx context.Context, key, holder string) error {
 }
 func (g *gateSession) Close() error { return nil }
 
+// await waits for ch; the bound only keeps a broken scheduler from hanging
+// the package until go test's own timeout (it is not a performance check).
+func await(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(time.Minute):
+		t.Fatalf("no %s after a minute", what)
+	}
+}
+
 // schedHarness is a harness over sess whose agents claim once, all at the
 // start, and then not again for an hour (so a test sees exactly the calls
 // it provokes).
@@ -138,7 +149,7 @@ func TestSchedulerBoundsCallsInFlight(t *testing.T) {
 	before := runtime.NumGoroutine()
 	go func() { defer close(done); s.run(stop, herd) }()
 
-	<-sess.waitingReach(bound)
+	await(t, sess.waitingReach(bound), "calls at the bound")
 	// The bound is reached and every call blocks: the dispatcher waits on
 	// the calls. Goroutines now: the dispatcher, the calls in flight, and
 	// none per idle agent (the generator this replaced had 2,000).
@@ -146,9 +157,9 @@ func TestSchedulerBoundsCallsInFlight(t *testing.T) {
 		t.Errorf("%d goroutines for %d agents with %d calls in flight", n, agents, bound)
 	}
 	close(gate)
-	<-sess.callsReach(agents)
+	await(t, sess.callsReach(agents), "call per agent")
 	close(stop)
-	<-done
+	await(t, done, "end of the scheduler")
 
 	if s.maxSeen != bound || sess.maxFlight != bound {
 		t.Errorf("most calls in flight: scheduler %d, session %d; want %d", s.maxSeen, sess.maxFlight, bound)
@@ -193,13 +204,13 @@ func TestSchedulerHerdRestartsEveryAgent(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); s.run(stop, herd) }()
 
-	<-sess.waitingReach(agents / 2) // the odd ones, blocked
-	<-sess.callsReach(agents / 2)   // the even ones, answered
+	await(t, sess.waitingReach(agents/2), "odd agents' calls blocked")
+	await(t, sess.callsReach(agents/2), "even agents' calls answered")
 	close(herd)
 	close(gate)
-	<-sess.callsReach(2 * agents)
+	await(t, sess.callsReach(2*agents), "second call per agent")
 	close(stop)
-	<-done
+	await(t, done, "end of the scheduler")
 
 	for id := range int32(agents) {
 		if n := sess.byHolder[h.holderName(id)]; n != 2 {
@@ -233,9 +244,9 @@ func TestSchedulerDrivesAgentsInScheduleOrder(t *testing.T) {
 	stop, herd := make(chan struct{}), make(chan struct{})
 	done := make(chan struct{})
 	go func() { defer close(done); s.run(stop, herd) }()
-	<-sess.callsReach(agents)
+	await(t, sess.callsReach(agents), "call per agent")
 	close(stop)
-	<-done
+	await(t, done, "end of the scheduler")
 
 	if sess.maxFlight > 1 || s.maxSeen > 1 {
 		t.Errorf("most calls in flight: session %d, scheduler %d; bound 1", sess.maxFlight, s.maxSeen)
