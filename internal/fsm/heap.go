@@ -16,31 +16,34 @@ import "strings"
 type expiryHeap []*record
 
 // before is the heap's order: expiry, then namespace, group and name (a
-// key names one record, so no two records compare equal).
-func before(a, b *record) bool {
+// key names one record, so no two records compare equal). gs is the
+// machine's group table, where records find their group keys; every method
+// that compares takes it.
+func before(a, b *record, gs []*group) bool {
 	if a.expiry != b.expiry {
 		return a.expiry < b.expiry
 	}
-	if a.g != b.g {
-		if c := strings.Compare(a.g.key.ns, b.g.key.ns); c != 0 {
+	if a.gnum != b.gnum {
+		ga, gb := gs[a.gnum], gs[b.gnum]
+		if c := strings.Compare(ga.key.ns, gb.key.ns); c != 0 {
 			return c < 0
 		}
-		return a.g.key.group < b.g.key.group
+		return ga.key.group < gb.key.group
 	}
 	return a.name() < b.name()
 }
 
-func (h *expiryHeap) push(r *record) {
+func (h *expiryHeap) push(r *record, gs []*group) {
 	r.heapIdx = int32(len(*h))
 	*h = append(*h, r)
-	h.up(len(*h) - 1)
+	h.up(len(*h)-1, gs)
 }
 
-func (h *expiryHeap) pop() *record {
-	return h.remove(0)
+func (h *expiryHeap) pop(gs []*group) *record {
+	return h.remove(0, gs)
 }
 
-func (h *expiryHeap) remove(i int) *record {
+func (h *expiryHeap) remove(i int, gs []*group) *record {
 	old := *h
 	n := len(old) - 1
 	r := old[i]
@@ -51,22 +54,22 @@ func (h *expiryHeap) remove(i int) *record {
 	old[n] = nil
 	*h = old[:n]
 	if i != n {
-		h.fix(i)
+		h.fix(i, gs)
 	}
 	r.heapIdx = -1
 	return r
 }
 
-func (h expiryHeap) fix(i int) {
-	if !h.down(i) {
-		h.up(i)
+func (h expiryHeap) fix(i int, gs []*group) {
+	if !h.down(i, gs) {
+		h.up(i, gs)
 	}
 }
 
-func (h expiryHeap) up(i int) {
+func (h expiryHeap) up(i int, gs []*group) {
 	for i > 0 {
 		p := (i - 1) / 2
-		if !before(h[i], h[p]) {
+		if !before(h[i], h[p], gs) {
 			return
 		}
 		h.swap(i, p)
@@ -74,7 +77,7 @@ func (h expiryHeap) up(i int) {
 	}
 }
 
-func (h expiryHeap) down(i int) bool {
+func (h expiryHeap) down(i int, gs []*group) bool {
 	start := i
 	n := len(h)
 	for {
@@ -83,10 +86,10 @@ func (h expiryHeap) down(i int) bool {
 			break
 		}
 		j := l
-		if r := l + 1; r < n && before(h[r], h[l]) {
+		if r := l + 1; r < n && before(h[r], h[l], gs) {
 			j = r
 		}
-		if !before(h[j], h[i]) {
+		if !before(h[j], h[i], gs) {
 			break
 		}
 		h.swap(i, j)

@@ -3,6 +3,7 @@ package fsm
 import (
 	"bytes"
 	"encoding/binary"
+	"strings"
 	"testing"
 	"time"
 	"unsafe"
@@ -178,10 +179,11 @@ func checkHeap(t fataler, m *Machine) {
 		if int(r.heapIdx) != i {
 			t.Fatalf("heap[%d].heapIdx = %d", i, r.heapIdx)
 		}
-		if i > 0 && before(r, m.heap[(i-1)/2]) {
+		if i > 0 && before(r, m.heap[(i-1)/2], m.gtab) {
 			t.Fatalf("heap property broken at %d", i)
 		}
 	}
+	checkGroupTable(t, m)
 	n := 0
 	for gk, g := range m.groups {
 		if g.leases.len() == 0 {
@@ -191,7 +193,7 @@ func checkHeap(t fataler, m *Machine) {
 		for r := range g.leases.all() {
 			n++
 			name := r.name()
-			if g.leases.get(m.seed, name) != r || r.g != g {
+			if g.leases.get(m.seed, name) != r || m.group(r) != g {
 				t.Fatalf("record %q misfiled", name)
 			}
 			if r.heapIdx >= 0 {
@@ -209,14 +211,49 @@ func checkHeap(t fataler, m *Machine) {
 	}
 }
 
-// The record must stay in the 64-byte size class: at a million leases every
-// byte over it costs 16 MB.
-func TestRecordSize(t *testing.T) {
-	if s := unsafe.Sizeof(record{}); s > 64 {
-		t.Fatalf("record is %d bytes; keep it within 64", s)
+// checkGroupTable verifies the group table: table entry i has number i and
+// is the group of its key, every group is in the table, and the free list
+// names each empty slot once.
+func checkGroupTable(t fataler, m *Machine) {
+	t.Helper()
+	used := 0
+	for i, g := range m.gtab {
+		if g == nil {
+			continue
+		}
+		used++
+		if g.num != uint32(i) {
+			t.Fatalf("group table entry %d has number %d", i, g.num)
+		}
+		if m.groups[g.key] != g {
+			t.Fatalf("group table entry %d (%v) is not the group of its key", i, g.key)
+		}
 	}
-	r := newRecord(nil, "name", "holder/0", 1, 2, 3)
-	if r.name() != "name" || r.holder() != "holder/0" {
-		t.Fatalf("name %q holder %q", r.name(), r.holder())
+	if used != len(m.groups) {
+		t.Fatalf("%d groups in the table, %d by key", used, len(m.groups))
+	}
+	free := make(map[uint32]bool)
+	for _, f := range m.freeGroups {
+		if int(f) >= len(m.gtab) || m.gtab[f] != nil || free[f] {
+			t.Fatalf("free list entry %d: table of %d, listed twice %v", f, len(m.gtab), free[f])
+		}
+		free[f] = true
+	}
+	if len(free)+used != len(m.gtab) {
+		t.Fatalf("table of %d: %d groups, %d free", len(m.gtab), used, len(free))
+	}
+}
+
+// The record must stay 48 bytes, the 48-byte size class: at a million
+// leases every size class up costs 16 MB per replica.
+func TestRecordSize(t *testing.T) {
+	if s := unsafe.Sizeof(record{}); s != 48 {
+		t.Fatalf("record is %d bytes; keep it at 48", s)
+	}
+	for _, name := range []string{"n", "name", strings.Repeat("x", lease.MaxNameLen)} {
+		r := newRecord(7, name, "holder/0", 1, 2, 3)
+		if r.name() != name || r.holder() != "holder/0" || r.gnum != 7 {
+			t.Fatalf("name %q holder %q group %d", r.name(), r.holder(), r.gnum)
+		}
 	}
 }

@@ -12,17 +12,24 @@ import (
 
 type groupKey struct{ ns, group string }
 
+// group is the leases of one namespace and group. num is its place in the
+// machine's group table (Machine.gtab), which records name instead of a
+// pointer: 4 bytes, not 8.
 type group struct {
 	key    groupKey
 	leases recordSet
+	num    uint32
 }
 
-// record is one held lease. It is kept small: at a million leases every
-// field costs a megabyte, and the struct fits the 64-byte size class.
+// record is one held lease. It is kept at 48 bytes, the 48-byte size class:
+// at a million leases every size class up costs 16 MB per replica.
+// (TestRecordSize)
 type record struct {
-	g *group
-	// nameHolder is the lease name followed by the holder, in one
-	// allocation; nameLen splits it. The group's set is keyed by the name part.
+	// nameHolder is, in one allocation, the lease name's length less one
+	// (one byte: names are 1 to maxRecordName bytes), the name, then the
+	// holder. The length sits in the string rather than the struct because
+	// the struct has no 8 bytes to spare, and before the name because a
+	// lookup compares the name next, in the same cache line.
 	nameHolder string
 	token      uint64
 	start      time.Duration
@@ -30,18 +37,37 @@ type record struct {
 	// heapIdx is the record's place in the expiry heap, or -1 while the lease
 	// is pinned past its expiry (it expires when its last pin goes).
 	heapIdx int32
-	nameLen uint32
+	// gnum is the record's group: Machine.gtab[gnum].
+	gnum uint32
 }
 
-func newRecord(g *group, name, holder string, token uint64, start, expiry time.Duration) *record {
-	return &record{g: g, nameHolder: name + holder, nameLen: uint32(len(name)), token: token, start: start, expiry: expiry}
+// maxRecordName is the longest lease name a record holds: its length less
+// one must fit a byte.
+const maxRecordName = 256
+
+// Validation (lease.ValidateName) must never admit a name a record cannot
+// hold: this fails to compile if lease.MaxNameLen grows past maxRecordName.
+var _ [maxRecordName - lease.MaxNameLen]struct{}
+
+// newRecord makes the record of lease name (1 to maxRecordName bytes) in
+// group gnum.
+func newRecord(gnum uint32, name, holder string, token uint64, start, expiry time.Duration) *record {
+	// One allocation: a one-byte string is static, and the concatenation
+	// allocates once.
+	nh := string([]byte{byte(len(name) - 1)}) + name + holder
+	return &record{gnum: gnum, nameHolder: nh, token: token, start: start, expiry: expiry}
 }
 
-func (r *record) name() string   { return r.nameHolder[:r.nameLen] }
-func (r *record) holder() string { return r.nameHolder[r.nameLen:] }
+func (r *record) nameEnd() int   { return int(r.nameHolder[0]) + 2 }
+func (r *record) name() string   { return r.nameHolder[1:r.nameEnd()] }
+func (r *record) holder() string { return r.nameHolder[r.nameEnd():] }
 
-func (r *record) key() lease.Key {
-	return lease.Key{Namespace: r.g.key.ns, Group: r.g.key.group, Name: r.name()}
+// group returns r's group.
+func (m *Machine) group(r *record) *group { return m.gtab[r.gnum] }
+
+func (m *Machine) key(r *record) lease.Key {
+	gk := m.gtab[r.gnum].key
+	return lease.Key{Namespace: gk.ns, Group: gk.group, Name: r.name()}
 }
 
 // Machine is the replicated lease state.
@@ -50,6 +76,10 @@ type Machine struct {
 	index    uint64
 	tokenSeq uint64
 	groups   map[groupKey]*group
+	// gtab is the group table: gtab[i] is the group numbered i, or nil
+	// while slot i is free (listed in freeGroups, reused first).
+	gtab       []*group
+	freeGroups []uint32
 	// seed hashes lease names in the groups' sets (recordset.go).
 	seed    maphash.Seed
 	count   int
@@ -184,8 +214,8 @@ func (m *Machine) advance(t time.Duration) {
 	// a claimant whose keep-alive has passed.
 	m.dropExpiredWaiters()
 	for len(m.heap) > 0 && m.heap[0].expiry < m.now {
-		r := m.heap.pop()
-		if m.pinned(r.g.key, r.name()) {
+		r := m.heap.pop(m.gtab)
+		if m.pinned(m.group(r).key, r.name()) {
 			continue // stays held, out of the heap, until unpinned or extended
 		}
 		m.remove(r, lease.EventExpired)
@@ -257,14 +287,13 @@ func (m *Machine) grant(k lease.Key, holder string, d time.Duration) lease.Resul
 	gk := groupKey{k.Namespace, k.Group}
 	g := m.groups[gk]
 	if g == nil {
-		g = &group{key: gk}
-		m.groups[gk] = g
+		g = m.newGroup(gk)
 	}
 	m.tokenSeq++
-	r := newRecord(g, k.Name, holder, m.tokenSeq, m.now, m.now+d)
+	r := newRecord(g.num, k.Name, holder, m.tokenSeq, m.now, m.now+d)
 	g.leases.add(m.seed, r)
 	m.count++
-	m.heap.push(r)
+	m.heap.push(r, m.gtab)
 	m.emit(lease.EventClaimed, r)
 	return lease.Result{Outcome: lease.OutcomeGranted, Holder: r.holder(), Token: r.token, Start: r.start, Expiry: r.expiry, Now: m.now}
 }
@@ -280,9 +309,9 @@ func (m *Machine) lengthen(r *record, d time.Duration) lease.Result {
 	if exp := m.now + d; exp > r.expiry {
 		r.start, r.expiry = m.now, exp
 		if r.heapIdx < 0 {
-			m.heap.push(r)
+			m.heap.push(r, m.gtab)
 		} else {
-			m.heap.fix(int(r.heapIdx))
+			m.heap.fix(int(r.heapIdx), m.gtab)
 		}
 		if !m.skipExtends {
 			m.emit(lease.EventExtended, r)
@@ -317,24 +346,49 @@ func (m *Machine) revoke(c *lease.Command) lease.Result {
 	}
 	res := lease.Result{Outcome: lease.OutcomeRevoked, Holder: r.holder(), Token: r.token, Start: r.start, Expiry: r.expiry, Now: m.now}
 	if r.heapIdx >= 0 {
-		m.heap.remove(int(r.heapIdx))
+		m.heap.remove(int(r.heapIdx), m.gtab)
 	}
 	m.remove(r, lease.EventRevoked)
 	return res
 }
 
 // remove deletes r (already out of the heap) and records why.
+// The key is taken first: an emptied group leaves the table, and r's group
+// number with it.
 func (m *Machine) remove(r *record, why lease.EventKind) {
-	g := r.g
+	k := m.key(r)
+	g := m.group(r)
 	g.leases.remove(m.seed, r)
 	if g.leases.len() == 0 {
-		delete(m.groups, g.key)
+		m.freeGroup(g)
 	}
 	m.count--
-	m.emit(why, r)
+	m.emitKey(why, k, r)
 	if len(m.queues) > 0 {
-		m.grantQueued(r.key())
+		m.grantQueued(k)
 	}
+}
+
+// newGroup adds the empty group gk, in the first free slot of the table.
+func (m *Machine) newGroup(gk groupKey) *group {
+	g := &group{key: gk}
+	if n := len(m.freeGroups); n > 0 {
+		g.num = m.freeGroups[n-1]
+		m.freeGroups = m.freeGroups[:n-1]
+		m.gtab[g.num] = g
+	} else {
+		g.num = uint32(len(m.gtab))
+		m.gtab = append(m.gtab, g)
+	}
+	m.groups[gk] = g
+	return g
+}
+
+// freeGroup drops the emptied group g and frees its slot.
+func (m *Machine) freeGroup(g *group) {
+	delete(m.groups, g.key)
+	m.gtab[g.num] = nil
+	m.freeGroups = append(m.freeGroups, g.num)
 }
 
 func (m *Machine) pinned(gk groupKey, name string) bool {
@@ -375,7 +429,14 @@ func (m *Machine) unpin(c *lease.Command) lease.Result {
 
 func (m *Machine) emit(kind lease.EventKind, r *record) {
 	if m.recordEvents {
-		m.events = append(m.events, lease.Event{Kind: kind, Key: r.key(), Holder: r.holder(), Token: r.token, Expiry: r.expiry, Index: m.index, Now: m.now})
+		m.emitKey(kind, m.key(r), r)
+	}
+}
+
+// emitKey is emit for r at key k, once r's group may be gone.
+func (m *Machine) emitKey(kind lease.EventKind, k lease.Key, r *record) {
+	if m.recordEvents {
+		m.events = append(m.events, lease.Event{Kind: kind, Key: k, Holder: r.holder(), Token: r.token, Expiry: r.expiry, Index: m.index, Now: m.now})
 	}
 }
 

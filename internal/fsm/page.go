@@ -66,7 +66,7 @@ func (m *Machine) Page(q PageQuery, at time.Duration) PageResult {
 		before := compareGroupKeys(gk, groupKey{q.After.Namespace, q.After.Group})
 		// Once the heap is full of keys from earlier groups, this group's
 		// leases only count.
-		countOnly := before < 0 || len(top) == limit && compareGroupKeys(gk, top[0].g.key) > 0
+		countOnly := before < 0 || len(top) == limit && compareGroupKeys(gk, m.group(top[0]).key) > 0
 		for r := range g.leases.all() {
 			name := r.name()
 			if q.Name != "" && !strings.Contains(name, q.Name) {
@@ -89,18 +89,18 @@ func (m *Machine) Page(q PageQuery, at time.Duration) PageResult {
 			if before == 0 && name <= q.After.Name {
 				continue
 			}
-			if len(top) == limit && compareRecords(r, top[0]) >= 0 {
+			if len(top) == limit && compareRecords(r, top[0], m.gtab) >= 0 {
 				res.More = true
 				continue
 			}
-			top.push(r)
+			top.push(r, m.gtab)
 			if len(top) > limit {
-				top.pop()
+				top.pop(m.gtab)
 				res.More = true
 			}
 		}
 	}
-	slices.SortFunc(top, compareRecords)
+	slices.SortFunc(top, func(a, b *record) int { return compareRecords(a, b, m.gtab) })
 	res.Leases = make([]lease.Info, len(top))
 	for i, r := range top {
 		res.Leases[i], _ = m.info(r)
@@ -151,27 +151,29 @@ func (m *Machine) PinnedBy(k lease.Key) []string {
 	return out
 }
 
-func (m *Machine) isPinned(r *record) bool { return len(m.pins[r.key()]) > 0 }
+func (m *Machine) isPinned(r *record) bool { return len(m.pins[m.key(r)]) > 0 }
 
 func compareNames(a, b *record) int { return strings.Compare(a.name(), b.name()) }
 
-func compareRecords(a, b *record) int {
-	if a.g == b.g {
+// compareRecords orders records by key; gs is the machine's group table.
+func compareRecords(a, b *record, gs []*group) int {
+	if a.gnum == b.gnum {
 		return strings.Compare(a.name(), b.name())
 	}
-	return cmp.Or(compareGroupKeys(a.g.key, b.g.key), strings.Compare(a.name(), b.name()))
+	return cmp.Or(compareGroupKeys(gs[a.gnum].key, gs[b.gnum].key), strings.Compare(a.name(), b.name()))
 }
 
 // pageHeap is a max-heap of records by key: its root is the largest key
-// kept, the first to go when a smaller one arrives.
+// kept, the first to go when a smaller one arrives. gs is the machine's
+// group table.
 type pageHeap []*record
 
-func (h *pageHeap) push(r *record) {
+func (h *pageHeap) push(r *record, gs []*group) {
 	*h = append(*h, r)
 	s := *h
 	for i := len(s) - 1; i > 0; {
 		p := (i - 1) / 2
-		if compareRecords(s[i], s[p]) <= 0 {
+		if compareRecords(s[i], s[p], gs) <= 0 {
 			break
 		}
 		s[i], s[p] = s[p], s[i]
@@ -179,7 +181,7 @@ func (h *pageHeap) push(r *record) {
 	}
 }
 
-func (h *pageHeap) pop() {
+func (h *pageHeap) pop(gs []*group) {
 	s := *h
 	n := len(s) - 1
 	s[0] = s[n]
@@ -187,10 +189,10 @@ func (h *pageHeap) pop() {
 	s = s[:n]
 	for i := 0; ; {
 		l, big := 2*i+1, i
-		if l < n && compareRecords(s[l], s[big]) > 0 {
+		if l < n && compareRecords(s[l], s[big], gs) > 0 {
 			big = l
 		}
-		if r := l + 1; r < n && compareRecords(s[r], s[big]) > 0 {
+		if r := l + 1; r < n && compareRecords(s[r], s[big], gs) > 0 {
 			big = r
 		}
 		if big == i {

@@ -16,7 +16,7 @@ func visible(r *record, at time.Duration, pinned bool) bool {
 }
 
 func (m *Machine) info(r *record) (lease.Info, bool) {
-	k := r.key()
+	k := m.key(r)
 	return lease.Info{Key: k, Holder: r.holder(), Token: r.token, Start: r.start, Expiry: r.expiry, Pinned: len(m.pins[k]) > 0}, true
 }
 

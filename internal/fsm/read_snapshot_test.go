@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"strings"
 	"testing"
 
 	"github.com/leasehold/leasehold/internal/logentry"
@@ -213,5 +214,52 @@ func TestRestoreRejects(t *testing.T) {
 	m := New()
 	if err := m.Restore(empty); err != nil || !bytes.Equal(m.AppendSnapshot(nil), empty) || m.Len() != 0 {
 		t.Fatalf("empty round trip: %v", err)
+	}
+}
+
+// A record holds lease names of 1 to maxRecordName bytes (its length less
+// one is a byte). No command makes another, but a snapshot is bytes from
+// elsewhere: Restore must refuse an empty or longer name with an error, not
+// panic or store a name it would cut short.
+func TestRestoreRefusesLeaseNamesARecordCannotHold(t *testing.T) {
+	longest := strings.Repeat("n", lease.MaxNameLen)
+	m := New()
+	m.Apply(1, &logentry.Entry{Kind: logentry.KindBatch, Time: 1, Commands: []lease.Command{
+		claim(key("ns", "g", longest), "u/0", min), claim(key("ns", "g", "marker"), "u/1", min)}})
+	good := m.AppendSnapshot(nil)
+	// The longest valid name round trips.
+	if err := New().Restore(good); err != nil {
+		t.Fatalf("a %d-byte name: %v", len(longest), err)
+	}
+	encoded := func(s string) []byte { return append(binary.AppendUvarint(nil, uint64(len(s))), s...) }
+	swap := func(old, new string) []byte {
+		i := bytes.Index(good, encoded(old))
+		if i < 0 || bytes.Count(good, encoded(old)) != 1 {
+			t.Fatalf("%q not once in the snapshot", old)
+		}
+		b := append(append(append([]byte(nil), good[:i]...), encoded(new)...), good[i+len(encoded(old)):]...)
+		return resum(b)
+	}
+	for what, snap := range map[string][]byte{
+		"an empty name":    swap("marker", ""),
+		"a 257-byte name":  swap(longest, longest+"n"),
+		"a 300-byte name":  swap(longest, strings.Repeat("n", 300)),
+		"a 64 KiB name":    swap(longest, strings.Repeat("n", 1<<16)),
+		"a name ending it": swap("marker", "markerx"), // control: a valid name still restores
+	} {
+		r := New()
+		err := r.Restore(snap)
+		if what == "a name ending it" {
+			if err != nil {
+				t.Fatalf("control: %v", err)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrBadSnapshot) {
+			t.Errorf("%s: Restore error %v, want ErrBadSnapshot", what, err)
+		}
+		if r.Len() != 0 {
+			t.Errorf("%s: failed Restore left %d leases", what, r.Len())
+		}
 	}
 }

@@ -99,7 +99,7 @@ func TestRecordSetAgainstMap(t *testing.T) {
 			switch {
 			case op < addWeight: // add when absent
 				if ref[name] == nil {
-					r := newRecord(nil, name, "holder", 1, 0, 0)
+					r := newRecord(0, name, "holder", 1, 0, 0)
 					s.add(seed, r)
 					ref[name] = r
 				}
@@ -156,7 +156,7 @@ func TestRecordSetSizes(t *testing.T) {
 	var s recordSet
 	var rs []*record
 	for i, want := range []int{1, 2, 4, 8, 8, 8, 8, 16, 16} {
-		r := newRecord(nil, strings.Repeat("x", i+1), "h", 1, 0, 0)
+		r := newRecord(0, strings.Repeat("x", i+1), "h", 1, 0, 0)
 		s.add(seed, r)
 		rs = append(rs, r)
 		if cap(s.slots) != want {

@@ -189,16 +189,21 @@ func decodeSnapshot(data []byte) (*Machine, error) {
 			d.Fail("group")
 			break
 		}
-		g := &group{key: gk}
+		g := m.newGroup(gk)
 		// nl is bounded by the bytes left (Count), so this is no bomb.
 		g.leases.resize(m.seed, tableSize(nl))
-		m.groups[gk] = g
 		for j := 0; j < nl && d.Err == nil; j++ {
 			name, holder := d.Raw(), d.Raw()
 			token := d.Uvarint()
 			start := time.Duration(d.Varint())
-			// string(name) + string(holder) makes one allocation, not three.
-			r := &record{g: g, nameHolder: string(name) + string(holder), nameLen: uint32(len(name)),
+			// A record holds names of 1 to maxRecordName bytes, and no
+			// valid command makes another.
+			if len(name) == 0 || len(name) > maxRecordName {
+				d.Fail("lease name")
+				break
+			}
+			// The conversions in a concatenation make one allocation, not three.
+			r := &record{gnum: g.num, nameHolder: string([]byte{byte(len(name) - 1)}) + string(name) + string(holder),
 				token: token, start: start, expiry: start + time.Duration(d.Varint())}
 			if g.leases.get(m.seed, r.name()) != nil || r.token == 0 || r.token > m.tokenSeq {
 				d.Fail("lease")
@@ -234,7 +239,7 @@ func decodeSnapshot(data []byte) (*Machine, error) {
 	// Rebuild the expiry index: leases held past expiry by pins stay out of it.
 	m.heap = make(expiryHeap, 0, len(all))
 	for _, r := range all {
-		if r.expiry < m.now && m.pinned(r.g.key, r.name()) {
+		if r.expiry < m.now && m.pinned(m.group(r).key, r.name()) {
 			r.heapIdx = -1
 			continue
 		}
@@ -242,7 +247,7 @@ func decodeSnapshot(data []byte) (*Machine, error) {
 		m.heap = append(m.heap, r)
 	}
 	for i := len(m.heap)/2 - 1; i >= 0; i-- {
-		m.heap.down(i)
+		m.heap.down(i, m.gtab)
 	}
 	return m, nil
 }
