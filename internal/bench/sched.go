@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"time"
 )
 
@@ -119,7 +120,9 @@ func newScheduler(h *harness, salt uint64, eventAt time.Duration, maxInFlight in
 		a.pcg.Seed(cfg.Seed, uint64(i)<<8|salt)
 		when := eventAt
 		if a.id < h.base {
-			when = time.Duration(a.int64n(int64(cfg.Ramp) + 1))
+			// The old generator's first draw (rand.Rand.Int64N on the same
+			// PCG), so that a seed gives the same start schedule as before.
+			when = time.Duration(rand.New(&a.pcg).Int64N(int64(cfg.Ramp) + 1))
 		}
 		s.q[i] = heapEntry{when: when, idx: a.id}
 	}
