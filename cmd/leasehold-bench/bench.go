@@ -56,6 +56,17 @@ open loop, and reports the knee. Targets there: leasehold, etcd and
 etcd-leader (etcd's client pinned to the leader).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile + "-harness.pprof")
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			if o.Rate > 0 { // the old closed-loop --rate is now a one-point open-loop sweep
 				ceil.Rates = append(ceil.Rates, o.Rate)
 				o.Rate = 0
@@ -70,7 +81,7 @@ etcd-leader (etcd's client pinned to the leader).`,
 				return fmt.Errorf("--scenario saturation needs --rates R1,R2,...")
 			}
 			if o.Scenario == "ceilings" || o.Scenario == "saturation" {
-				return runCeilings(cmd, ceil, targets, o, quiet, inProcess)
+				return runCeilings(cmd, ceil, targets, o, quiet, inProcess, cpuProfile)
 			}
 			for _, t := range targets {
 				if !slices.Contains(bench.Registered(), t) {
@@ -91,17 +102,6 @@ etcd-leader (etcd's client pinned to the leader).`,
 					}
 					return c
 				}
-			}
-			if cpuProfile != "" {
-				f, err := os.Create(cpuProfile + "-harness.pprof")
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return err
-				}
-				defer pprof.StopCPUProfile()
 			}
 			if o.Out == "" {
 				o.Out = "bench-out-" + time.Now().Format("20060102-150405")
@@ -169,7 +169,7 @@ etcd-leader (etcd's client pinned to the leader).`,
 	f.Uint64Var(&o.Seed, "seed", 1, "seed for the agents' jitter")
 	f.BoolVar(&o.Bulk, "bulk", false, "multiplex the agents' ops onto bulk calls; every target must take them (the same client shape for all)")
 	f.BoolVar(&o.NoBulk, "no-bulk", false, "one call per op (the default; kept for old scripts)")
-	f.StringVar(&cpuProfile, "cpuprofile", "", "write CPU profiles PREFIX-harness.pprof (clients and load) and PREFIX-TARGET-servers.pprof (each target's server process)")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write CPU profiles PREFIX-harness.pprof (clients and load) and PREFIX-TARGET-servers.pprof (each target's server process; in ceilings, PREFIX-TARGET-servers-N.pprof per run)")
 	f.Float64SliceVar(&ceil.Rates, "rates", nil, "saturation: offered rates (calls per second, open loop) to sweep, e.g. 500,1000,2000,4000")
 	f.DurationVar(&ceil.P99Bound, "p99-bound", 0, "saturation: the knee is the highest rate served with p99 under this (default 100ms)")
 	f.Float64Var(&o.Rate, "rate", 0, "same as --scenario saturation --rates R (one offered rate, open loop)")
@@ -205,7 +205,7 @@ func isTerminal(f *os.File) bool {
 }
 
 // runCeilings runs the ceilings mode (see bench.RunCeilings).
-func runCeilings(cmd *cobra.Command, c bench.CeilOptions, targets []string, o bench.Options, quiet, inProcess bool) error {
+func runCeilings(cmd *cobra.Command, c bench.CeilOptions, targets []string, o bench.Options, quiet, inProcess bool, cpuProfile string) error {
 	c.Targets, c.Duration, c.Out, c.DataDir, c.OpTimeout = targets, o.Duration, o.Out, o.DataDir, o.OpTimeout
 	if c.Out == "" {
 		c.Out = "bench-out-" + time.Now().Format("20060102-150405")
@@ -218,8 +218,14 @@ func runCeilings(cmd *cobra.Command, c bench.CeilOptions, targets []string, o be
 		if err != nil {
 			return err
 		}
+		runs := 0 // each run starts a fresh server process, so each gets its own profile
 		c.ServerProcess = func(target, dir string) *exec.Cmd {
-			return exec.Command(exe, "bench-server", "--target", target, "--dir", dir)
+			cmd := exec.Command(exe, "bench-server", "--target", target, "--dir", dir)
+			if cpuProfile != "" {
+				runs++
+				cmd.Env = append(os.Environ(), fmt.Sprintf("LEASEHOLD_BENCH_CPUPROFILE=%s-%s-servers-%d.pprof", cpuProfile, target, runs))
+			}
+			return cmd
 		}
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)

@@ -214,3 +214,36 @@ func TestOutputsIgnoreHashSeed(t *testing.T) {
 		t.Fatalf("only %d leases held: groups too small to hash", a.Len())
 	}
 }
+
+// BenchmarkRecordSetGet looks names up in a set of n records, with
+// scattered allocations as in a running replica: hits (an extend) and misses
+// (a claim of a new name), at the fullest and emptiest loads a table has.
+func BenchmarkRecordSetGet(b *testing.B) {
+	for _, n := range []int{1 << 10, 7 << 7, 1 << 17, 7 << 14} {
+		seed := maphash.MakeSeed()
+		var s recordSet
+		names := make([]string, n)
+		junk := make([][]byte, 0, n)
+		for i := range names {
+			names[i] = fmt.Sprintf("lease-%d", i)
+			junk = append(junk, make([]byte, 64)) // records not adjacent in memory
+			s.add(seed, newRecord(0, names[i], "holder-a", 1, 0, time.Minute))
+		}
+		fill := float64(n) / float64(cap(s.slots))
+		b.Run(fmt.Sprintf("n=%d/load=%.2f/hit", n, fill), func(b *testing.B) {
+			for i := range b.N {
+				if s.get(seed, names[i%n]) == nil {
+					b.Fatal("missing")
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("n=%d/load=%.2f/miss", n, fill), func(b *testing.B) {
+			for i := range b.N {
+				if s.get(seed, names[i%n]+"x") != nil {
+					b.Fatal("found")
+				}
+			}
+		})
+		_ = junk
+	}
+}

@@ -100,6 +100,7 @@ func TestClaimOnReleaseFailedSendNeverRevokesADeliveredTenure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(s.Stop) // its stream workers
 	ctx := ctxT(t)
 	write(t, n, lease.Command{Op: lease.OpClaim, Key: key, Holder: "a"})
 
@@ -176,6 +177,7 @@ func TestClaimOnReleaseIgnoresGrantsBeforeItsQueueWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(s.Stop) // its stream workers
 	ctx := ctxT(t)
 	write(t, n, lease.Command{Op: lease.OpClaim, Key: key, Holder: "a"})
 
@@ -236,6 +238,7 @@ func TestWaitUntilReleasedIgnoresEventsTheReadAlreadySaw(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(s.Stop) // its stream workers
 	ctx := ctxT(t)
 	write(t, n, lease.Command{Op: lease.OpClaim, Key: key, Holder: "a"})
 	var once sync.Once
