@@ -76,6 +76,7 @@ func buildService(c serverConfig, logger *slog.Logger) (server.Config, error) {
 		Logger: logger,
 	}
 	cfg.Server.MaxWatchers, cfg.Server.MaxWatchersPerCaller = int(min(c.MaxWatchers, 1<<31)), int(min(c.MaxWatchersPerCaller, 1<<31))
+	cfg.Server.MaxCalls = int(min(c.MaxCalls, 1<<31))
 	if c.TokensFile != "" {
 		if cfg.Server.Tokens, err = readTokens(c.TokensFile); err != nil {
 			return cfg, err

@@ -75,6 +75,8 @@ type serverConfig struct {
 	// Watch and wait streams (0: server.DefaultMaxWatchers...).
 	MaxWatchers          uint64 `json:"max_watchers"`
 	MaxWatchersPerCaller uint64 `json:"max_watchers_per_caller"`
+	// Unary calls in progress (0: grpcserver.DefaultMaxCalls).
+	MaxCalls uint64 `json:"max_calls"`
 }
 
 func defaultServerConfig() serverConfig {
@@ -118,6 +120,7 @@ func addServerFlags(fs *pflag.FlagSet) {
 	fs.String("log-level", d.LogLevel, "log level: debug, info, warn, error")
 	fs.Uint64("max-watchers", grpcserver.DefaultMaxWatchers, "most Watch and WaitUntilReleased streams open on this server")
 	fs.Uint64("max-watchers-per-caller", grpcserver.DefaultMaxWatchersPerCaller, "most such streams of one caller (bearer token and host) on this server")
+	fs.Uint64("max-calls", grpcserver.DefaultMaxCalls, "most unary lease calls in progress on this server; more are refused with overloaded and a retry-after before they are read (Status and admin calls are not counted)")
 }
 
 // set assigns one setting by its flag name from text.
@@ -131,7 +134,7 @@ func (c *serverConfig) set(name, v string) error {
 	}
 	dur := map[string]*duration{"tick": &c.Tick, "min-duration": &c.MinDuration, "max-duration": &c.MaxDuration, "snapshot-interval": &c.SnapshotInterval}
 	num := map[string]*uint64{"snapshot-threshold": &c.SnapshotThreshold, "trailing-logs": &c.TrailingLogs,
-		"max-watchers": &c.MaxWatchers, "max-watchers-per-caller": &c.MaxWatchersPerCaller}
+		"max-watchers": &c.MaxWatchers, "max-watchers-per-caller": &c.MaxWatchersPerCaller, "max-calls": &c.MaxCalls}
 	flag := map[string]*bool{"insecure-allow-open": &c.InsecureAllowOpen}
 	if p, ok := flag[name]; ok {
 		b, err := strconv.ParseBool(v)

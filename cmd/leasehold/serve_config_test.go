@@ -203,3 +203,28 @@ func TestExposure(t *testing.T) {
 		t.Fatalf("--insecure-allow-open: %v %+v", err, c)
 	}
 }
+
+// --max-calls (and max_calls in the file) reaches the API server's limit.
+func TestMaxCallsFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want int
+	}{
+		{nil, 0}, // 0: grpcserver.DefaultMaxCalls
+		{[]string{"--max-calls", "100"}, 100},
+		{[]string{"--config", writeFile(t, `{"max_calls": 7}`)}, 7},
+	} {
+		args := append([]string{"--id", "n1", "--data-dir", t.TempDir()}, tc.args...)
+		c, err := resolveServerConfig(parseServerFlags(t, args...), func(string) string { return "" })
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := buildService(c, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Server.MaxCalls != tc.want {
+			t.Errorf("%v: MaxCalls %d, want %d", tc.args, cfg.Server.MaxCalls, tc.want)
+		}
+	}
+}

@@ -155,7 +155,7 @@ func TestRecordSetSizes(t *testing.T) {
 	seed := maphash.MakeSeed()
 	var s recordSet
 	var rs []*record
-	for i, want := range []int{1, 2, 4, 8, 8, 8, 8, 16, 16} {
+	for i, want := range []int{1, 2, 4, 8, 8, 8, 16, 16, 16} {
 		r := newRecord(0, strings.Repeat("x", i+1), "h", 1, 0, 0)
 		s.add(seed, r)
 		rs = append(rs, r)

@@ -47,6 +47,11 @@ type Options struct {
 	// A stream over either is refused with CodeOverloaded.
 	MaxWatchers          int
 	MaxWatchersPerCaller int
+	// MaxCalls caps the unary Leasehold calls in progress on this server
+	// (DefaultMaxCalls; below zero: no cap). A call over it is refused
+	// with CodeOverloaded and a retry-after before it is read. Status,
+	// admin calls and streams are not counted (streams have MaxWatchers).
+	MaxCalls int
 	// Logger logs panics and internal errors (slog.Default()).
 	Logger *slog.Logger
 	// GRPCOptions are appended to the server's own options.
@@ -117,6 +122,9 @@ func New(b Backend, opts Options) (*Server, error) {
 		// section 13). A worker keeps its grown stack; gRPC replaces it every
 		// 65,536 calls, so a rare deep call does not pin a large stack.
 		grpc.NumStreamWorkers(streamWorkers),
+	}
+	if l := newCallLimit(opts.MaxCalls, time.Now); l != nil {
+		gopts = append(gopts, grpc.InTapHandle(l.tap))
 	}
 	if opts.TLS != nil {
 		gopts = append(gopts, grpc.Creds(credentials.NewTLS(opts.TLS)))
