@@ -219,7 +219,11 @@ func TestOutputsIgnoreHashSeed(t *testing.T) {
 // scattered allocations as in a running replica: hits (an extend) and misses
 // (a claim of a new name), at the fullest and emptiest loads a table has.
 func BenchmarkRecordSetGet(b *testing.B) {
-	for _, n := range []int{1 << 10, 7 << 7, 1 << 17, 7 << 14} {
+	var sizes []int
+	for _, c := range []int{1 << 10, 1 << 17} {
+		sizes = append(sizes, maxLoad(c)/2+1, maxLoad(c)) // just grown; fullest
+	}
+	for _, n := range sizes {
 		seed := maphash.MakeSeed()
 		var s recordSet
 		names := make([]string, n)
