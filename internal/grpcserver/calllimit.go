@@ -40,10 +40,11 @@ const (
 // refusals). Refusing at the edge keeps the work let in to what can finish,
 // and tells the rest when to come back.
 type callLimit struct {
-	max  int64
-	n    atomic.Int64  // calls in progress
-	done atomic.Uint64 // calls finished, ever
-	now  func() time.Time
+	max     int64
+	refused func(method string, retryAfter time.Duration) // or nil
+	n       atomic.Int64                                  // calls in progress
+	done    atomic.Uint64                                 // calls finished, ever
+	now     func() time.Time
 
 	mu sync.Mutex // guards the rate sample, taken only when refusing
 	at time.Time
@@ -54,14 +55,14 @@ type callLimit struct {
 	known  bool
 }
 
-func newCallLimit(max int, now func() time.Time) *callLimit {
+func newCallLimit(max int, refused func(string, time.Duration), now func() time.Time) *callLimit {
 	if max == 0 {
 		max = DefaultMaxCalls
 	}
 	if max < 0 {
 		return nil
 	}
-	return &callLimit{max: int64(max), now: now}
+	return &callLimit{max: int64(max), refused: refused, now: now}
 }
 
 // counted holds the methods whose calls count against the limit: the unary
@@ -86,8 +87,12 @@ func (l *callLimit) tap(ctx context.Context, info *tap.Info) (context.Context, e
 	}
 	if l.n.Add(1) > l.max {
 		l.n.Add(-1)
+		ra := l.retryAfter()
+		if l.refused != nil {
+			l.refused(info.FullMethodName, ra)
+		}
 		return ctx, statusErr(&lease.Error{Code: lease.CodeOverloaded,
-			Message: "too many calls in progress on this server", RetryAfter: l.retryAfter()})
+			Message: "too many calls in progress on this server", RetryAfter: ra})
 	}
 	context.AfterFunc(ctx, l.release)
 	return ctx, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"sync"
 	"testing"
 	"time"
@@ -23,7 +24,13 @@ import (
 func TestCallsBeyondMaxCallsAreRefusedOverloaded(t *testing.T) {
 	const limit = 3
 	c := servertest.NewCluster(1)
-	addrs := servertest.Start(t, c, grpcserver.Options{MaxCalls: limit})
+	var refusedMu sync.Mutex
+	var refused []string
+	addrs := servertest.Start(t, c, grpcserver.Options{MaxCalls: limit, OnCallRefused: func(method string, ra time.Duration) {
+		refusedMu.Lock()
+		defer refusedMu.Unlock()
+		refused = append(refused, fmt.Sprintf("%s %v", path.Base(method), ra > 0))
+	}})
 	cl := newClient(t, client.Config{Endpoints: addrs})
 	ctx := ctxT(t)
 
@@ -66,11 +73,25 @@ func TestCallsBeyondMaxCallsAreRefusedOverloaded(t *testing.T) {
 	if !errors.As(err, &le) || le.Code != lease.CodeOverloaded || le.RetryAfter <= 0 {
 		t.Fatalf("claim beyond the limit: %v, want overloaded with a retry-after", err)
 	}
-	if _, _, err := cl.Get(ctx, key); !errors.Is(err, lease.ErrOverloaded) {
+	short, cancel = context.WithTimeout(ctx, 3*time.Second)
+	_, _, err = cl.Get(short, key)
+	cancel()
+	if !errors.Is(err, lease.ErrOverloaded) {
 		t.Fatalf("get beyond the limit: %v, want overloaded", err)
 	}
 	if _, err := cl.Status(ctx); err != nil {
 		t.Fatalf("status beyond the limit: %v", err)
+	}
+	// Every refusal is reported, with a retry-after (the client may try
+	// twice: one endpoint, plus one, when the retry-after fits its deadline).
+	refusedMu.Lock()
+	seen := map[string]int{}
+	for _, r := range refused {
+		seen[r]++
+	}
+	refusedMu.Unlock()
+	if len(seen) != 2 || seen["Claim true"] == 0 || seen["Get true"] == 0 {
+		t.Fatalf("OnCallRefused saw %v, want the claim's and the get's attempts, each with a retry-after", seen)
 	}
 
 	hold.Do(func() { close(release) })

@@ -52,6 +52,10 @@ type Options struct {
 	// with CodeOverloaded and a retry-after before it is read. Status,
 	// admin calls and streams are not counted (streams have MaxWatchers).
 	MaxCalls int
+	// OnCallRefused, when set, is told of every call refused over
+	// MaxCalls (its full method name and the retry-after given). It runs in
+	// the connection's reader: it must not block.
+	OnCallRefused func(method string, retryAfter time.Duration)
 	// Logger logs panics and internal errors (slog.Default()).
 	Logger *slog.Logger
 	// GRPCOptions are appended to the server's own options.
@@ -123,7 +127,7 @@ func New(b Backend, opts Options) (*Server, error) {
 		// 65,536 calls, so a rare deep call does not pin a large stack.
 		grpc.NumStreamWorkers(streamWorkers),
 	}
-	if l := newCallLimit(opts.MaxCalls, time.Now); l != nil {
+	if l := newCallLimit(opts.MaxCalls, opts.OnCallRefused, time.Now); l != nil {
 		gopts = append(gopts, grpc.InTapHandle(l.tap))
 	}
 	if opts.TLS != nil {

@@ -41,6 +41,7 @@ type Metrics struct {
 	leaderChanges prometheus.Counter
 	fsyncLatency  prometheus.Histogram
 	retryAfter    prometheus.Histogram
+	callsRefused  *prometheus.CounterVec
 
 	status func() grpcserver.Status
 
@@ -68,6 +69,7 @@ func New(status func() grpcserver.Status) *Metrics {
 	m.leaderChanges = f.counter("leader_changes_total", "Leader changes this server observed.")
 	m.fsyncLatency = f.hist("fsync_seconds", "Time to append a batch of entries to the Raft log (one fsync).", latencyBuckets)
 	m.retryAfter = f.hist("retry_after_seconds", "Retry-after told to calls refused as overloaded.", []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30})
+	m.callsRefused = f.counterVec("calls_refused_total", "Unary calls refused as overloaded before they were read, because too many were in progress (--max-calls), by op.", "op")
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if status != nil {
 		m.Registry.MustRegister(&stateCollector{status: status})
@@ -165,6 +167,14 @@ func (m *Metrics) UnaryInterceptor() grpc.UnaryServerInterceptor {
 		}
 		return resp, err
 	}
+}
+
+// CallRefused counts a call the API server refused over its limit of calls
+// in progress (grpcserver.Options.OnCallRefused).
+func (m *Metrics) CallRefused(method string, retryAfter time.Duration) {
+	m.callsRefused.WithLabelValues(path.Base(method)).Inc()
+	m.retryAfter.Observe(retryAfter.Seconds())
+	m.Series.AddRetryAfter(time.Now(), retryAfter)
 }
 
 // WatchLeader counts leader changes seen by r until Close, and samples the

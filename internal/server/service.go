@@ -79,6 +79,9 @@ func Start(cfg Config) (*Server, error) {
 	}
 	s.Metrics.AddCertificates("api", cfg.Server.TLS)
 	s.Metrics.AddCertificates("raft", cfg.Raft.TLS)
+	if cfg.Server.OnCallRefused == nil {
+		cfg.Server.OnCallRefused = s.Metrics.CallRefused
+	}
 	cfg.Server.GRPCOptions = append(cfg.Server.GRPCOptions[:len(cfg.Server.GRPCOptions):len(cfg.Server.GRPCOptions)],
 		grpc.ChainUnaryInterceptor(s.Metrics.UnaryInterceptor()))
 	if s.Raft, err = replica.Open(cfg.Raft); err != nil {
