@@ -313,7 +313,7 @@ func (q *Queue) dispatch() {
 	for {
 		rep, leader := q.prop.Now()
 		q.mu.Lock()
-		if q.closed || q.inFlight >= q.core.s.MaxInFlight || q.core.Len() == 0 {
+		if q.closed || !q.core.Ready(q.inFlight) {
 			q.mu.Unlock()
 			return
 		}

@@ -229,7 +229,9 @@ func TestInFlightBound(t *testing.T) {
 }
 
 func TestSetSettingsLive(t *testing.T) {
-	h := newHarness(t, func(s *Settings) { s.MaxInFlight = 1 })
+	// One-op entries, so the queued op is a whole entry, which may go out
+	// beside another once MaxInFlight allows it.
+	h := newHarness(t, func(s *Settings) { s.MaxInFlight = 1; s.MaxOpsPerEntry = 1 })
 	h.submit(context.Background(), cmd(lease.OpClaim, "a"))
 	e1 := h.nextEntry()
 	ch := h.submit(context.Background(), cmd(lease.OpClaim, "b"))
@@ -410,5 +412,37 @@ func TestDeadlineAfterProposalIsUnknown(t *testing.T) {
 	}
 	if err := lease.ContextError(context.DeadlineExceeded, false); err.Code != lease.CodeDeadlineExceeded {
 		t.Fatalf("before proposal: got %v", err.Code)
+	}
+}
+
+// While an entry is in flight, ops that do not fill a whole entry wait for
+// it to commit and then go out together, instead of each taking an entry
+// (and a log write on every member) of its own: at 100 streamed renewers
+// that was 0.11 log writes per op against 0.07. Work that fills an entry
+// still goes out while fewer than MaxInFlight are in flight.
+func TestPartialEntryWaitsWhileOneIsInFlight(t *testing.T) {
+	h := newHarness(t, func(s *Settings) { s.MaxInFlight = 3; s.MaxOpsPerEntry = 4 })
+	first := h.submit(context.Background(), cmd(lease.OpExtend, "first"))
+	e1 := h.nextEntry() // nothing in flight: proposed at once
+	var small []<-chan answer
+	for i := range 3 {
+		small = append(small, h.submit(context.Background(), cmd(lease.OpExtend, fmt.Sprint("s", i))))
+	}
+	h.waitFor("3 queued", func() bool { return h.depth() == 3 })
+	if st := h.q.Stats(); st.InFlight != 1 {
+		t.Fatalf("%d entries in flight with a partial entry queued behind one, want 1", st.InFlight)
+	}
+	// A fourth op makes a full entry: it goes out beside the first.
+	small = append(small, h.submit(context.Background(), cmd(lease.OpExtend, "s3")))
+	e2 := h.nextEntry()
+	if len(e2.cmds) != 4 {
+		t.Fatalf("second entry %v, want the 4 queued ops", e2.holders())
+	}
+	e1.resolve(nil)
+	e2.resolve(nil)
+	for _, ch := range append(small, first) {
+		if a := h.recv(ch); a.err != nil {
+			t.Fatal(a.err)
+		}
 	}
 }
