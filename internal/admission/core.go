@@ -144,7 +144,7 @@ func (c *Core) Len() int { return c.depth[LaneRenewal] + c.depth[LaneClaim] }
 // written by the leader and each follower in the same log write as far as
 // Raft batches them, but each is a round of work for every member; one
 // partial entry at a time made 100 streamed renewers' log writes per op
-// 0.11 → 0.07 and their throughput 13-29 % higher (docs/performance.md,
+// 0.11 → 0.07 and their throughput 6-29 % higher (docs/performance.md,
 // section 14). When the log is the bottleneck the queue holds whole entries,
 // so MaxInFlight of them are in flight as before.
 func (c *Core) Ready(inFlight int) bool {

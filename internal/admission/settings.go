@@ -16,8 +16,9 @@ type Settings struct {
 	// logentry.CommandSize (an upper bound), so a real entry is smaller.
 	MaxBytesPerEntry int
 	// MaxInFlight is how many entries may be proposed and not yet applied.
-	// More than one lets the next entry fill while one commits (group
-	// commit); a handful is enough because hashicorp/raft pipelines them.
+	// Only whole entries go out while another is in flight (Core.Ready):
+	// more than one keeps the log busy when the queue holds more than an
+	// entry; a partial entry fills while one commits (group commit).
 	MaxInFlight int
 	// MaxQueuedOps is the hard cap on queued ops, a memory bound that holds
 	// even if the drain-time estimate is wrong.
