@@ -138,7 +138,7 @@ func (c *Core) Len() int { return c.depth[LaneRenewal] + c.depth[LaneClaim] }
 // Ready reports whether the next entry should be proposed now, with
 // inFlight entries proposed and not yet applied. With none in flight any
 // queued op goes at once (a lone caller waits for nothing). With some in
-// flight, only a whole entry's worth of work goes beside them (up to
+// flight, only a whole entry's worth of work (fullEntryOps) goes beside them (up to
 // MaxInFlight): a partial entry waits for the commit and leaves with the
 // ops that arrive meanwhile. Entries proposed while one commits are
 // written by the leader and each follower in the same log write as far as
@@ -155,7 +155,7 @@ func (c *Core) Ready(inFlight int) bool {
 	case inFlight == 0:
 		return true
 	}
-	return n >= c.s.MaxOpsPerEntry || float64(n)*c.est.opBytes >= float64(c.s.MaxBytesPerEntry)
+	return float64(n) >= c.fullEntryOps()
 }
 
 // errQueueFull is the cause of rejections by the hard cap, so metrics can
@@ -315,11 +315,17 @@ func (c *Core) expectedWait(l Lane) time.Duration {
 // full. A full entry holds MaxOpsPerEntry ops, or fewer when typical ops are
 // big enough for MaxBytesPerEntry to bind first.
 func (c *Core) rate() float64 {
-	perEntry := float64(c.s.MaxOpsPerEntry)
+	return float64(c.s.MaxInFlight) * c.fullEntryOps() / c.est.latency.Seconds()
+}
+
+// fullEntryOps is how many ops fill an entry: MaxOpsPerEntry, or fewer when
+// ops of the smoothed admitted size reach MaxBytesPerEntry first.
+func (c *Core) fullEntryOps() float64 {
+	n := float64(c.s.MaxOpsPerEntry)
 	if c.est.opBytes > 0 {
-		perEntry = math.Min(perEntry, float64(c.s.MaxBytesPerEntry)/c.est.opBytes)
+		n = math.Min(n, float64(c.s.MaxBytesPerEntry)/c.est.opBytes)
 	}
-	return float64(c.s.MaxInFlight) * perEntry / c.est.latency.Seconds()
+	return n
 }
 
 // Withdraw removes a queued item (its caller went away). It reports whether
