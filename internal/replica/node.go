@@ -532,20 +532,11 @@ func (n *Node) tick() {
 	for {
 		// The interval is a live cluster setting.
 		interval := n.tickInterval()
-		// A leader wakes when it will have been idle for an interval; a
-		// tick that just failed without proposing waits a whole one.
-		wait := interval
+		wait := interval              // a follower checks back an interval later
 		knows := int64(math.MinInt64) // a follower needs no wake-ups
 		if t, _, ok := n.clock.now(); ok {
-			idle := n.idle()
-			if idle < interval {
-				wait = interval - idle
-			}
 			knows = n.sm.nextExpiry.Load()
-			if knows != math.MaxInt64 {
-				due := max(time.Duration(knows)-t+1, expiryTickGap(interval)-idle, 0)
-				wait = min(wait, due)
-			}
+			wait = tickWait(interval, n.idle(), t, knows)
 		}
 		n.sm.tickKnows.Store(knows)
 		tm := n.cfg.Clock.NewTimer(wait)
@@ -572,6 +563,21 @@ func (n *Node) tick() {
 			n.log.Debug("tick failed", "err", err)
 		}
 	}
+}
+
+// tickWait is how long a ready leader sleeps before its next tick check:
+// until it will have been idle for an interval (at once if it already has,
+// as a leader just elected after a quiet spell), or until just after the
+// earliest expiry nextExpiry (replicated nanoseconds; math.MaxInt64 for
+// none) but no sooner than expiryTickGap after its last proposal. now is
+// replicated time and idle the time since this node last proposed.
+func tickWait(interval, idle, now time.Duration, nextExpiry int64) time.Duration {
+	wait := max(interval-idle, 0)
+	if nextExpiry != math.MaxInt64 {
+		due := max(time.Duration(nextExpiry)-now+1, expiryTickGap(interval)-idle, 0)
+		wait = min(wait, due)
+	}
+	return wait
 }
 
 // expiryTickGap is the least time between the last proposal and a tick

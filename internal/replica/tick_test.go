@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -51,5 +52,31 @@ func TestTickProposesAtNextExpiry(t *testing.T) {
 	waitFor(t, "the lease to expire", func() bool { return !held() })
 	if got := replicatedTime(l) - start; got >= interval {
 		t.Fatalf("expired at replicated +%v: by an interval tick, not at its expiry", got)
+	}
+}
+
+func TestTickWait(t *testing.T) {
+	const iv = 10 * time.Second
+	none := int64(math.MaxInt64)
+	for _, tc := range []struct {
+		name       string
+		idle, now  time.Duration
+		nextExpiry int64
+		want       time.Duration
+	}{
+		{"just proposed, nothing held", 0, 100 * time.Second, none, iv},
+		{"idle part of an interval", 4 * time.Second, 100 * time.Second, none, 6 * time.Second},
+		{"idle exactly an interval", iv, 100 * time.Second, none, 0},
+		// A leader elected after a quiet spell (or woken after its timer
+		// was due) ticks at once, not a whole interval later.
+		{"idle longer than an interval", 3 * iv, 100 * time.Second, none, 0},
+		{"expiry before the interval", 0, 100 * time.Second, int64(103 * time.Second), 3*time.Second + 1},
+		{"expiry due, within the gap", 0, 100 * time.Second, int64(99 * time.Second), iv / 10},
+		{"expiry due, past the gap", iv / 10, 100 * time.Second, int64(99 * time.Second), 0},
+		{"expiry after the interval", 0, 100 * time.Second, int64(200 * time.Second), iv},
+	} {
+		if got := tickWait(iv, tc.idle, tc.now, tc.nextExpiry); got != tc.want {
+			t.Errorf("%s: tickWait = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
