@@ -36,10 +36,12 @@ type Options struct {
 	Hooks     admission.Hooks
 	// WatchHistory and WatchBuffer size the watch hub (see server.NewWatchHub).
 	WatchHistory, WatchBuffer int
-	// OnEvents, if set, also receives every applied batch's events, extends
-	// of a tenure only while a watcher asks for them (after
-	// the watch hub), e.g. to count expiries. It must be quick.
-	OnEvents func([]lease.Event)
+	// KeepWindow records every event but extends of a tenure even with no
+	// watcher, for the watch hub's window: a server's status page shows a
+	// lease's recent history from it, and a watch that resumes after its
+	// stream broke finds its events there. Without it, events are recorded
+	// only while a watcher reads them.
+	KeepWindow bool
 	// Logger receives the node's warnings (nil: discarded).
 	Logger *slog.Logger
 }
@@ -77,19 +79,12 @@ func New(r *replica.Node, opts Options) (*Node, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	n := &Node{r: r, queue: q, mode: opts.Mode, log: opts.Logger, WatchHub: grpcserver.NewWatchHub(opts.WatchHistory, opts.WatchBuffer)}
-	if opts.OnEvents != nil {
-		r.OnEvents(func(evs []lease.Event) {
-			n.WatchHub.Publish(evs)
-			opts.OnEvents(evs)
-		})
-	} else {
-		r.OnEvents(n.WatchHub.Publish)
-	}
-	// The state machine records events only while a watcher (or OnEvents)
-	// reads them, and extends of a tenure only while a watcher asks.
-	forced := opts.OnEvents != nil
+	r.OnEvents(n.WatchHub.Publish)
+	// The state machine records events only while a watcher reads them
+	// (or KeepWindow), and extends of a tenure only while a watcher asks
+	// (it counts every event for the metrics either way).
 	n.WatchHub.SetRecorder(func(events, extends bool) (uint64, bool) {
-		on := events || forced
+		on := events || opts.KeepWindow
 		return r.SetRecording(on, on && extends), on
 	})
 	r.OnSettings(n.applySettings)

@@ -92,9 +92,19 @@ func benchStream() []lease.Command {
 // command (100k commands/s), so every lease is renewed long before expiry.
 func BenchmarkApply(b *testing.B) {
 	stream := benchStream()
-	for _, size := range []int{1, 64, 1024} {
-		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
+	for _, c := range []struct {
+		size   int
+		window bool // record events as a server's watch window does
+	}{{1, false}, {64, false}, {1024, false}, {1024, true}} {
+		size := c.size
+		name := fmt.Sprintf("batch=%d", size)
+		if c.window {
+			name += "/window"
+		}
+		b.Run(name, func(b *testing.B) {
 			m := populate(b, benchLeases)
+			m.RecordEvents(c.window)
+			m.RecordExtends(false)
 			var entries []logentry.Entry
 			for i := 0; i < len(stream); i += size {
 				entries = append(entries, logentry.Entry{Kind: logentry.KindBatch, Commands: stream[i : i+size]})
@@ -112,6 +122,7 @@ func BenchmarkApply(b *testing.B) {
 						bad++
 					}
 				}
+				m.TakeEvents()
 			}
 			b.StopTimer()
 			if m.Len() != benchLeases || bad > b.N*size/50 {

@@ -104,7 +104,14 @@ type Machine struct {
 	// watcher that asked for them reads them.
 	skipExtends bool
 	events      []lease.Event
+	// counts are the events of each kind applied by this machine, recorded
+	// or not (extends included): the events metric reads them, so counting
+	// needs no recording.
+	counts EventCounts
 }
+
+// EventCounts are numbers of events by lease.EventKind (index 0 unused).
+type EventCounts [lease.EventUnpinned + 1]uint64
 
 // New returns an empty machine. It validates durations against
 // lease.DefaultLimits until a settings entry replaces them: the limits come
@@ -139,12 +146,35 @@ func (m *Machine) RecordEvents(on bool) { m.recordEvents = on; m.events = m.even
 // (EventExtended); on by default, effective only while RecordEvents is on.
 func (m *Machine) RecordExtends(on bool) { m.skipExtends = !on }
 
-// TakeEvents returns the events recorded since the last call and forgets them.
+// Recording says whether events are recorded for TakeEvents, and whether
+// extends of a tenure are among them.
+func (m *Machine) Recording() (events, extends bool) {
+	return m.recordEvents, m.recordEvents && !m.skipExtends
+}
+
+// EventCounts are the events of each kind this machine has applied since
+// it was made, whether recorded or not; a restored snapshot keeps them (they
+// count this server's applies, not the cluster's history, and decide
+// nothing).
+func (m *Machine) EventCounts() EventCounts { return m.counts }
+
+// TakeEvents returns the events recorded since the last call and forgets
+// them. The slice is the machine's own buffer, valid until the next Apply:
+// the caller copies what it keeps. Reusing it saves growing a new slice
+// (a copy per doubling) for every applied entry's events.
 func (m *Machine) TakeEvents() []lease.Event {
 	ev := m.events
-	m.events = nil
+	if cap(ev) > maxKeptEvents {
+		m.events = nil // one large batch (a mass expiry) does not pin memory
+	} else {
+		m.events = ev[:0]
+	}
 	return ev
 }
+
+// maxKeptEvents bounds the event buffer kept between applies: an entry's
+// worth of ops and their expiries.
+const maxKeptEvents = 4096
 
 // Now is the replicated time of the last applied entry.
 func (m *Machine) Now() time.Duration { return m.now }
@@ -313,9 +343,7 @@ func (m *Machine) lengthen(r *record, d time.Duration) lease.Result {
 		} else {
 			m.heap.fix(int(r.heapIdx), m.gtab)
 		}
-		if !m.skipExtends {
-			m.emit(lease.EventExtended, r)
-		}
+		m.emit(lease.EventExtended, r)
 	}
 	return lease.Result{Outcome: lease.OutcomeExtended, Holder: r.holder(), Token: r.token, Start: r.start, Expiry: r.expiry, Now: m.now}
 }
@@ -427,21 +455,24 @@ func (m *Machine) unpin(c *lease.Command) lease.Result {
 	return res
 }
 
-func (m *Machine) emit(kind lease.EventKind, r *record) {
-	if m.recordEvents {
-		m.emitKey(kind, m.key(r), r)
-	}
+func (m *Machine) emit(kind lease.EventKind, r *record) { m.emitKey(kind, m.key(r), r) }
+
+// recording is whether events of kind are recorded for TakeEvents.
+func (m *Machine) recording(kind lease.EventKind) bool {
+	return m.recordEvents && (kind != lease.EventExtended || !m.skipExtends)
 }
 
 // emitKey is emit for r at key k, once r's group may be gone.
 func (m *Machine) emitKey(kind lease.EventKind, k lease.Key, r *record) {
-	if m.recordEvents {
+	m.counts[kind]++
+	if m.recording(kind) {
 		m.events = append(m.events, lease.Event{Kind: kind, Key: k, Holder: r.holder(), Token: r.token, Expiry: r.expiry, Index: m.index, Now: m.now})
 	}
 }
 
 func (m *Machine) emitPin(kind lease.EventKind, c *lease.Command) {
-	if m.recordEvents {
+	m.counts[kind]++
+	if m.recording(kind) {
 		m.events = append(m.events, lease.Event{Kind: kind, Key: c.Key, Holder: c.Holder, Index: m.index, Now: m.now})
 	}
 }

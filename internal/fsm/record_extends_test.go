@@ -45,3 +45,30 @@ func TestRecordExtendsOff(t *testing.T) {
 		t.Fatalf("events with extends: %v, want the same plus two extends", kinds[0])
 	}
 }
+
+// Every applied event is counted, recorded or not, and the counts survive a
+// restored snapshot (they count this machine's applies).
+func TestEventCountsWithoutRecording(t *testing.T) {
+	for _, record := range []bool{false, true} {
+		h := newHarness(t)
+		h.m.RecordEvents(record)
+		h.apply(sec, claim(kA, "u/0", 10*sec), claim(kB, "u/1", 2*sec))
+		h.apply(2*sec, extend(kA, "u/0", 20*sec), pin(kA, "e"))
+		h.apply(3*sec, unpin(kA, "e"), revoke(kA, "u/0"))
+		h.tick(10 * sec) // kB expires
+		want := EventCounts{lease.EventClaimed: 2, lease.EventExtended: 1, lease.EventRevoked: 1, lease.EventExpired: 1, lease.EventPinned: 1, lease.EventUnpinned: 1}
+		if got := h.m.EventCounts(); got != want {
+			t.Errorf("recording %v: counts %v, want %v", record, got, want)
+		}
+		if got := len(h.m.TakeEvents()); record != (got > 0) {
+			t.Errorf("recording %v: %d events recorded", record, got)
+		}
+		snap := h.m.AppendSnapshot(nil)
+		if err := h.m.Restore(snap); err != nil {
+			t.Fatal(err)
+		}
+		if got := h.m.EventCounts(); got != want {
+			t.Errorf("recording %v: counts after restore %v, want %v", record, got, want)
+		}
+	}
+}

@@ -129,7 +129,7 @@ func (m *Machine) Restore(data []byte) error {
 	if err != nil {
 		return err
 	}
-	n.recordEvents, n.skipExtends = m.recordEvents, m.skipExtends
+	n.recordEvents, n.skipExtends, n.counts = m.recordEvents, m.skipExtends, m.counts
 	*m = *n
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/leasehold/leasehold/api/wire"
 	"github.com/leasehold/leasehold/internal/admission"
+	"github.com/leasehold/leasehold/internal/fsm"
 	"github.com/leasehold/leasehold/internal/grpcserver"
 	"github.com/leasehold/leasehold/lease"
 )
@@ -37,7 +38,6 @@ type Metrics struct {
 	commitLatency prometheus.Histogram
 	rejects       *prometheus.CounterVec
 	opLatency     *prometheus.HistogramVec
-	events        *prometheus.CounterVec
 	leaderChanges prometheus.Counter
 	fsyncLatency  prometheus.Histogram
 	retryAfter    prometheus.Histogram
@@ -65,7 +65,6 @@ func New(status func() grpcserver.Status) *Metrics {
 	m.commitLatency = f.hist("commit_seconds", "Time from proposing an entry to its result.", latencyBuckets)
 	m.rejects = f.counterVec("rejects_total", "Ops answered without being proposed, by reason and lane.", "reason", "lane")
 	m.opLatency = f.histVec("op_seconds", "API call latency by op and result (ok or the error code).", latencyBuckets, "op", "result")
-	m.events = f.counterVec("lease_events_total", "Applied lease events by kind (claimed, extended, revoked, expired...).", "kind")
 	m.leaderChanges = f.counter("leader_changes_total", "Leader changes this server observed.")
 	m.fsyncLatency = f.hist("fsync_seconds", "Time to append a batch of entries to the Raft log (one fsync).", latencyBuckets)
 	m.retryAfter = f.hist("retry_after_seconds", "Retry-after told to calls refused as overloaded.", []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30})
@@ -82,7 +81,6 @@ func New(status func() grpcserver.Status) *Metrics {
 			m.rejects.WithLabelValues(r.String(), l.String())
 		}
 	}
-	m.events.WithLabelValues(lease.EventExpired.String())
 	return m
 }
 
@@ -115,10 +113,24 @@ func (m *Metrics) Hooks() admission.Hooks {
 	}
 }
 
-// Events counts applied lease events (fed from the applied log).
-func (m *Metrics) Events(evs []lease.Event) {
-	for i := range evs {
-		m.events.WithLabelValues(evs[i].Kind.String()).Inc()
+// CountEvents exports counts, read at every scrape, as
+// lease_events_total{kind}: the state machine counts the events it applies
+// whether or not it records them, so the metric costs nothing per op.
+func (m *Metrics) CountEvents(counts func() fsm.EventCounts) {
+	m.Registry.MustRegister(eventCollector(counts))
+}
+
+var descEvents = prometheus.NewDesc(ns+"_lease_events_total", "Applied lease events by kind (claimed, extended, revoked, expired, pinned, unpinned).", []string{"kind"}, nil)
+
+// eventCollector reads the state machine's event counts at scrape time.
+type eventCollector func() fsm.EventCounts
+
+func (c eventCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descEvents }
+
+func (c eventCollector) Collect(ch chan<- prometheus.Metric) {
+	counts := c()
+	for k := lease.EventClaimed; int(k) < len(counts); k++ {
+		ch <- prometheus.MustNewConstMetric(descEvents, prometheus.CounterValue, float64(counts[k]), k.String())
 	}
 }
 

@@ -201,6 +201,20 @@ func (n *Node) SetRecording(events, extends bool) (applied uint64) {
 	return n.sm.m.Index()
 }
 
+// Recording says whether the state machine records events (for OnEvents),
+// and extends of a tenure among them.
+func (n *Node) Recording() (events, extends bool) {
+	n.sm.read(func(m *fsm.Machine) { events, extends = m.Recording() })
+	return events, extends
+}
+
+// EventCounts are the events of each kind this node has applied since it
+// started, recorded or not.
+func (n *Node) EventCounts() (c fsm.EventCounts) {
+	n.sm.read(func(m *fsm.Machine) { c = m.EventCounts() })
+	return c
+}
+
 // Limits returns the duration limits the state machine enforces.
 func (n *Node) Limits() lease.Limits {
 	var l lease.Limits

@@ -65,9 +65,6 @@ func Start(cfg Config) (*Server, error) {
 	if h := cfg.Node.Hooks; h.Depth == nil && h.Wait == nil && h.Entry == nil && h.Committed == nil && h.Rejected == nil {
 		cfg.Node.Hooks = s.Metrics.Hooks()
 	}
-	if cfg.Node.OnEvents == nil {
-		cfg.Node.OnEvents = s.Metrics.Events
-	}
 	if cfg.Node.Logger == nil {
 		cfg.Node.Logger = s.log
 	}
@@ -88,6 +85,10 @@ func Start(cfg Config) (*Server, error) {
 		s.closeListeners()
 		return nil, err
 	}
+	s.Metrics.CountEvents(s.Raft.EventCounts)
+	// A server keeps its watch window whether or not anyone watches: its
+	// status page's lease history and resuming watches read it.
+	cfg.Node.KeepWindow = true
 	if s.Node, err = backend.New(s.Raft, cfg.Node); err != nil {
 		s.Raft.Close()
 		s.closeListeners()
