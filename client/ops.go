@@ -109,10 +109,7 @@ type BulkResult struct {
 // error that applies to the whole request is returned as the error, after
 // the request as a whole has been retried where allowed.
 func (c *Client) Bulk(ctx context.Context, cmds []lease.Command) ([]BulkResult, error) {
-	req := &pb.BulkRequest{Ops: make([]*pb.Op, len(cmds))}
-	for i := range cmds {
-		req.Ops[i] = wire.CommandPB(&cmds[i])
-	}
+	req := &pb.BulkRequest{Ops: wire.CommandsPB(cmds)}
 	var resp *pb.BulkResponse
 	err := c.do(ctx, kindWrite, func(ctx context.Context, ep *endpoint, p *peer.Peer) error {
 		r, err := ep.api.Bulk(ctx, req, grpc.Peer(p))

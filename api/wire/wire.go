@@ -73,6 +73,20 @@ func CommandPB(c *lease.Command) *pb.Op {
 	return &pb.Op{Kind: OpPB(c.Op), Key: KeyPB(c.Key), Holder: c.Holder, DurationMs: Ms(c.Duration), WaitMs: Ms(c.Wait)}
 }
 
+// CommandsPB converts cmds for one request, with two allocations for all
+// of them rather than two per op (a Bulk call carries up to thousands).
+func CommandsPB(cmds []lease.Command) []*pb.Op {
+	ops, keys := make([]pb.Op, len(cmds)), make([]pb.Key, len(cmds))
+	out := make([]*pb.Op, len(cmds))
+	for i := range cmds {
+		c := &cmds[i]
+		keys[i] = pb.Key{Namespace: c.Key.Namespace, Group: c.Key.Group, Name: c.Key.Name}
+		ops[i] = pb.Op{Kind: OpPB(c.Op), Key: &keys[i], Holder: c.Holder, DurationMs: Ms(c.Duration), WaitMs: Ms(c.Wait)}
+		out[i] = &ops[i]
+	}
+	return out
+}
+
 // OutcomePB converts an outcome; the enum values match lease.Outcome's.
 func OutcomePB(o lease.Outcome) pb.Outcome { return pb.Outcome(o) }
 
@@ -81,7 +95,41 @@ func Outcome(o pb.Outcome) lease.Outcome { return lease.Outcome(o) }
 
 // ResultPB converts a successful result for key k.
 func ResultPB(k lease.Key, r *lease.Result) *pb.OpResult {
-	out := &pb.OpResult{Outcome: OutcomePB(r.Outcome), Key: KeyPB(k), NowNs: int64(r.Now)}
+	out := new(pb.OpResult)
+	FillResultPB(out, new(pb.Key), k, r)
+	return out
+}
+
+// ResultSlab hands out the messages of many results from three
+// allocations, for a response that carries many (Bulk, a renewal stream's
+// message): GC cost follows the number of objects. Each message is handed
+// out once; the slab lives as long as any of them.
+type ResultSlab struct {
+	results []pb.OpResult
+	keys    []pb.Key
+}
+
+// NewResultSlab makes room for n results.
+func NewResultSlab(n int) *ResultSlab {
+	return &ResultSlab{results: make([]pb.OpResult, 0, n), keys: make([]pb.Key, 0, n)}
+}
+
+// ResultPB is wire.ResultPB from the slab (from the heap once it is used up).
+func (s *ResultSlab) ResultPB(k lease.Key, r *lease.Result) *pb.OpResult {
+	if len(s.results) == cap(s.results) {
+		return ResultPB(k, r)
+	}
+	s.results, s.keys = s.results[:len(s.results)+1], s.keys[:len(s.keys)+1]
+	out := &s.results[len(s.results)-1]
+	FillResultPB(out, &s.keys[len(s.keys)-1], k, r)
+	return out
+}
+
+// FillResultPB writes the conversion of result r for key k into out, with
+// key as its key message; both must be zero.
+func FillResultPB(out *pb.OpResult, key *pb.Key, k lease.Key, r *lease.Result) {
+	key.Namespace, key.Group, key.Name = k.Namespace, k.Group, k.Name
+	out.Outcome, out.Key, out.NowNs = OutcomePB(r.Outcome), key, int64(r.Now)
 	if r.Holder != "" {
 		out.Holder = r.Holder
 		out.Token = r.Token
@@ -95,7 +143,6 @@ func ResultPB(k lease.Key, r *lease.Result) *pb.OpResult {
 		out.Position = int32(r.Position)
 		out.WaitExpiryNs = int64(r.WaitExpiry)
 	}
-	return out
 }
 
 // InfoPB converts a lease as read at replicated time now.

@@ -69,7 +69,13 @@ func (s *Server) Bulk(ctx context.Context, r *pb.BulkRequest) (*pb.BulkResponse,
 	}
 	admin := roleOf(ctx) == RoleAdmin
 	limits := s.limits()
+	// The response's messages come from slabs: a few allocations per call
+	// rather than three per op.
+	results := make([]pb.BulkResult, len(r.Ops))
 	out := make([]*pb.BulkResult, len(r.Ops))
+	for i := range out {
+		out[i] = &results[i]
+	}
 	cmds := make([]lease.Command, 0, len(r.Ops))
 	idx := make([]int, 0, len(r.Ops))
 	for i, op := range r.Ops {
@@ -80,7 +86,7 @@ func (s *Server) Bulk(ctx context.Context, r *pb.BulkRequest) (*pb.BulkResponse,
 			return nil, errorf(lease.CodePermissionDenied, "op %d: pin and unpin need the admin role", i)
 		}
 		if err := c.Validate(limits); err != nil {
-			out[i] = &pb.BulkResult{Error: wire.ErrorPB(err)}
+			results[i].Error = wire.ErrorPB(err)
 			continue
 		}
 		cmds = append(cmds, c)
@@ -94,11 +100,12 @@ func (s *Server) Bulk(ctx context.Context, r *pb.BulkRequest) (*pb.BulkResponse,
 		if len(res) != len(cmds) {
 			return nil, errorf(lease.CodeUnknown, "backend returned %d results for %d commands", len(res), len(cmds))
 		}
+		slab := wire.NewResultSlab(len(cmds))
 		for j, i := range idx {
 			if err := res[j].Err(); err != nil {
-				out[i] = &pb.BulkResult{Error: wire.ErrorPB(err)}
+				results[i].Error = wire.ErrorPB(err)
 			} else {
-				out[i] = &pb.BulkResult{Result: s.resultPB(cmds[j].Key, &res[j])}
+				results[i].Result = s.withRenewAfter(slab.ResultPB(cmds[j].Key, &res[j]), &res[j])
 			}
 		}
 	}

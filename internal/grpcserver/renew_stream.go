@@ -185,8 +185,13 @@ func (rs *renewStream) write(received time.Time, timeout time.Duration, ids []ui
 	if err == nil && len(res) != len(cmds) {
 		err = lease.Errorf(lease.CodeUnknown, "backend returned %d results for %d commands", len(res), len(cmds))
 	}
+	// The answers' messages come from slabs (a few allocations a Write).
+	answers := make([]pb.RenewAnswer, len(cmds))
+	slab := wire.NewResultSlab(len(cmds))
 	out := make([]*pb.RenewAnswer, len(cmds))
 	for i, id := range ids {
+		out[i] = &answers[i]
+		answers[i].Id = id
 		e := err
 		if e == nil {
 			e = res[i].Err()
@@ -195,10 +200,10 @@ func (rs *renewStream) write(received time.Time, timeout time.Duration, ids []ui
 			if lease.CodeOf(e) == lease.CodeNotLeader {
 				rs.stopNotLeader(e)
 			}
-			out[i] = &pb.RenewAnswer{Id: id, Error: wire.ErrorPB(e)}
+			answers[i].Error = wire.ErrorPB(e)
 			continue
 		}
-		out[i] = &pb.RenewAnswer{Id: id, Result: rs.s.resultPB(cmds[i].Key, &res[i])}
+		answers[i].Result = rs.s.withRenewAfter(slab.ResultPB(cmds[i].Key, &res[i]), &res[i])
 	}
 	rs.answer(out...)
 }

@@ -55,7 +55,11 @@ func (s *Server) renewAfter(left time.Duration) time.Duration {
 
 // resultPB converts a successful result and adds the renew suggestion.
 func (s *Server) resultPB(k lease.Key, r *lease.Result) *pb.OpResult {
-	out := wire.ResultPB(k, r)
+	return s.withRenewAfter(wire.ResultPB(k, r), r)
+}
+
+// withRenewAfter adds the renewal hint to out, the conversion of r.
+func (s *Server) withRenewAfter(out *pb.OpResult, r *lease.Result) *pb.OpResult {
 	if r.Outcome == lease.OutcomeGranted || r.Outcome == lease.OutcomeExtended {
 		out.RenewAfterMs = wire.Ms(s.renewAfter(r.Expiry - r.Now))
 	}
