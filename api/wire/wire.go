@@ -70,7 +70,9 @@ func Command(o *pb.Op) lease.Command {
 
 // CommandPB converts a command to a bulk op.
 func CommandPB(c *lease.Command) *pb.Op {
-	return &pb.Op{Kind: OpPB(c.Op), Key: KeyPB(c.Key), Holder: c.Holder, DurationMs: Ms(c.Duration), WaitMs: Ms(c.Wait)}
+	out := new(pb.Op)
+	fillCommandPB(out, new(pb.Key), c)
+	return out
 }
 
 // CommandsPB converts cmds for one request, with two allocations for all
@@ -79,12 +81,17 @@ func CommandsPB(cmds []lease.Command) []*pb.Op {
 	ops, keys := make([]pb.Op, len(cmds)), make([]pb.Key, len(cmds))
 	out := make([]*pb.Op, len(cmds))
 	for i := range cmds {
-		c := &cmds[i]
-		keys[i] = pb.Key{Namespace: c.Key.Namespace, Group: c.Key.Group, Name: c.Key.Name}
-		ops[i] = pb.Op{Kind: OpPB(c.Op), Key: &keys[i], Holder: c.Holder, DurationMs: Ms(c.Duration), WaitMs: Ms(c.Wait)}
+		fillCommandPB(&ops[i], &keys[i], &cmds[i])
 		out[i] = &ops[i]
 	}
 	return out
+}
+
+// fillCommandPB writes the conversion of c into out, with key as its key
+// message; both must be zero.
+func fillCommandPB(out *pb.Op, key *pb.Key, c *lease.Command) {
+	key.Namespace, key.Group, key.Name = c.Key.Namespace, c.Key.Group, c.Key.Name
+	out.Kind, out.Key, out.Holder, out.DurationMs, out.WaitMs = OpPB(c.Op), key, c.Holder, Ms(c.Duration), Ms(c.Wait)
 }
 
 // OutcomePB converts an outcome; the enum values match lease.Outcome's.

@@ -455,24 +455,32 @@ func (m *Machine) unpin(c *lease.Command) lease.Result {
 	return res
 }
 
-func (m *Machine) emit(kind lease.EventKind, r *record) { m.emitKey(kind, m.key(r), r) }
+func (m *Machine) emit(kind lease.EventKind, r *record) {
+	if m.noteEvent(kind) {
+		m.events = append(m.events, m.event(kind, m.key(r), r))
+	}
+}
 
-// recording is whether events of kind are recorded for TakeEvents.
-func (m *Machine) recording(kind lease.EventKind) bool {
+// noteEvent counts an event of kind and says whether to record it for
+// TakeEvents.
+func (m *Machine) noteEvent(kind lease.EventKind) bool {
+	m.counts[kind]++
 	return m.recordEvents && (kind != lease.EventExtended || !m.skipExtends)
 }
 
 // emitKey is emit for r at key k, once r's group may be gone.
 func (m *Machine) emitKey(kind lease.EventKind, k lease.Key, r *record) {
-	m.counts[kind]++
-	if m.recording(kind) {
-		m.events = append(m.events, lease.Event{Kind: kind, Key: k, Holder: r.holder(), Token: r.token, Expiry: r.expiry, Index: m.index, Now: m.now})
+	if m.noteEvent(kind) {
+		m.events = append(m.events, m.event(kind, k, r))
 	}
 }
 
+func (m *Machine) event(kind lease.EventKind, k lease.Key, r *record) lease.Event {
+	return lease.Event{Kind: kind, Key: k, Holder: r.holder(), Token: r.token, Expiry: r.expiry, Index: m.index, Now: m.now}
+}
+
 func (m *Machine) emitPin(kind lease.EventKind, c *lease.Command) {
-	m.counts[kind]++
-	if m.recording(kind) {
+	if m.noteEvent(kind) {
 		m.events = append(m.events, lease.Event{Kind: kind, Key: c.Key, Holder: c.Holder, Index: m.index, Now: m.now})
 	}
 }
