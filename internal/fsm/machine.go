@@ -297,7 +297,12 @@ func (m *Machine) lookup(k lease.Key) *record {
 }
 
 func (m *Machine) claim(c *lease.Command) lease.Result {
-	r := m.lookup(c.Key)
+	// The group is looked up once, for the lookup and for a grant.
+	g := m.groups[groupKey{c.Key.Namespace, c.Key.Group}]
+	var r *record
+	if g != nil {
+		r = g.leases.get(m.seed, c.Key.Name)
+	}
 	if r != nil && r.holder() == c.Holder {
 		return m.lengthen(r, c.Duration)
 	}
@@ -309,15 +314,14 @@ func (m *Machine) claim(c *lease.Command) lease.Result {
 	if r != nil {
 		return lease.Result{Code: lease.CodeDenied, Holder: r.holder(), Token: r.token, Start: r.start, Expiry: r.expiry, Now: m.now}
 	}
-	return m.grant(c.Key, c.Holder, c.Duration)
+	return m.grant(g, c.Key, c.Holder, c.Duration)
 }
 
-// grant gives the absent lease k to holder for d, with the next token.
-func (m *Machine) grant(k lease.Key, holder string, d time.Duration) lease.Result {
-	gk := groupKey{k.Namespace, k.Group}
-	g := m.groups[gk]
+// grant gives the absent lease k to holder for d, with the next token. g is
+// k's group, or nil when it has none yet.
+func (m *Machine) grant(g *group, k lease.Key, holder string, d time.Duration) lease.Result {
 	if g == nil {
-		g = m.newGroup(gk)
+		g = m.newGroup(groupKey{k.Namespace, k.Group})
 	}
 	m.tokenSeq++
 	r := newRecord(g.num, k.Name, holder, m.tokenSeq, m.now, m.now+d)

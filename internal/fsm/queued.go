@@ -224,7 +224,7 @@ func (m *Machine) grantQueued(k lease.Key) {
 		if w.expiry < m.now {
 			continue // defensive: dropExpiredWaiters runs first
 		}
-		m.grant(k, w.holder, m.limits.Clamp(w.duration))
+		m.grant(m.groups[groupKey{k.Namespace, k.Group}], k, w.holder, m.limits.Clamp(w.duration))
 		return
 	}
 }

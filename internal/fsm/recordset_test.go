@@ -9,67 +9,82 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/leasehold/leasehold/internal/logentry"
 	"github.com/leasehold/leasehold/lease"
 	"pgregory.net/rapid"
 )
 
-// checkSet verifies a recordSet's table: its length counts its records, a
-// small table is dense, a hashed one has a free slot and every record in it
-// is reachable from its home slot without crossing a free one (what lookups
-// rely on, and what deletion must preserve), and no name is there twice.
+// checkSet verifies a recordSet: len counts its records and no name is
+// there twice; its form holds more than a quarter of what it can (so a set
+// that shrank gave its memory back); an array is dense; in a hash table a
+// slot's tag is 0 exactly when the slot is free and is otherwise its
+// record's tag, a slot is free, and every record is reachable from its home
+// slot without crossing a free one (what lookups rely on, and what deletion
+// must preserve).
 func checkSet(t fataler, seed maphash.Seed, s *recordSet) {
 	t.Helper()
-	tab := s.slots[:cap(s.slots)]
-	if len(tab)&(len(tab)-1) != 0 {
-		t.Fatalf("table of %d slots", len(tab))
-	}
 	n := 0
 	seen := make(map[string]bool)
-	for i, r := range tab {
-		if r == nil {
-			continue
-		}
+	for r := range s.all() {
 		n++
 		if seen[r.name()] {
 			t.Fatalf("%q twice", r.name())
 		}
 		seen[r.name()] = true
-		if len(tab) <= smallSet {
-			if i >= len(s.slots) {
-				t.Fatalf("small table: record at %d, past its %d records", i, len(s.slots))
+	}
+	if n != s.len() {
+		t.Fatalf("%d records in the set, len %d", n, s.len())
+	}
+	if c := s.capacity(); n > c || (n*4 <= c && c > 0) {
+		t.Fatalf("%d records in a form for %d (%T)", n, c, s.t)
+	}
+	if a := array(s.t); a != nil {
+		for i := 1; i < len(a); i++ {
+			if a[i] != nil && a[i-1] == nil {
+				t.Fatalf("array: record at %d after a gap", i)
+			}
+		}
+	}
+	tab, ok := s.t.(*hashTable)
+	if !ok {
+		return
+	}
+	c := len(tab.tags)
+	if c < 2*maxArray || c&(c-1) != 0 || len(tab.recs) != c {
+		t.Fatalf("table of %d slots, %d tags", len(tab.recs), c)
+	}
+	mask := c - 1
+	for i, r := range tab.recs {
+		if r == nil {
+			if tab.tags[i] != 0 {
+				t.Fatalf("free slot %d has tag %#x", i, tab.tags[i])
 			}
 			continue
 		}
-		mask := len(tab) - 1
-		for j := int(hashName(seed, r.name())) & mask; j != i; j = (j + 1) & mask {
-			if tab[j] == nil {
+		h := hashName(seed, r.name())
+		if tab.tags[i] != tagOf(h) {
+			t.Fatalf("%q at %d: tag %#x, want %#x", r.name(), i, tab.tags[i], tagOf(h))
+		}
+		for j := int(h) & mask; j != i; j = (j + 1) & mask {
+			if tab.recs[j] == nil {
 				t.Fatalf("%q at %d unreachable: free slot %d after its home", r.name(), i, j)
 			}
 		}
 	}
-	if n != s.len() {
-		t.Fatalf("%d records in the table, len %d", n, s.len())
-	}
-	if len(tab) > smallSet && n > maxLoad(len(tab)) {
-		t.Fatalf("%d records in %d slots", n, len(tab))
-	}
-	if n == 0 && s.slots != nil {
-		t.Fatalf("empty set keeps a table of %d slots", len(tab))
-	}
 }
 
-// wrapsAround reports whether removing r from a hashed table walks a
+// wrapsAround reports whether removing r from a hash table walks a
 // cluster that wraps past the table's end: the backward shift's hardest case.
 func wrapsAround(s *recordSet, r *record) bool {
-	tab := s.slots[:cap(s.slots)]
-	if len(tab) <= smallSet {
+	tab, ok := s.t.(*hashTable)
+	if !ok {
 		return false
 	}
-	i := slices.Index(tab, r)
-	mask := len(tab) - 1
-	for j := (i + 1) & mask; tab[j] != nil; j = (j + 1) & mask {
+	i := slices.Index(tab.recs, r)
+	mask := len(tab.recs) - 1
+	for j := (i + 1) & mask; tab.recs[j] != nil; j = (j + 1) & mask {
 		if j < i {
 			return true
 		}
@@ -105,7 +120,7 @@ func TestRecordSetAgainstMap(t *testing.T) {
 				}
 			case op < 10: // remove when present
 				if r := ref[name]; r != nil {
-					if cap(s.slots) > smallSet {
+					if _, hashed := s.t.(*hashTable); hashed {
 						hashedRemoves++
 						if wrapsAround(&s, r) {
 							wraps++
@@ -149,28 +164,73 @@ func TestRecordSetAgainstMap(t *testing.T) {
 	t.Logf("%d removes from hashed tables, %d across the wrap-around", hashedRemoves, wraps)
 }
 
-// A set of one or two leases is one small allocation, and grows and shrinks
-// back through the same sizes.
+// form names s's form: 0 empty, 1 a record, 2, 4 or 8 an array, and a
+// hash table's slots.
+func form(s *recordSet) int {
+	switch t := s.t.(type) {
+	case nil:
+		return 0
+	case *record:
+		return 1
+	case *hashTable:
+		return len(t.tags)
+	}
+	return len(array(s.t))
+}
+
+// A set grows through the forms as it fills, and shrinks back once it is a
+// quarter full, to the zero value when empty.
 func TestRecordSetSizes(t *testing.T) {
 	seed := maphash.MakeSeed()
 	var s recordSet
 	var rs []*record
-	for i, want := range []int{1, 2, 4, 8, 8, 8, 16, 16, 16} {
+	grow := []int{1, 2, 4, 4, 8, 8, 8, 8, 16, 16, 16, 16, 32, 32, 32, 32, 32}
+	for i, want := range grow {
 		r := newRecord(0, strings.Repeat("x", i+1), "h", 1, 0, 0)
 		s.add(seed, r)
 		rs = append(rs, r)
-		if cap(s.slots) != want {
-			t.Fatalf("%d records: %d slots, want %d", i+1, cap(s.slots), want)
-		}
-	}
-	for i, want := range []int{16, 16, 16, 16, 8, 8, 2, 2, 0} {
-		s.remove(seed, rs[i])
-		if cap(s.slots) != want {
-			t.Fatalf("%d records left: %d slots, want %d", len(rs)-i-1, cap(s.slots), want)
+		if form(&s) != want {
+			t.Fatalf("%d records: form %d, want %d", i+1, form(&s), want)
 		}
 		checkSet(t, seed, &s)
 	}
+	// Left after each remove: 16 down to 0.
+	shrink := []int{32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 8, 8, 8, 8, 2, 2, 0}
+	for i, want := range shrink {
+		s.remove(seed, rs[i])
+		if form(&s) != want {
+			t.Fatalf("%d records left: form %d, want %d", len(rs)-i-1, form(&s), want)
+		}
+		checkSet(t, seed, &s)
+	}
+	if s != (recordSet{}) {
+		t.Fatalf("empty set is not the zero value: %+v", s)
+	}
 }
+
+// A group of one lease costs no allocation beyond the group itself, one of
+// two leases one more of 16 bytes, and a group stays in the 64-byte size
+// class.
+func TestSmallGroupAllocations(t *testing.T) {
+	if s := unsafe.Sizeof(group{}); s > 64 {
+		t.Fatalf("group is %d bytes; keep it within 64", s)
+	}
+	seed := maphash.MakeSeed()
+	r1 := newRecord(0, "a", "h", 1, 0, 0)
+	allocs := testing.AllocsPerRun(100, func() {
+		g := &group{}
+		g.leases.add(seed, r1)
+		if g.leases.get(seed, "a") != r1 || g.leases.get(seed, "b") != nil {
+			t.Fatal("lookup")
+		}
+		sink = g
+	})
+	if allocs != 1 {
+		t.Fatalf("a group of one lease: %v allocations, want 1 (the group)", allocs)
+	}
+}
+
+var sink any
 
 // Every machine hashes lease names with its own seed, so the groups' sets
 // iterate in a different order on every replica. Nothing observable may
@@ -233,7 +293,7 @@ func BenchmarkRecordSetGet(b *testing.B) {
 			junk = append(junk, make([]byte, 64)) // records not adjacent in memory
 			s.add(seed, newRecord(0, names[i], "holder-a", 1, 0, time.Minute))
 		}
-		fill := float64(n) / float64(cap(s.slots))
+		fill := float64(n) / float64(form(&s))
 		b.Run(fmt.Sprintf("n=%d/load=%.2f/hit", n, fill), func(b *testing.B) {
 			for i := range b.N {
 				if s.get(seed, names[i%n]) == nil {

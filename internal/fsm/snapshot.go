@@ -191,7 +191,7 @@ func decodeSnapshot(data []byte) (*Machine, error) {
 		}
 		g := m.newGroup(gk)
 		// nl is bounded by the bytes left (Count), so this is no bomb.
-		g.leases.resize(m.seed, tableSize(nl))
+		g.leases.reserve(m.seed, nl)
 		for j := 0; j < nl && d.Err == nil; j++ {
 			name, holder := d.Raw(), d.Raw()
 			token := d.Uvarint()
