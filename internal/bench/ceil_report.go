@@ -126,7 +126,7 @@ func newCeilReport(o CeilOptions) *CeilReport {
 			"each run is a fresh 3-node cluster on loopback with fsync on, in a process of its own; targets alternate which runs first; the load generator shares the machine",
 			"ops_per_sec is goodput: ops answered with a lease answer (granted, extended, revoked, or denied for claim-contended) inside the measured window, per second; a bulk call of B ops counts B",
 			"p50/p99 are per call (a bulk call is one call); every call has its own deadline",
-			"fsyncs_per_op: etcd's etcd_disk_wal_fsync_duration_seconds count; Leasehold's Raft log-store commits (one fsync'd bbolt transaction each), summed over the 3 members",
+			"fsyncs_per_op: etcd's etcd_disk_wal_fsync_duration_seconds count; Leasehold's Raft log-store writes (one fdatasync each), summed over the 3 members",
 			"server_cpu_us_per_op: utime+stime of the process running the 3 servers over the window; rss_per_held_lease_bytes: RSS growth since start over the leases held at the end",
 		},
 	}

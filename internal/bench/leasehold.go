@@ -34,9 +34,8 @@ type leaseholdTarget struct {
 	c         *devcluster.Cluster
 	endpoints []string
 	baseTerm  uint64
-	// fsyncs counts the members' Raft log-store commits: each is one
-	// fsync'd bbolt transaction (boltstore.StoreLogs), the counterpart of
-	// an etcd WAL fsync.
+	// fsyncs counts the members' Raft log-store writes: each is one
+	// fdatasync (walstore.StoreLogs), the counterpart of an etcd WAL fsync.
 	fsyncs atomic.Uint64
 }
 
