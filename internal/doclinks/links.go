@@ -240,8 +240,9 @@ func PackageTable(root string) ([]string, error) {
 }
 
 // Packages returns every directory under root holding Go files (the
-// module's packages), as slash paths relative to root, skipping testdata
-// and hidden directories.
+// module's packages), as slash paths relative to root, skipping testdata,
+// hidden directories and nested modules (a directory with its own go.mod,
+// such as a forked dependency under third_party, is not this module's).
 func Packages(root string) ([]string, error) {
 	seen := map[string]bool{}
 	var out []string
@@ -253,6 +254,11 @@ func Packages(root string) ([]string, error) {
 		if d.IsDir() {
 			if p != root && (strings.HasPrefix(name, ".") || name == "testdata") {
 				return filepath.SkipDir
+			}
+			if p != root {
+				if _, err := os.Stat(filepath.Join(p, "go.mod")); err == nil {
+					return filepath.SkipDir
+				}
 			}
 			return nil
 		}

@@ -129,6 +129,11 @@ func TestPackageTableCheckCatchesDrift(t *testing.T) {
 		"a/a.go":          "package a\n",
 		"b/c/c.go":        "package c\n",
 		"a/testdata/x.go": "package x\n",
+		// A nested module (a forked dependency) is not one of the module's
+		// packages, nor are its subdirectories.
+		"third_party/dep/go.mod":   "module example.com/dep\n",
+		"third_party/dep/dep.go":   "package dep\n",
+		"third_party/dep/sub/s.go": "package sub\n",
 	} {
 		p = filepath.Join(root, filepath.FromSlash(p))
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
