@@ -343,19 +343,42 @@ func (c *Core) Withdraw(it *Item) bool {
 	return true
 }
 
-// Expire drops the queued items among items whose deadline (less the
-// margin) has passed, as NextBatch would, and returns them. The runner calls
-// it from the waiter's own timer so a caller learns of its expiry at its
-// deadline even while no entry is being built.
-func (c *Core) Expire(now time.Time, items []*Item) (dropped []*Item) {
-	for _, it := range items {
-		if it.state == stateQueued && !it.Deadline.Add(-c.s.DeadlineMargin).After(now) {
-			c.Withdraw(it)
-			it.state = stateDropped
-			dropped = append(dropped, it)
+// ExpireQueued drops every queued item whose deadline (less the margin)
+// has passed at now, as NextBatch would, and returns them, with the
+// earliest moment an item still queued is due to be dropped (zero when
+// none has a deadline). The runner calls it from one timer for the whole
+// queue, so a caller learns of its expiry at its deadline even while no
+// entry is being built (Raft stuck), without a timer per call.
+func (c *Core) ExpireQueued(now time.Time) (dropped []*Item, next time.Time) {
+	for l := range c.lanes {
+		f := &c.lanes[l]
+		for _, it := range f.items[f.head:] {
+			if it.state != stateQueued || it.Deadline.IsZero() {
+				continue
+			}
+			at := c.ExpiresAt(it)
+			if !at.After(now) {
+				dropped = append(dropped, it)
+			} else if next.IsZero() || at.Before(next) {
+				next = at
+			}
 		}
 	}
-	return dropped
+	// Withdraw may compact a lane, so not while walking it.
+	for _, it := range dropped {
+		c.Withdraw(it)
+		it.state = stateDropped
+	}
+	return dropped, next
+}
+
+// ExpiresAt is when the queued item it is due to be dropped (its deadline
+// less the margin), or zero when it has no deadline.
+func (c *Core) ExpiresAt(it *Item) time.Time {
+	if it.Deadline.IsZero() {
+		return time.Time{}
+	}
+	return it.Deadline.Add(-c.s.DeadlineMargin)
 }
 
 // Batch is what NextBatch takes from the lanes.

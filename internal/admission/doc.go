@@ -63,9 +63,10 @@
 // (ops with less than DeadlineMargin left are dropped and answered
 // CodeDeadlineExceeded: never proposed), and by the state machine, since the
 // runner writes each op's deadline into the entry in replicated time
-// (replicatedNow + local time left - DeadlineMargin). A caller also has a
-// timer at its op's deadline, so it hears DeadlineExceeded on time even when
-// Raft is stuck and no entry is being built.
+// (replicatedNow + local time left - DeadlineMargin). The queue also keeps
+// one timer at the earliest deadline of its queued ops (not one per call),
+// so a caller hears DeadlineExceeded on time even when Raft is stuck and no
+// entry is being built.
 //
 // Priority with a floor. Lane 1 holds extends and revokes, lane 2 claims,
 // pins and unpins (clock ticks are proposed by the node, not queued). An

@@ -38,8 +38,9 @@ type notifier interface {
 }
 
 // Clock is the runner's time source (the one clock every component
-// injects). The runner uses its timers only to answer a waiting caller at
-// its op's deadline, never to dispatch.
+// injects). The runner keeps one timer, for the earliest deadline of the
+// queued ops, to answer their callers at it; it never dispatches on a
+// timer.
 type Clock = clock.Clock
 
 // ErrMayHaveApplied is the Cause (with the context's error) of the
@@ -76,6 +77,13 @@ type Queue struct {
 	// can answer them (Raft may never resolve a future at shutdown).
 	flights map[*flight]struct{}
 
+	// nextExpiry is the earliest moment a queued op is due to be dropped,
+	// or zero; it may be earlier than the truth (the op left the queue
+	// since), never later. The dispatcher keeps its one timer at it.
+	// expiryStale asks the dispatcher to recompute it (the margin changed).
+	nextExpiry  time.Time
+	expiryStale bool
+
 	kick chan struct{} // capacity 1: "there may be work"; never blocks a sender
 	quit chan struct{}
 	wg   sync.WaitGroup
@@ -105,7 +113,8 @@ func (q *Queue) SetSettings(s Settings) error {
 	if err := q.core.SetSettings(s); err != nil {
 		return err
 	}
-	q.signal() // MaxInFlight may have grown
+	q.expiryStale = true // the deadline margin may have changed
+	q.signal()           // MaxInFlight may have grown
 	return nil
 }
 
@@ -186,6 +195,12 @@ func (q *Queue) Submit(ctx context.Context, cmds []lease.Command) ([]lease.Resul
 		}
 	}
 	if !req.answered {
+		for _, it := range req.ptrs {
+			if at := q.core.ExpiresAt(it); it.state == stateQueued && !at.IsZero() &&
+				(q.nextExpiry.IsZero() || at.Before(q.nextExpiry)) {
+				q.nextExpiry = at // the dispatcher, signalled below, moves its timer
+			}
+		}
 		q.depthChanged()
 		q.signal()
 	}
@@ -204,54 +219,20 @@ func reasonOf(e *lease.Error) Reason {
 	}
 }
 
-// wait blocks until req is answered, ctx ends, or a queued op's deadline
-// passes (then the op is dropped at once rather than when a batch is next
-// built, which could be much later if Raft is stuck).
+// wait blocks until req is answered or ctx ends. A queued op whose
+// deadline passes is dropped, and its caller answered, by the dispatcher's
+// timer (at once rather than when a batch is next built, which could be much
+// later if Raft is stuck).
 func (q *Queue) wait(ctx context.Context, req *request) ([]lease.Result, error) {
-	// A call answered at once (refused, or applied before we got here)
-	// needs no timer.
 	select {
 	case <-req.done:
 		return req.res, req.err
-	default:
-	}
-	timerC, stop := q.arm(req)
-	for {
-		select {
-		case <-req.done:
-			stop()
-			return req.res, req.err
-		case <-ctx.Done():
-			stop()
-			q.cancel(req, ctx.Err())
-			<-req.done // cancel answered it unless it was already answered
-			return req.res, req.err
-		case <-timerC:
-			q.mu.Lock()
-			dropped := q.core.Expire(q.clock.Now(), req.ptrs)
-			q.answerDropped(dropped)
-			q.mu.Unlock()
-			timerC, stop = q.arm(req)
-		}
+	case <-ctx.Done():
+		q.cancel(req, ctx.Err())
+		<-req.done // cancel answered it unless it was already answered
+		return req.res, req.err
 	}
 }
-
-// arm starts a timer for req's earliest queued deadline (less the margin);
-// a nil channel when none of its ops is still queued.
-func (q *Queue) arm(req *request) (<-chan time.Time, func() bool) {
-	q.mu.Lock()
-	next, ok := req.nextDeadline()
-	margin := q.core.s.DeadlineMargin
-	now := q.clock.Now()
-	q.mu.Unlock()
-	if !ok {
-		return nil, noStop
-	}
-	t := q.clock.NewTimer(next.Add(-margin).Sub(now))
-	return t.C(), t.Stop
-}
-
-func noStop() bool { return false }
 
 // cancel withdraws req's queued ops and answers it, unless it was answered.
 func (q *Queue) cancel(req *request, cause error) {
@@ -282,14 +263,51 @@ func (q *Queue) signal() {
 	}
 }
 
+// dispatcher proposes entries when kicked, and keeps the queue's one
+// expiry timer at nextExpiry: when it fires, the queued ops due by then are
+// dropped and answered.
 func (q *Queue) dispatcher() {
 	defer q.wg.Done()
+	var timer clock.Timer
+	var timerAt time.Time
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	for {
+		var fired <-chan time.Time
+		if timer != nil {
+			fired = timer.C()
+		}
+		expire := false
 		select {
 		case <-q.kick:
-			q.dispatch()
+		case <-fired:
+			timer, timerAt, expire = nil, time.Time{}, true
 		case <-q.quit:
 			return
+		}
+		q.dispatch()
+		q.mu.Lock()
+		now := q.clock.Now()
+		if expire || q.expiryStale {
+			dropped, next := q.core.ExpireQueued(now)
+			q.answerDropped(dropped)
+			q.nextExpiry, q.expiryStale = next, false
+		}
+		want := q.nextExpiry
+		q.mu.Unlock()
+		if !want.Equal(timerAt) {
+			if timer != nil {
+				timer.Stop()
+				timer = nil
+			}
+			if !want.IsZero() {
+				timer, timerAt = q.clock.NewTimer(want.Sub(now)), want
+			} else {
+				timerAt = time.Time{}
+			}
 		}
 	}
 }
