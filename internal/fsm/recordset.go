@@ -111,36 +111,36 @@ func array(t any) []*record {
 	return nil
 }
 
-// capacity is how many records the set's form holds.
-func (s *recordSet) capacity() int {
+// shape is the slots of s's form (0 empty, 1 a record, 2, 4 or 8 an
+// array, a hash table's size) and the records in it.
+func (s *recordSet) shape() (slots, n int) {
 	switch t := s.t.(type) {
 	case nil:
-		return 0
+		return 0, 0
 	case *record:
-		return 1
+		return 1, 1
 	case *hashTable:
-		return maxLoad(len(t.tags))
+		return len(t.tags), t.n
 	}
-	return len(array(s.t))
+	a := array(s.t)
+	for n < len(a) && a[n] != nil {
+		n++
+	}
+	return len(a), n
+}
+
+// capacity is how many records the set's form holds.
+func (s *recordSet) capacity() int {
+	slots, _ := s.shape()
+	if _, hashed := s.t.(*hashTable); hashed {
+		return maxLoad(slots)
+	}
+	return slots
 }
 
 // len is the number of records.
 func (s *recordSet) len() int {
-	switch t := s.t.(type) {
-	case nil:
-		return 0
-	case *record:
-		return 1
-	case *hashTable:
-		return t.n
-	}
-	n := 0
-	for _, r := range array(s.t) {
-		if r == nil {
-			break
-		}
-		n++
-	}
+	_, n := s.shape()
 	return n
 }
 

@@ -167,15 +167,8 @@ func TestRecordSetAgainstMap(t *testing.T) {
 // form names s's form: 0 empty, 1 a record, 2, 4 or 8 an array, and a
 // hash table's slots.
 func form(s *recordSet) int {
-	switch t := s.t.(type) {
-	case nil:
-		return 0
-	case *record:
-		return 1
-	case *hashTable:
-		return len(t.tags)
-	}
-	return len(array(s.t))
+	slots, _ := s.shape()
+	return slots
 }
 
 // A set grows through the forms as it fills, and shrinks back once it is a
