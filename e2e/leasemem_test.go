@@ -31,6 +31,13 @@ import (
 //	LEASEHOLD_BENCH_HEAPPROFILE=heap.out go test ./e2e -run '^$' \
 //	    -bench HeldLeaseMemory -benchtime 1000000x
 func BenchmarkOneClientHeldLeaseMemory(b *testing.B) {
+	// The servers run with GOGC=50 unless the operator sets GOGC
+	// (cmd/leasehold/serve_gc.go); measure them the same way. Go's default
+	// of 100 lets the RSS read while they run swing with the GC cycle
+	// (274-324 B a lease against 218-226 at 50, docs/performance.md 16).
+	if _, set := os.LookupEnv("GOGC"); !set {
+		defer debug.SetGCPercent(debug.SetGCPercent(50))
+	}
 	e := start(b, func(o *devcluster.Options) {
 		fast := o.Raft
 		o.Raft = func(c *replica.Config) { fast(c); benchRaft(c) }
